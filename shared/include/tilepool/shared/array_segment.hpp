@@ -1,0 +1,58 @@
+#pragma once
+/// @file
+/// Data segments: N-D arrays stored as NPY files in shared memory.
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "tilepool/shared/array_view.hpp"
+#include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/segment.hpp"
+
+namespace tilepool {
+
+/// A segment whose bytes are a valid NPY file (C order, little-endian, data 64-byte
+/// aligned): numpy.load('/dev/shm/NAME', mmap_mode='r+') sees the array without a copy,
+/// and a file that numpy.save wrote into /dev/shm attaches by name alone. Move-only;
+/// creator removes, attacher never does (see Segment).
+class ArraySegment {
+ public:
+  /// Creates a zero-filled array segment. Throws as Segment::create, or Error(usage) for
+  /// a shape whose byte size overflows.
+  static ArraySegment create(std::string name, DType dtype, const Shape& shape,
+                             const Backing& backing = {}, MapOptions options = {});
+  /// Attaches an existing array segment by name; checks owner, NPY header and that the size
+  /// covers header + data. Throws Error(bad_input) naming what is wrong.
+  static ArraySegment attach(std::string name, const Backing& backing = {}, MapOptions options = {});
+  /// Reads an NPY file into a new segment with one read() of its data (no intermediate
+  /// buffer). Throws Error(bad_input) for a bad file and leaves no segment behind.
+  static ArraySegment load_npy(const std::filesystem::path& path, std::string name,
+                               const Backing& backing = {});
+
+  /// Writes the array to an NPY file (atomically; see npy::write_file).
+  void save_npy(const std::filesystem::path& path, bool overwrite = false) const;
+
+  [[nodiscard]] DType dtype() const noexcept { return header_.dtype; }
+  [[nodiscard]] const Shape& shape() const noexcept { return header_.shape; }
+  [[nodiscard]] std::byte* data() const noexcept { return segment_.data() + header_.data_offset; }
+  [[nodiscard]] std::size_t data_bytes() const noexcept { return header_.data_bytes; }
+  [[nodiscard]] const npy::Header& header() const noexcept { return header_; }
+  [[nodiscard]] Segment& segment() noexcept { return segment_; }
+  [[nodiscard]] const Segment& segment() const noexcept { return segment_; }
+  [[nodiscard]] const std::string& name() const noexcept { return segment_.name(); }
+
+  /// An untyped view that keeps the mapping alive.
+  [[nodiscard]] AnyArray array() const;
+  /// A typed view; throws Error(bad_input) if T is not the segment's dtype.
+  template <class T>
+  [[nodiscard]] ArrayView<T> view() const { return array().as<T>(); }
+
+ private:
+  ArraySegment(Segment segment, npy::Header header);
+
+  Segment segment_;
+  npy::Header header_;
+};
+
+}  // namespace tilepool

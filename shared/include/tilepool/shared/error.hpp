@@ -1,0 +1,48 @@
+#pragma once
+/// @file
+/// The one exception type that tilepool's libraries throw, and TILEPOOL_CHECK for broken invariants.
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace tilepool {
+
+/// What kind of failure an Error reports; the CLI maps it to an exit status.
+enum class Errc {
+  usage,       ///< the caller asked for something meaningless (bad flag, bad tile)      -> exit 2
+  bad_input,   ///< an input file or segment is missing, malformed or mismatched         -> exit 2
+  exists,      ///< a segment or file that would be created already exists               -> exit 2
+  no_space,    ///< not enough room in the backing store (e.g. /dev/shm)                 -> exit 1
+  system,      ///< an operating-system call failed                                      -> exit 1
+  job_failed,  ///< a kernel or a worker failed while running a job                      -> exit 1
+  interrupted, ///< the job was stopped by a signal                                      -> 128+signal
+};
+
+/// tilepool's exception: a message a user can act on (what, where, expected vs found) and an Errc.
+/// Thread-safe to copy; carries no OS resources.
+class Error : public std::runtime_error {
+ public:
+  Error(Errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  [[nodiscard]] Errc code() const noexcept { return code_; }
+
+ private:
+  Errc code_;
+};
+
+/// Builds an Error for a failed system call: "<context>: <strerror(err)>".
+Error system_error(const std::string& context, int err);
+
+namespace detail {
+[[noreturn]] inline void check_failed(const char* expr, const char* file, int line) noexcept {
+  std::fprintf(stderr, "tilepool: internal invariant broken: %s (%s:%d)\n", expr, file, line);
+  std::abort();
+}
+}  // namespace detail
+
+}  // namespace tilepool
+
+/// Aborts loudly when an internal invariant does not hold; never compiled out.
+#define TILEPOOL_CHECK(expr) \
+  ((expr) ? static_cast<void>(0) : ::tilepool::detail::check_failed(#expr, __FILE__, __LINE__))

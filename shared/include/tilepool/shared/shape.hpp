@@ -1,0 +1,27 @@
+#pragma once
+/// @file
+/// N-D shapes: element counts with overflow checks, and printing.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace tilepool {
+
+/// The most axes an array may have (numpy 1.x's NPY_MAXDIMS).
+inline constexpr int kMaxDims = 32;
+
+/// Extents of an N-D C-order array, outermost first. Empty means a 0-d (scalar) array.
+using Shape = std::vector<std::int64_t>;
+
+/// The number of elements, or nullopt if an extent is negative or the product overflows int64.
+std::optional<std::int64_t> element_count(std::span<const std::int64_t> shape) noexcept;
+/// The number of bytes, or nullopt on a negative extent or any overflow of size_t/int64.
+std::optional<std::size_t> byte_count(std::span<const std::int64_t> shape, std::size_t item_size) noexcept;
+/// "(365, 16, 16)" as numpy prints it, "(5,)" for 1-D, "()" for 0-d.
+std::string format_shape(std::span<const std::int64_t> shape);
+
+}  // namespace tilepool

@@ -1,0 +1,55 @@
+#include "tilepool/shared/array_segment.hpp"
+
+#include <cstring>
+
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+
+ArraySegment::ArraySegment(Segment segment, npy::Header header) : segment_(std::move(segment)), header_(std::move(header)) {}
+
+ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& shape, const Backing& backing,
+                                  MapOptions options) {
+  const auto data_bytes = byte_count(shape, dtype_size(dtype));
+  if (!data_bytes) throw Error(Errc::usage, "shape " + format_shape(shape) + " is too large: its byte size overflows");
+  const std::string header_text = npy::make_header(dtype, shape);
+  // A 0-byte array still needs a mapping: the header is never empty.
+  Segment seg = Segment::create(std::move(name), header_text.size() + *data_bytes, backing, options);
+  std::memcpy(seg.data(), header_text.data(), header_text.size());
+  npy::Header h = npy::parse_header(std::as_bytes(std::span(header_text)));
+  return ArraySegment(std::move(seg), std::move(h));
+}
+
+ArraySegment ArraySegment::attach(std::string name, const Backing& backing, MapOptions options) {
+  Segment seg = Segment::attach(std::move(name), backing, options, /*min_size=*/0);
+  const std::string what = "segment '" + seg.name() + "'";
+  npy::Header h = npy::parse_header(std::span<const std::byte>(seg.data(), seg.size()), what);
+  if (h.big_endian) {
+    throw Error(Errc::bad_input, what + ": big-endian data cannot be shared in place (expected little-endian; use a .npy file input)");
+  }
+  if (h.data_offset % dtype_size(h.dtype) != 0) {
+    throw Error(Errc::bad_input, what + ": data offset " + std::to_string(h.data_offset) + " is not aligned to the " +
+                                     std::to_string(dtype_size(h.dtype)) + "-byte element size");
+  }
+  if (seg.size() - h.data_offset < h.data_bytes) {
+    throw Error(Errc::bad_input, what + ": truncated: header says " + std::to_string(h.data_bytes) +
+                                     " bytes of data, segment has " + std::to_string(seg.size() - h.data_offset));
+  }
+  return ArraySegment(std::move(seg), std::move(h));
+}
+
+ArraySegment ArraySegment::load_npy(const std::filesystem::path& path, std::string name, const Backing& backing) {
+  const npy::Header h = npy::read_file_header(path);
+  // The data is written once by read(); pre-faulting the pages first would touch them twice.
+  ArraySegment out = create(std::move(name), h.dtype, h.shape, backing, MapOptions{.populate = false});
+  npy::read_file_data(path, h, std::span(out.data(), out.data_bytes()));
+  return out;
+}
+
+void ArraySegment::save_npy(const std::filesystem::path& path, bool overwrite) const {
+  npy::write_file(path, dtype(), shape(), std::span<const std::byte>(data(), data_bytes()), overwrite);
+}
+
+AnyArray ArraySegment::array() const { return AnyArray(segment_.mapping(), data(), dtype(), shape()); }
+
+}  // namespace tilepool

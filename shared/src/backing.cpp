@@ -1,0 +1,46 @@
+#include "tilepool/shared/backing.hpp"
+
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+
+Backing Backing::file(std::filesystem::path dir) {
+  Backing b;
+  b.kind_ = Kind::file;
+  b.dir_ = std::move(dir);
+  return b;
+}
+
+Backing Backing::parse(std::string_view spec) {
+  if (spec == "shm") return {};
+  if (spec.starts_with("file:") && spec.size() > 5) {
+    std::filesystem::path dir(spec.substr(5));
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      throw Error(Errc::usage, "--backing " + std::string(spec) + ": " + dir.string() + " is not a directory");
+    }
+    return file(std::move(dir));
+  }
+  throw Error(Errc::usage, "--backing '" + std::string(spec) + "': expected shm or file:DIR");
+}
+
+std::filesystem::path Backing::directory() const { return kind_ == Kind::shm ? "/dev/shm" : dir_; }
+
+std::filesystem::path Backing::path_of(std::string_view name) const { return directory() / std::string(name); }
+
+std::string Backing::spec() const { return kind_ == Kind::shm ? "shm" : "file:" + dir_.string(); }
+
+void validate_segment_name(std::string_view name) {
+  constexpr std::size_t kMaxName = 200;
+  bool ok = !name.empty() && name.size() <= kMaxName && name.front() != '.';
+  for (const char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                c == '_' || c == '-');
+  }
+  if (!ok) {
+    throw Error(Errc::usage, "segment name '" + std::string(name) +
+                                 "' is invalid (expected 1-200 characters of A-Z a-z 0-9 . _ -, not starting with '.')");
+  }
+}
+
+}  // namespace tilepool

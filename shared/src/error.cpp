@@ -1,0 +1,13 @@
+#include "tilepool/shared/error.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+namespace tilepool {
+
+Error system_error(const std::string& context, int err) {
+  const Errc code = (err == ENOSPC || err == EDQUOT || err == EFBIG) ? Errc::no_space : Errc::system;
+  return Error(code, context + ": " + std::strerror(err));
+}
+
+}  // namespace tilepool

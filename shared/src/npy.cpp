@@ -1,0 +1,337 @@
+#include "tilepool/shared/npy.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#include "detail/fd.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool::npy {
+namespace {
+
+constexpr std::string_view kMagic = "\x93NUMPY";
+
+[[noreturn]] void fail(std::string_view what, const std::string& message) {
+  throw Error(Errc::bad_input, std::string(what) + ": " + message);
+}
+
+std::uint32_t load_le(const std::byte* p, int n) {
+  std::uint32_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+
+// A recursive-descent reader for the Python dict literal in an NPY header, e.g.
+// {'descr': '<f8', 'fortran_order': False, 'shape': (365, 16, 16), }
+// It accepts exactly what numpy writes (and what numpy's safe_eval would accept for these
+// three keys) and never reads outside `text`.
+class DictParser {
+ public:
+  DictParser(std::string_view text, std::string_view what) : text_(text), what_(what) {}
+
+  struct Result {
+    std::string descr;
+    bool fortran_order = false;
+    Shape shape;
+  };
+
+  Result parse() {
+    Result r;
+    bool have_descr = false, have_order = false, have_shape = false;
+    skip_ws();
+    expect('{');
+    for (;;) {
+      skip_ws();
+      if (peek() == '}') break;
+      const std::string key = string_literal();
+      skip_ws();
+      expect(':');
+      skip_ws();
+      if (key == "descr") {
+        if (peek() == '[') fail(what_, "structured dtypes are not supported (expected a plain numeric dtype)");
+        r.descr = string_literal();
+        have_descr = !std::exchange(have_descr, true) || bad("duplicate key 'descr'");
+      } else if (key == "fortran_order") {
+        r.fortran_order = boolean();
+        have_order = !std::exchange(have_order, true) || bad("duplicate key 'fortran_order'");
+      } else if (key == "shape") {
+        r.shape = tuple();
+        have_shape = !std::exchange(have_shape, true) || bad("duplicate key 'shape'");
+      } else {
+        bad("unexpected key '" + key + "' (expected descr, fortran_order, shape)");
+      }
+      skip_ws();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() != '}') bad("expected ',' or '}'");
+    }
+    ++pos_;  // '}'
+    skip_ws();
+    if (pos_ != text_.size()) bad("trailing characters after the header dict");
+    if (!have_descr || !have_order || !have_shape) {
+      bad("header dict must have the keys 'descr', 'fortran_order' and 'shape'");
+    }
+    return r;
+  }
+
+ private:
+  [[noreturn]] bool bad(const std::string& message) {
+    fail(what_, "malformed header: " + message + " at offset " + std::to_string(pos_));
+  }
+  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
+  void skip_ws() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) ++pos_;
+  }
+  void expect(char c) {
+    if (peek() != c) bad(std::string("expected '") + c + "'");
+    ++pos_;
+  }
+  std::string string_literal() {
+    const char quote = peek();
+    if (quote != '\'' && quote != '"') bad("expected a quoted string");
+    ++pos_;
+    const std::size_t start = pos_;
+    while (pos_ < text_.size() && text_[pos_] != quote) {
+      if (text_[pos_] == '\\' || text_[pos_] == '\n') bad("unsupported character in string");
+      ++pos_;
+    }
+    if (pos_ >= text_.size()) bad("unterminated string");
+    std::string s(text_.substr(start, pos_ - start));
+    ++pos_;
+    return s;
+  }
+  bool boolean() {
+    if (text_.substr(pos_, 4) == "True") {
+      pos_ += 4;
+      return true;
+    }
+    if (text_.substr(pos_, 5) == "False") {
+      pos_ += 5;
+      return false;
+    }
+    bad("expected True or False");
+  }
+  std::int64_t integer() {
+    if (peek() < '0' || peek() > '9') bad("expected a non-negative integer");
+    std::int64_t v = 0;
+    while (peek() >= '0' && peek() <= '9') {
+      const int digit = peek() - '0';
+      if (v > (std::numeric_limits<std::int64_t>::max() - digit) / 10) bad("shape extent too large");
+      v = v * 10 + digit;
+      ++pos_;
+    }
+    if (peek() == 'L') ++pos_;  // Python 2 longs, as old numpy wrote them
+    return v;
+  }
+  Shape tuple() {
+    expect('(');
+    Shape shape;
+    skip_ws();
+    if (peek() == ')') {
+      ++pos_;
+      return shape;
+    }
+    for (;;) {
+      skip_ws();
+      if (peek() == ')') break;  // trailing comma
+      shape.push_back(integer());
+      if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
+        bad("more than " + std::to_string(kMaxDims) + " axes");
+      }
+      skip_ws();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() != ')') bad("expected ',' or ')' in shape");
+      // A single element needs a trailing comma in Python: "(5)" is an int, not a tuple.
+      if (shape.size() == 1) bad("a 1-tuple needs a trailing comma, as in (5,)");
+      break;
+    }
+    ++pos_;
+    return shape;
+  }
+
+  std::string_view text_;
+  std::string_view what_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::size_t header_length(std::span<const std::byte> prefix, std::string_view what) {
+  if (prefix.size() < 8) fail(what, "truncated: shorter than an NPY preamble (8 bytes)");
+  if (std::memcmp(prefix.data(), kMagic.data(), kMagic.size()) != 0) {
+    fail(what, "not an NPY file (bad magic; expected \\x93NUMPY)");
+  }
+  const auto major = static_cast<unsigned>(prefix[6]);
+  const auto minor = static_cast<unsigned>(prefix[7]);
+  if (major < 1 || major > 3 || minor != 0) {
+    fail(what, "unsupported NPY version " + std::to_string(major) + "." + std::to_string(minor) +
+                   " (expected 1.0, 2.0 or 3.0)");
+  }
+  const std::size_t fixed = major == 1 ? 10 : 12;
+  if (prefix.size() < fixed) fail(what, "truncated: the NPY preamble is cut short");
+  const std::size_t len = load_le(prefix.data() + 8, major == 1 ? 2 : 4);
+  if (len > kMaxHeaderBytes) {
+    fail(what, "header of " + std::to_string(len) + " bytes is larger than the " +
+                   std::to_string(kMaxHeaderBytes) + "-byte limit");
+  }
+  return fixed + len;
+}
+
+Header parse_header(std::span<const std::byte> bytes, std::string_view what) {
+  const std::size_t total = header_length(bytes, what);
+  if (bytes.size() < total) {
+    fail(what, "truncated: header says " + std::to_string(total) + " bytes, only " + std::to_string(bytes.size()) + " present");
+  }
+  const std::size_t fixed = static_cast<unsigned>(bytes[6]) == 1 ? 10 : 12;
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + fixed, total - fixed);
+  const auto dict = DictParser(text, what).parse();
+
+  const auto ts = parse_typestr(dict.descr);
+  if (!ts) {
+    fail(what, "unsupported dtype '" + dict.descr +
+                   "' (expected one of bool, int8-64, uint8-64, float32, float64)");
+  }
+  Header h;
+  h.dtype = ts->dtype;
+  h.big_endian = ts->big_endian;
+  h.shape = dict.shape;
+  // Column-major bytes equal row-major ones when at most one axis is longer than 1.
+  int long_axes = 0;
+  for (const auto e : h.shape) long_axes += e > 1 ? 1 : 0;
+  if (dict.fortran_order && long_axes > 1) {
+    fail(what, "Fortran-order arrays are not supported (expected C order; save np.ascontiguousarray(a))");
+  }
+  const auto bytes_needed = byte_count(h.shape, dtype_size(h.dtype));
+  if (!bytes_needed) fail(what, "shape " + format_shape(h.shape) + " is too large: its byte size overflows");
+  h.data_offset = total;
+  h.data_bytes = *bytes_needed;
+  return h;
+}
+
+std::string make_header(DType dtype, std::span<const std::int64_t> shape) {
+  std::string dict = "{'descr': '";
+  dict += dtype_typestr(dtype);
+  dict += "', 'fortran_order': False, 'shape': ";
+  dict += format_shape(shape);
+  dict += ", }";
+  // Pad with spaces and end with '\n' so preamble + dict is a multiple of the alignment.
+  std::size_t fixed = 10;
+  std::size_t total = (fixed + dict.size() + 1 + kDataAlignment - 1) / kDataAlignment * kDataAlignment;
+  if (total - fixed > 0xFFFF) {
+    fixed = 12;
+    total = (fixed + dict.size() + 1 + kDataAlignment - 1) / kDataAlignment * kDataAlignment;
+  }
+  const std::size_t len = total - fixed;
+  std::string out(kMagic);
+  out += static_cast<char>(fixed == 10 ? 1 : 2);
+  out += '\0';
+  for (std::size_t i = 0; i < fixed - 8; ++i) out += static_cast<char>((len >> (8 * i)) & 0xFF);
+  out += dict;
+  out.append(total - out.size() - 1, ' ');
+  out += '\n';
+  return out;
+}
+
+Header read_file_header(const std::filesystem::path& path) {
+  const std::string what = path.string();
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    const int err = errno;
+    if (err == ENOENT) fail(what, "no such file (expected an .npy file)");
+    throw Error(err == EACCES ? Errc::bad_input : Errc::system, what + ": cannot open: " + std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw system_error(what + ": fstat", errno);
+  if (!S_ISREG(st.st_mode)) fail(what, "not a regular file (expected an .npy file)");
+
+  std::vector<std::byte> buf(kPreambleBytes);
+  long n = detail::read_full(fd.get(), buf, 0);
+  if (n < 0) throw system_error(what + ": read", errno);
+  buf.resize(static_cast<std::size_t>(n));
+  const std::size_t total = header_length(buf, what);
+  buf.resize(total);
+  n = detail::read_full(fd.get(), buf, 0);
+  if (n < 0) throw system_error(what + ": read", errno);
+  if (static_cast<std::size_t>(n) < total) {
+    fail(what, "truncated: header says " + std::to_string(total) + " bytes, file has " + std::to_string(n));
+  }
+  Header h = parse_header(buf, what);
+  const auto file_size = static_cast<std::size_t>(st.st_size);
+  if (file_size - h.data_offset < h.data_bytes) {
+    fail(what, "truncated: header says " + std::to_string(h.data_bytes) + " bytes of data, file has " +
+                   std::to_string(file_size - h.data_offset));
+  }
+  return h;
+}
+
+void read_file_data(const std::filesystem::path& path, const Header& header, std::span<std::byte> dest) {
+  const std::string what = path.string();
+  TILEPOOL_CHECK(dest.size() == header.data_bytes);
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_error(what + ": cannot open", errno);
+  const long n = detail::read_full(fd.get(), dest, static_cast<long long>(header.data_offset));
+  if (n < 0) throw system_error(what + ": read", errno);
+  if (static_cast<std::size_t>(n) != dest.size()) {
+    fail(what, "truncated: header says " + std::to_string(dest.size()) + " bytes of data, file has " + std::to_string(n));
+  }
+  if (header.big_endian) {
+    const std::size_t item = dtype_size(header.dtype);
+    for (std::size_t off = 0; off + item <= dest.size(); off += item) {
+      std::byte* p = dest.data() + off;
+      for (std::size_t i = 0; i < item / 2; ++i) std::swap(p[i], p[item - 1 - i]);
+    }
+  }
+}
+
+void write_file(const std::filesystem::path& path, DType dtype, std::span<const std::int64_t> shape,
+                std::span<const std::byte> data, bool overwrite) {
+  const std::string what = path.string();
+  const auto expected = byte_count(shape, dtype_size(dtype));
+  TILEPOOL_CHECK(expected && *expected == data.size());
+  if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path))) {
+    throw Error(Errc::exists, what + ": already exists (pass --force to overwrite)");
+  }
+  std::random_device rd;
+  const std::filesystem::path tmp =
+      path.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+  detail::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  if (!fd) throw system_error(what + ": cannot create", errno);
+  const std::string header = make_header(dtype, shape);
+  const bool ok = detail::write_full(fd.get(), std::as_bytes(std::span(header))) && detail::write_full(fd.get(), data);
+  const int write_err = errno;
+  const bool closed = ::close(fd.release()) == 0;
+  if (!ok || !closed) {
+    const int err = ok ? errno : write_err;
+    ::unlink(tmp.c_str());
+    throw system_error(what + ": write", err);
+  }
+  int rc = 0;
+  if (overwrite) {
+    rc = ::rename(tmp.c_str(), path.c_str());
+  } else {
+    // Atomic "create if absent": link fails with EEXIST if someone made the file meanwhile.
+    rc = ::link(tmp.c_str(), path.c_str());
+  }
+  const int link_err = errno;
+  if (!overwrite || rc != 0) ::unlink(tmp.c_str());
+  if (rc != 0) {
+    if (link_err == EEXIST) throw Error(Errc::exists, what + ": already exists (pass --force to overwrite)");
+    throw system_error(what + ": cannot rename into place", link_err);
+  }
+}
+
+}  // namespace tilepool::npy

@@ -1,0 +1,116 @@
+#include "tilepool/shared/tiling.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+
+std::int64_t Box::element_count() const noexcept {
+  std::int64_t n = 1;
+  for (int a = 0; a < ndim; ++a) n *= extent(a);
+  return n;
+}
+
+Shape Box::extents() const {
+  Shape s(static_cast<std::size_t>(ndim));
+  for (int a = 0; a < ndim; ++a) s[static_cast<std::size_t>(a)] = extent(a);
+  return s;
+}
+
+bool operator==(const Box& a, const Box& b) noexcept {
+  if (a.ndim != b.ndim) return false;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(a.ndim); ++i) {
+    if (a.lo[i] != b.lo[i] || a.hi[i] != b.hi[i]) return false;
+  }
+  return true;
+}
+
+TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) {
+  if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
+    throw Error(Errc::usage, "array has " + std::to_string(shape.size()) + " axes; at most " + std::to_string(kMaxDims) + " are supported");
+  }
+  if (tile.size() > shape.size()) {
+    throw Error(Errc::usage, "--tile has " + std::to_string(tile.size()) + " extents but the array " +
+                                 format_shape(shape) + " has only " + std::to_string(shape.size()) + " axes");
+  }
+  if (tile.empty() && !shape.empty()) {
+    throw Error(Errc::usage, "--tile needs at least one extent (for the last axis)");
+  }
+  for (const auto t : tile) {
+    if (t <= 0) throw Error(Errc::usage, "--tile extents must be positive, got " + std::to_string(t));
+  }
+  TileGrid g;
+  g.shape_ = shape;
+  g.tiled_axes_ = static_cast<int>(tile.size());
+  const std::size_t lead = shape.size() - tile.size();
+  g.tile_.resize(shape.size());
+  g.grid_.resize(shape.size());
+  g.count_ = 1;
+  for (std::size_t a = 0; a < shape.size(); ++a) {
+    const std::int64_t extent = shape[a];
+    std::int64_t t = a < lead ? extent : std::min(tile[a - lead], extent);
+    // A zero-length axis has no tiles; keep the extent 1 so arithmetic stays defined.
+    if (t == 0) t = 1;
+    g.tile_[a] = t;
+    g.grid_[a] = (extent + t - 1) / t;
+    g.count_ *= g.grid_[a];
+  }
+  return g;
+}
+
+Shape TileGrid::parse_extents(std::string_view text) {
+  Shape out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string_view part = text.substr(pos, comma - pos);
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v <= 0) {
+      throw Error(Errc::usage, "--tile '" + std::string(text) + "': expected positive integers separated by commas, like 4,4");
+    }
+    out.push_back(v);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Box TileGrid::box(std::int64_t index) const noexcept {
+  Box b;
+  b.ndim = ndim();
+  for (int a = b.ndim - 1; a >= 0; --a) {
+    const auto i = static_cast<std::size_t>(a);
+    const std::int64_t c = index % grid_[i];
+    index /= grid_[i];
+    b.lo[i] = c * tile_[i];
+    b.hi[i] = std::min(b.lo[i] + tile_[i], shape_[i]);
+  }
+  return b;
+}
+
+std::int64_t TileGrid::index_of(std::span<const std::int64_t> coords) const noexcept {
+  std::int64_t index = 0;
+  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + coords[a];
+  return index;
+}
+
+std::int64_t TileGrid::tile_containing(std::span<const std::int64_t> point) const noexcept {
+  std::int64_t index = 0;
+  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + point[a] / tile_[a];
+  return index;
+}
+
+Box TileGrid::with_halo(const Box& box, std::int64_t halo) const noexcept {
+  Box b = box;
+  for (int a = ndim() - tiled_axes_; a < ndim(); ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    b.lo[i] = std::max<std::int64_t>(0, b.lo[i] - halo);
+    b.hi[i] = std::min(shape_[i], b.hi[i] + halo);
+  }
+  return b;
+}
+
+}  // namespace tilepool
