@@ -1,0 +1,169 @@
+#pragma once
+/// @file
+/// The control block: a job's description and its lock-free tile dispatch state, laid out in
+/// memory that the runner and every worker map (a segment in share mode, a MAP_SHARED anonymous
+/// mapping in fork mode, plain memory in threads mode).
+///
+/// Dispatch: an atomic tile cursor hands out tiles; each tile's state goes
+/// free -> claimed(worker slot) -> done with compare-and-swap; a done counter tells the runner
+/// when the job is complete. Nothing on that path makes a system call; idle workers sleep on a
+/// futex (`epoch`) and the runner sleeps on another (`finished`).
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "tilepool/shared/shape.hpp"
+
+namespace tilepool {
+
+inline constexpr std::size_t kMaxInputs = 4;
+inline constexpr int kMaxWorkers = 64;
+inline constexpr std::size_t kNameCapacity = 208;      ///< a segment name (<= 200) and its NUL
+inline constexpr std::size_t kBackingCapacity = 512;   ///< "shm" or "file:DIR"
+inline constexpr std::size_t kParamsCapacity = 1024;   ///< "key=value\n" lines
+inline constexpr std::size_t kMessageCapacity = 1024;  ///< the first error's text
+
+/// Tile states in the per-tile table.
+inline constexpr std::uint32_t kTileFree = 0;
+inline constexpr std::uint32_t kTileDone = 0xFFFFFFFFu;
+/// A claimed tile's state: 1 + the claiming worker's slot.
+constexpr std::uint32_t tile_claimed_by(int slot) noexcept { return 1u + static_cast<std::uint32_t>(slot); }
+
+/// A per-tile partial result, for reductions (combined by the runner in tile order).
+struct TilePartial {
+  double f64;
+  std::int64_t i64;
+};
+
+/// What a job asks of the workers: kernel, segment names, iteration grid, parameters.
+/// Plain data; written only while no worker is active (see ControlBlock::post_job).
+struct JobDescriptor {
+  std::uint64_t job_id = 0;
+  char kernel[64] = {};
+  std::uint32_t input_count = 0;
+  char inputs[kMaxInputs][kNameCapacity] = {};
+  char output[kNameCapacity] = {};
+  char backing[kBackingCapacity] = {};
+  std::int32_t ndim = 0;  ///< of the iteration space (the grid's shape)
+  std::int64_t shape[kMaxDims] = {};
+  std::int32_t tile_ndim = 0;  ///< number of tiled (trailing) axes
+  std::int64_t tile[kMaxDims] = {};
+  std::int64_t tile_count = 0;
+  char params[kParamsCapacity] = {};
+
+  /// Copies `text` into a fixed field; throws Error(usage) naming `field` if it does not fit.
+  static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
+  [[nodiscard]] Shape shape_vector() const { return Shape(shape, shape + ndim); }
+  [[nodiscard]] Shape tile_vector() const { return Shape(tile, tile + tile_ndim); }
+};
+
+/// One worker's slot: who it is and what it is doing, for supervision.
+struct WorkerSlot {
+  std::atomic<std::int32_t> pid{0};
+  std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
+  std::atomic<std::uint64_t> tiles_done{0};
+};
+
+/// The control block header, followed in memory by the tile state table and the partials.
+/// Lives in shared memory: every member is either an atomic or written only while no worker
+/// reads it. Safe across threads and processes as documented per member function.
+class ControlBlock {
+ public:
+  static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
+  static constexpr std::uint32_t kVersion = 1;
+
+  /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles.
+  static std::size_t bytes_for(std::int64_t tile_capacity) noexcept;
+  /// Constructs a fresh control block in `memory` (bytes_for(tile_capacity) bytes, 64-aligned).
+  static ControlBlock* create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity);
+  /// Checks that `memory` holds a control block of this version and size; throws Error(bad_input).
+  static ControlBlock* open_in(void* memory, std::size_t bytes, std::string_view what);
+
+  ControlBlock(const ControlBlock&) = delete;
+  ControlBlock& operator=(const ControlBlock&) = delete;
+
+  [[nodiscard]] std::int64_t tile_capacity() const noexcept { return tile_capacity_; }
+  [[nodiscard]] std::atomic<std::uint32_t>& tile_state(std::int64_t tile) noexcept;
+  [[nodiscard]] TilePartial& partial(std::int64_t tile) noexcept;
+  [[nodiscard]] WorkerSlot& worker(int slot) noexcept { return workers_[slot]; }
+
+  // --- the runner's side -------------------------------------------------------------------
+  /// The job descriptor to fill in before post_job (or before spawning workers, so their
+  /// initializer can attach its segments). Only the runner writes it, and only while no job runs.
+  [[nodiscard]] JobDescriptor& staged_job() noexcept { return job_; }
+  /// Publishes staged_job() as a new job: waits until no worker is still inside the previous
+  /// job, resets the dispatch state and wakes the workers. Runner only; not concurrent with itself.
+  void post_job();
+  /// Tiles of the current job done so far.
+  [[nodiscard]] std::int64_t tiles_done() const noexcept { return done_.load(std::memory_order_acquire); }
+  /// True when every tile of the current job is done.
+  [[nodiscard]] bool job_complete() const noexcept;
+  /// True when a worker has reported an error for the current job.
+  [[nodiscard]] bool job_failed() const noexcept { return error_state_.load(std::memory_order_acquire) == 2; }
+  /// The first error's message (valid when job_failed()).
+  [[nodiscard]] std::string error_message() const;
+  /// Sleeps until the job completes, fails, or `timeout` passes (the runner checks its workers
+  /// between waits).
+  void wait_for_progress(std::chrono::nanoseconds timeout) const noexcept;
+  /// Puts every tile claimed by `slot` back in the queue (its worker died); returns how many.
+  std::int64_t requeue_tiles_of(int slot) noexcept;
+  /// Asks every worker to exit and wakes them.
+  void request_stop() noexcept;
+  /// Nanoseconds (CLOCK_MONOTONIC) of the job's first claim and last completion.
+  [[nodiscard]] std::int64_t first_claim_ns() const noexcept { return first_claim_ns_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::int64_t last_done_ns() const noexcept { return last_done_ns_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::int64_t tiles_requeued_total() const noexcept { return requeued_total_.load(std::memory_order_acquire); }
+
+  // --- a worker's side ----------------------------------------------------------------------
+  /// The current epoch: changes whenever there is something new for workers (job, retries, stop).
+  [[nodiscard]] std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+  /// Sleeps while the epoch is `seen` (at most `timeout`).
+  void wait_for_epoch_change(std::uint32_t seen, std::chrono::nanoseconds timeout) const noexcept;
+  [[nodiscard]] bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire) != 0; }
+  /// Enters the current job: afterwards job() is stable until leave_job(). Returns false if
+  /// the runner is posting a new job right now (sleep on the epoch and try again).
+  [[nodiscard]] bool enter_job() noexcept;
+  void leave_job() noexcept;
+  /// The current job (between enter_job and leave_job).
+  [[nodiscard]] const JobDescriptor& job() const noexcept { return job_; }
+  /// Claims the next free tile for `slot`; -1 when none is left (or the job failed).
+  [[nodiscard]] std::int64_t claim_next_tile(int slot) noexcept;
+  /// Marks `tile` done; the worker that completes the job wakes the runner.
+  void complete_tile(int slot, std::int64_t tile) noexcept;
+  /// Records the job's first error (later ones are dropped) and wakes the runner.
+  void report_error(std::string_view message) noexcept;
+
+ private:
+  ControlBlock() = default;
+  std::uint64_t* tile_table() noexcept;
+
+  char magic_[8] = {};
+  std::uint32_t version_ = 0;
+  std::int64_t tile_capacity_ = 0;
+  std::size_t total_bytes_ = 0;
+
+  alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<std::uint32_t> stop_{0};
+  std::atomic<std::uint32_t> posting_{0};
+  std::atomic<std::uint32_t> active_{0};
+  alignas(64) std::atomic<std::uint32_t> finished_{0};
+  std::atomic<std::uint32_t> error_state_{0};  // 0 none, 1 being written, 2 written
+  alignas(64) std::atomic<std::int64_t> cursor_{0};
+  alignas(64) std::atomic<std::int64_t> done_{0};
+  alignas(64) std::atomic<std::int64_t> requeued_{0};
+  std::atomic<std::int64_t> requeued_total_{0};
+  std::atomic<std::int64_t> first_claim_ns_{0};
+  std::atomic<std::int64_t> last_done_ns_{0};
+  char error_[kMessageCapacity] = {};
+  JobDescriptor job_;
+  WorkerSlot workers_[kMaxWorkers];
+};
+
+/// CLOCK_MONOTONIC in nanoseconds: comparable across processes on one machine.
+std::int64_t monotonic_ns() noexcept;
+
+}  // namespace tilepool

@@ -1,0 +1,218 @@
+#include "tilepool/shared/control_block.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "tilepool/shared/error.hpp"
+#include "tilepool/shared/futex.hpp"
+
+namespace tilepool {
+namespace {
+
+constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept { return (n + a - 1) / a * a; }
+
+constexpr std::size_t header_bytes() noexcept { return align_up(sizeof(ControlBlock), 64); }
+constexpr std::size_t states_bytes(std::int64_t capacity) noexcept {
+  return align_up(static_cast<std::size_t>(capacity) * sizeof(std::atomic<std::uint32_t>), 64);
+}
+
+}  // namespace
+
+std::int64_t monotonic_ns() noexcept {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void JobDescriptor::set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field) {
+  if (text.size() >= capacity || text.find('\0') != std::string_view::npos) {
+    throw Error(Errc::usage, std::string(field) + " is too long (" + std::to_string(text.size()) + " bytes; at most " +
+                                 std::to_string(capacity - 1) + ")");
+  }
+  std::memcpy(dest, text.data(), text.size());
+  dest[text.size()] = '\0';
+}
+
+std::size_t ControlBlock::bytes_for(std::int64_t tile_capacity) noexcept {
+  return header_bytes() + states_bytes(tile_capacity) + static_cast<std::size_t>(tile_capacity) * sizeof(TilePartial);
+}
+
+ControlBlock* ControlBlock::create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity) {
+  TILEPOOL_CHECK(tile_capacity >= 0 && bytes >= bytes_for(tile_capacity));
+  TILEPOOL_CHECK(reinterpret_cast<std::uintptr_t>(memory) % 64 == 0);
+  auto* cb = new (memory) ControlBlock();
+  std::memcpy(cb->magic_, kMagic, sizeof kMagic);
+  cb->version_ = kVersion;
+  cb->tile_capacity_ = tile_capacity;
+  cb->total_bytes_ = bytes;
+  auto* states = reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<std::byte*>(memory) + header_bytes());
+  for (std::int64_t i = 0; i < tile_capacity; ++i) new (&states[i]) std::atomic<std::uint32_t>(kTileFree);
+  return cb;
+}
+
+ControlBlock* ControlBlock::open_in(void* memory, std::size_t bytes, std::string_view what) {
+  auto* cb = static_cast<ControlBlock*>(memory);
+  const std::string w(what);
+  if (bytes < header_bytes() || std::memcmp(cb->magic_, kMagic, sizeof kMagic) != 0) {
+    throw Error(Errc::bad_input, w + ": not a tilepool control block");
+  }
+  if (cb->version_ != kVersion) {
+    throw Error(Errc::bad_input, w + ": control block version " + std::to_string(cb->version_) + ", expected " +
+                                     std::to_string(kVersion) + " (runner and worker from different builds?)");
+  }
+  if (cb->tile_capacity_ < 0 || bytes < bytes_for(cb->tile_capacity_) || cb->total_bytes_ != bytes) {
+    throw Error(Errc::bad_input, w + ": control block size " + std::to_string(bytes) + " does not match its header");
+  }
+  return cb;
+}
+
+std::atomic<std::uint32_t>& ControlBlock::tile_state(std::int64_t tile) noexcept {
+  auto* states = reinterpret_cast<std::atomic<std::uint32_t>*>(reinterpret_cast<std::byte*>(this) + header_bytes());
+  return states[tile];
+}
+
+TilePartial& ControlBlock::partial(std::int64_t tile) noexcept {
+  auto* partials = reinterpret_cast<TilePartial*>(reinterpret_cast<std::byte*>(this) + header_bytes() +
+                                                  states_bytes(tile_capacity_));
+  return partials[tile];
+}
+
+void ControlBlock::post_job() {
+  const std::int64_t n = job_.tile_count;
+  TILEPOOL_CHECK(n >= 0 && n <= tile_capacity_);
+  // Dekker-style handshake with enter_job(): once posting_ is set and active_ reads 0, no
+  // worker is reading the descriptor and none can enter until the epoch moves.
+  posting_.store(1, std::memory_order_seq_cst);
+  while (active_.load(std::memory_order_seq_cst) != 0) {
+    futex_wait(active_, active_.load(std::memory_order_relaxed), std::chrono::microseconds(200));
+  }
+  for (std::int64_t i = 0; i < n; ++i) tile_state(i).store(kTileFree, std::memory_order_relaxed);
+  cursor_.store(0, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  requeued_.store(0, std::memory_order_relaxed);
+  requeued_total_.store(0, std::memory_order_relaxed);
+  first_claim_ns_.store(0, std::memory_order_relaxed);
+  last_done_ns_.store(0, std::memory_order_relaxed);
+  error_state_.store(0, std::memory_order_relaxed);
+  error_[0] = '\0';
+  for (auto& w : workers_) w.current_tile.store(-1, std::memory_order_relaxed);
+  posting_.store(0, std::memory_order_seq_cst);
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(epoch_);
+}
+
+bool ControlBlock::job_complete() const noexcept {
+  return done_.load(std::memory_order_acquire) >= job_.tile_count;
+}
+
+std::string ControlBlock::error_message() const {
+  if (error_state_.load(std::memory_order_acquire) != 2) return {};
+  return std::string(error_, strnlen(error_, kMessageCapacity));
+}
+
+void ControlBlock::wait_for_progress(std::chrono::nanoseconds timeout) const noexcept {
+  const std::uint32_t seen = finished_.load(std::memory_order_acquire);
+  if (job_complete() || job_failed()) return;
+  futex_wait(finished_, seen, timeout);
+}
+
+std::int64_t ControlBlock::requeue_tiles_of(int slot) noexcept {
+  std::int64_t count = 0;
+  const std::uint32_t claimed = tile_claimed_by(slot);
+  for (std::int64_t i = 0; i < job_.tile_count; ++i) {
+    std::uint32_t expected = claimed;
+    if (tile_state(i).compare_exchange_strong(expected, kTileFree, std::memory_order_acq_rel)) ++count;
+  }
+  workers_[slot].current_tile.store(-1, std::memory_order_release);
+  if (count > 0) {
+    requeued_.fetch_add(count, std::memory_order_acq_rel);
+    requeued_total_.fetch_add(count, std::memory_order_acq_rel);
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_all(epoch_);
+  }
+  return count;
+}
+
+void ControlBlock::request_stop() noexcept {
+  stop_.store(1, std::memory_order_seq_cst);
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(epoch_);
+}
+
+void ControlBlock::wait_for_epoch_change(std::uint32_t seen, std::chrono::nanoseconds timeout) const noexcept {
+  futex_wait(epoch_, seen, timeout);
+}
+
+bool ControlBlock::enter_job() noexcept {
+  active_.fetch_add(1, std::memory_order_seq_cst);
+  if (posting_.load(std::memory_order_seq_cst) != 0) {
+    leave_job();
+    return false;
+  }
+  return true;
+}
+
+void ControlBlock::leave_job() noexcept {
+  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 && posting_.load(std::memory_order_seq_cst) != 0) {
+    futex_wake_all(active_);
+  }
+}
+
+std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
+  const std::int64_t n = job_.tile_count;
+  const std::uint32_t claimed = tile_claimed_by(slot);
+  auto take = [&](std::int64_t t) {
+    std::uint32_t expected = kTileFree;
+    if (!tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return false;
+    workers_[slot].current_tile.store(t, std::memory_order_relaxed);
+    std::int64_t zero = 0;
+    first_claim_ns_.compare_exchange_strong(zero, monotonic_ns(), std::memory_order_acq_rel);
+    return true;
+  };
+  while (error_state_.load(std::memory_order_relaxed) == 0) {
+    const std::int64_t t = cursor_.fetch_add(1, std::memory_order_relaxed);
+    if (t >= n) break;
+    if (take(t)) return t;
+  }
+  // Tiles put back after a worker died: rare, so a scan is fine.
+  while (requeued_.load(std::memory_order_acquire) > 0 && error_state_.load(std::memory_order_relaxed) == 0) {
+    bool found = false;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (tile_state(t).load(std::memory_order_relaxed) == kTileFree && take(t)) {
+        requeued_.fetch_sub(1, std::memory_order_acq_rel);
+        return t;
+      }
+      found = found || tile_state(t).load(std::memory_order_relaxed) == kTileFree;
+    }
+    if (!found) break;
+  }
+  return -1;
+}
+
+void ControlBlock::complete_tile(int slot, std::int64_t tile) noexcept {
+  tile_state(tile).store(kTileDone, std::memory_order_release);
+  workers_[slot].current_tile.store(-1, std::memory_order_relaxed);
+  workers_[slot].tiles_done.fetch_add(1, std::memory_order_relaxed);
+  if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job_.tile_count) {
+    last_done_ns_.store(monotonic_ns(), std::memory_order_release);
+    finished_.fetch_add(1, std::memory_order_acq_rel);
+    futex_wake_all(finished_);
+  }
+}
+
+void ControlBlock::report_error(std::string_view message) noexcept {
+  std::uint32_t expected = 0;
+  if (error_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    const std::size_t n = std::min(message.size(), kMessageCapacity - 1);
+    std::memcpy(error_, message.data(), n);
+    error_[n] = '\0';
+    error_state_.store(2, std::memory_order_release);
+  }
+  finished_.fetch_add(1, std::memory_order_acq_rel);
+  futex_wake_all(finished_);
+}
+
+}  // namespace tilepool

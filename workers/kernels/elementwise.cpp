@@ -1,0 +1,102 @@
+// add, negate, square, add_scalar: element-wise kernels over the tile's planes.
+#include "kernels/builtin.hpp"
+#include "kernels/kernel_support.hpp"
+
+namespace tilepool::kernels {
+namespace {
+
+struct AddOp {
+  template <class O, class A, class B> void apply(O out, const A& a, const B& b) const {
+    using T = typename A::Scalar;
+    if constexpr (kIsInt<T> || std::is_same_v<T, bool>) out = a.binaryExpr(b, WrapAdd{});
+    else out = a + b;
+  }
+};
+struct NegateOp {
+  template <class O, class A> void apply(O out, const A& a) const {
+    if constexpr (kIsInt<typename A::Scalar>) out = a.unaryExpr(WrapNegate{});
+    else out = -a;
+  }
+};
+struct SquareOp {
+  template <class O, class A> void apply(O out, const A& a) const {
+    if constexpr (kIsInt<typename A::Scalar>) out = a.unaryExpr(WrapSquare{});
+    else out = a.cwiseProduct(a);
+  }
+};
+template <class T>
+struct AddScalarOp {
+  T value;
+  template <class O, class A> void apply(O out, const A& a) const {
+    if constexpr (kIsInt<T>) out = a.unaryExpr([v = value](T x) { return WrapAdd{}(x, v); });
+    else out = a.array() + value;
+  }
+};
+
+template <class T> struct MakeAdd {
+  static constexpr bool kAccepted = true;
+  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
+    return std::make_unique<MapKernel<T, AddOp, 2>>(in, out, AddOp{});
+  }
+};
+template <class T> struct MakeNegate {
+  static constexpr bool kAccepted = !std::is_same_v<T, bool>;
+  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
+    return std::make_unique<MapKernel<T, NegateOp, 1>>(in, out, NegateOp{});
+  }
+};
+template <class T> struct MakeSquare {
+  static constexpr bool kAccepted = !std::is_same_v<T, bool>;
+  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
+    return std::make_unique<MapKernel<T, SquareOp, 1>>(in, out, SquareOp{});
+  }
+};
+
+// The scalar converted to T, refusing values T cannot hold exactly (add_scalar on an int8
+// array with value=2.5 or value=300 is a usage error, not a silent truncation).
+template <class T>
+T scalar_param(const Params& params) {
+  const double v = params.number("value", "add_scalar");
+  const auto t = static_cast<T>(v);
+  if constexpr (kIsInt<T>) {
+    const bool in_range = v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+                          v <= static_cast<double>(std::numeric_limits<T>::max());
+    if (!in_range || static_cast<double>(static_cast<T>(v)) != v) {
+      throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") + " is not a " +
+                                   std::string(dtype_name(dtype_of_v<T>)) + " (expected an integer in range)");
+    }
+  }
+  return t;
+}
+
+template <class T> struct MakeAddScalar {
+  static constexpr bool kAccepted = !std::is_same_v<T, bool>;
+  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params& params) {
+    return std::make_unique<MapKernel<T, AddScalarOp<T>, 1>>(in, out, AddScalarOp<T>{scalar_param<T>(params)});
+  }
+};
+
+ArraySpec add_scalar_spec(std::span<const ArraySpec> inputs, const Params& params) {
+  // Validates the parameter before any worker starts.
+  visit_dtype(inputs[0].dtype, [&]<class T>(std::type_identity<T>) {
+    if constexpr (!std::is_same_v<T, bool>) (void)scalar_param<T>(params);
+  });
+  return same_as_inputs(inputs, params);
+}
+
+}  // namespace
+
+const KernelDef kAdd{
+    .name = "add", .summary = "a + b, element-wise (the seed workload)", .arity = 2, .dtypes = all_dtypes(),
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAdd>};
+const KernelDef kNegate{
+    .name = "negate", .summary = "-a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeNegate>};
+const KernelDef kSquare{
+    .name = "square", .summary = "a * a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeSquare>};
+const KernelDef kAddScalar{
+    .name = "add_scalar", .summary = "a + value (--param value=5)", .arity = 1, .dtypes = numeric_dtypes(),
+    .output_spec = add_scalar_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAddScalar>};
+
+}  // namespace tilepool::kernels

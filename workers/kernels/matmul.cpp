@@ -1,0 +1,55 @@
+// matmul: C = A * B for A (M x K) and B (K x N), tiled over C; each tile is one Eigen GEMM of
+// a row block of A with a column block of B.
+#include "kernels/builtin.hpp"
+#include "kernels/kernel_support.hpp"
+
+namespace tilepool::kernels {
+namespace {
+
+template <class T>
+class Matmul final : public BoundKernel {
+ public:
+  Matmul(std::span<const AnyArray> inputs, const AnyArray& output)
+      : a_(inputs[0].as<const T>()), b_(inputs[1].as<const T>()), c_(output.as<T>()) {}
+
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    const auto a = a_.matrix();
+    const auto b = b_.matrix();
+    auto c = c_.tile(box).plane(0);
+    c.noalias() = a.middleRows(box.lo[0], box.extent(0)) * b.middleCols(box.lo[1], box.extent(1));
+  }
+
+ private:
+  ArrayView<const T> a_, b_;
+  ArrayView<T> c_;
+};
+
+template <class T> struct MakeMatmul {
+  static constexpr bool kAccepted = std::is_floating_point_v<T>;
+  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
+    return std::make_unique<Matmul<T>>(in, out);
+  }
+};
+
+ArraySpec matmul_spec(std::span<const ArraySpec> inputs, const Params& /*params*/) {
+  const Shape& a = inputs[0].shape;
+  const Shape& b = inputs[1].shape;
+  if (a.size() != 2 || b.size() != 2) {
+    throw Error(Errc::bad_input, "matmul: inputs have shapes " + format_shape(a) + " and " + format_shape(b) +
+                                     "; expected two 2-D arrays (M x K and K x N)");
+  }
+  if (a[1] != b[0]) {
+    throw Error(Errc::bad_input, "matmul: inner dimensions differ: " + format_shape(a) + " x " + format_shape(b) +
+                                     " (expected A's columns == B's rows)");
+  }
+  return ArraySpec{inputs[0].dtype, Shape{a[0], b[1]}};
+}
+
+}  // namespace
+
+const KernelDef kMatmul{
+    .name = "matmul", .summary = "A (M x K) times B (K x N), tiled over the output, Eigen GEMM", .arity = 2,
+    .dtypes = {DType::float32, DType::float64},
+    .output_spec = matmul_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeMatmul>};
+
+}  // namespace tilepool::kernels

@@ -1,0 +1,91 @@
+#include "tilepool/workers/tile_loop.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+namespace {
+
+std::string text_of(const char* field, std::size_t capacity) { return std::string(field, strnlen(field, capacity)); }
+
+BoundJob make_bound(const JobDescriptor& job, std::span<const AnyArray> inputs, const AnyArray& output) {
+  BoundJob b;
+  b.job_id = job.job_id;
+  b.kernel = &find_kernel(text_of(job.kernel, sizeof job.kernel));
+  const Params params = Params::from_text(text_of(job.params, sizeof job.params));
+  b.bound = b.kernel->bind(inputs, output, params);
+  const Shape tile = job.tile_vector();
+  b.grid = TileGrid::make(job.shape_vector(), tile);
+  TILEPOOL_CHECK(b.grid.tile_count() == job.tile_count);
+  return b;
+}
+
+}  // namespace
+
+const ArraySegment& SegmentCache::get(const std::string& name, const Backing& backing) {
+  struct stat st {};
+  const bool exists = ::stat(backing.path_of(name).c_str(), &st) == 0;
+  auto it = entries_.find(name);
+  if (it != entries_.end() && exists && it->second.inode == st.st_ino) return it->second.segment;
+  if (it != entries_.end()) entries_.erase(it);
+  ArraySegment seg = ArraySegment::attach(name, backing, MapOptions{.populate = true});
+  return entries_.emplace(name, Entry{std::move(seg), static_cast<unsigned long>(st.st_ino)}).first->second.segment;
+}
+
+void SegmentCache::retain_only(const JobDescriptor& keep) {
+  std::erase_if(entries_, [&](const auto& kv) {
+    if (kv.first == text_of(keep.output, sizeof keep.output)) return false;
+    for (std::uint32_t i = 0; i < keep.input_count; ++i) {
+      if (kv.first == text_of(keep.inputs[i], sizeof keep.inputs[i])) return false;
+    }
+    return true;
+  });
+}
+
+BoundJob bind_job(const JobDescriptor& job, std::span<const AnyArray> inputs, const AnyArray& output) {
+  return make_bound(job, inputs, output);
+}
+
+BoundJob bind_job(const JobDescriptor& job, SegmentCache& cache) {
+  const Backing backing = Backing::parse(text_of(job.backing, sizeof job.backing));
+  cache.retain_only(job);
+  std::vector<AnyArray> inputs;
+  for (std::uint32_t i = 0; i < job.input_count; ++i) {
+    inputs.push_back(cache.get(text_of(job.inputs[i], sizeof job.inputs[i]), backing).array());
+  }
+  const AnyArray output = cache.get(text_of(job.output, sizeof job.output), backing).array();
+  return make_bound(job, inputs, output);
+}
+
+std::string format_box(const Box& box) {
+  std::string s = "[";
+  for (int a = 0; a < box.ndim; ++a) {
+    if (a > 0) s += ", ";
+    s += std::to_string(box.lo[static_cast<std::size_t>(a)]) + ":" + std::to_string(box.hi[static_cast<std::size_t>(a)]);
+  }
+  return s + "]";
+}
+
+void run_tiles(ControlBlock& control, int slot, BoundJob& job) {
+  for (;;) {
+    const std::int64_t t = control.claim_next_tile(slot);
+    if (t < 0) return;
+    const Box box = job.grid.box(t);
+    TileResult result;
+    try {
+      job.bound->run_tile(box, result);
+    } catch (const std::exception& e) {
+      control.report_error("kernel " + std::string(job.kernel->name) + " failed on tile " + std::to_string(t) + " " +
+                           format_box(box) + " in worker pid " + std::to_string(::getpid()) + ": " + e.what());
+      return;
+    }
+    if (job.kernel->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};
+    control.complete_tile(slot, t);
+  }
+}
+
+}  // namespace tilepool
