@@ -3,5 +3,5 @@ add_library(tilepool_warnings INTERFACE)
 add_library(tilepool::warnings ALIAS tilepool_warnings)
 target_compile_options(tilepool_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
-  -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference
+  -Wno-missing-field-initializers -Wcast-align -Wunused -Woverloaded-virtual
   $<$<BOOL:${TILEPOOL_WERROR}>:-Werror>)

@@ -80,8 +80,8 @@ TilePartial& ControlBlock::partial(std::int64_t tile) noexcept {
   return partials[tile];
 }
 
-void ControlBlock::post_job() {
-  const std::int64_t n = job_.tile_count;
+void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet) {
+  const std::int64_t n = desc.tile_count;
   TILEPOOL_CHECK(n >= 0 && n <= tile_capacity_);
   // Dekker-style handshake with enter_job(): once posting_ is set and active_ reads 0, no
   // worker is reading the descriptor and none can enter until the epoch moves.
@@ -89,6 +89,8 @@ void ControlBlock::post_job() {
   while (active_.load(std::memory_order_seq_cst) != 0) {
     futex_wait(active_, active_.load(std::memory_order_relaxed), std::chrono::microseconds(200));
   }
+  job_ = desc;
+  if (while_quiet) while_quiet();
   for (std::int64_t i = 0; i < n; ++i) tile_state(i).store(kTileFree, std::memory_order_relaxed);
   cursor_.store(0, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);

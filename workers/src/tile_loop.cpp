@@ -70,6 +70,39 @@ std::string format_box(const Box& box) {
   return s + "]";
 }
 
+void serve_jobs(ControlBlock& control, int slot, const std::function<BoundJob(const JobDescriptor&)>& bind,
+                const std::function<bool()>& on_idle) {
+  BoundJob job;
+  std::uint32_t seen = 0;
+  while (!control.stop_requested()) {
+    const std::uint32_t epoch = control.epoch();
+    if (epoch == seen) {
+      control.wait_for_epoch_change(epoch, std::chrono::milliseconds(500));
+      if (on_idle && !on_idle()) return;
+      continue;
+    }
+    if (!control.enter_job()) {  // the runner is posting a job right now
+      control.wait_for_epoch_change(epoch, std::chrono::milliseconds(1));
+      continue;
+    }
+    seen = epoch;
+    const JobDescriptor& desc = control.job();
+    if (desc.job_id != 0) {
+      try {
+        if (job.job_id != desc.job_id) {
+          job = BoundJob{};  // drop the old job's views before attaching the new ones
+          job = bind(desc);
+        }
+        run_tiles(control, slot, job);
+      } catch (const std::exception& e) {
+        control.report_error("worker pid " + std::to_string(::getpid()) + " could not set up kernel " +
+                             std::string(desc.kernel) + ": " + e.what());
+      }
+    }
+    control.leave_job();
+  }
+}
+
 void run_tiles(ControlBlock& control, int slot, BoundJob& job) {
   for (;;) {
     const std::int64_t t = control.claim_next_tile(slot);

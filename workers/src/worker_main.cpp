@@ -43,36 +43,6 @@ void say(const char* line) {
   if (::write(STDOUT_FILENO, line, n) != static_cast<ssize_t>(n)) std::_Exit(3);
 }
 
-int serve(ControlBlock& control, int slot, SegmentCache& cache, pid_t parent) {
-  BoundJob job;
-  std::uint32_t seen = 0;
-  while (!control.stop_requested()) {
-    const std::uint32_t epoch = control.epoch();
-    if (epoch == seen) {
-      control.wait_for_epoch_change(epoch, std::chrono::milliseconds(500));
-      if (::getppid() != parent) return 3;
-      continue;
-    }
-    if (!control.enter_job()) {
-      control.wait_for_epoch_change(epoch, std::chrono::milliseconds(1));
-      continue;
-    }
-    seen = epoch;
-    const JobDescriptor& desc = control.job();
-    if (desc.job_id != 0) {
-      try {
-        if (job.job_id != desc.job_id) job = bind_job(desc, cache);
-        run_tiles(control, slot, job);
-      } catch (const std::exception& e) {
-        control.report_error("worker pid " + std::to_string(::getpid()) + " could not set up kernel " + desc.kernel +
-                             ": " + e.what());
-      }
-    }
-    control.leave_job();
-  }
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,7 +71,10 @@ int main(int argc, char** argv) {
     for (std::uint32_t i = 0; i < staged.input_count; ++i) (void)cache.get(staged.inputs[i], job_backing);
     if (staged.output[0] != '\0') (void)cache.get(staged.output, job_backing);
     say("ready\n");
-    return serve(control, slot, cache, parent);
+    serve_jobs(
+        control, slot, [&](const JobDescriptor& job) { return bind_job(job, cache); },
+        [parent] { return ::getppid() == parent; });
+    return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tilepool-worker: error: %s\n", e.what());
     return 2;

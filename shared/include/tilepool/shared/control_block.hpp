@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -92,12 +93,13 @@ class ControlBlock {
   [[nodiscard]] WorkerSlot& worker(int slot) noexcept { return workers_[slot]; }
 
   // --- the runner's side -------------------------------------------------------------------
-  /// The job descriptor to fill in before post_job (or before spawning workers, so their
-  /// initializer can attach its segments). Only the runner writes it, and only while no job runs.
-  [[nodiscard]] JobDescriptor& staged_job() noexcept { return job_; }
-  /// Publishes staged_job() as a new job: waits until no worker is still inside the previous
-  /// job, resets the dispatch state and wakes the workers. Runner only; not concurrent with itself.
-  void post_job();
+  /// Writes a job's description without posting it, before any worker exists, so that the
+  /// workers' initializer can attach its segments. Runner only.
+  void stage_job(const JobDescriptor& desc) noexcept { job_ = desc; }
+  /// Publishes `desc` as a new job: waits until no worker is still inside the previous job,
+  /// copies `desc` in, calls `while_quiet` (the runner's chance to swap other per-job state),
+  /// resets the dispatch state and wakes the workers. Runner only; not concurrent with itself.
+  void post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet = {});
   /// Tiles of the current job done so far.
   [[nodiscard]] std::int64_t tiles_done() const noexcept { return done_.load(std::memory_order_acquire); }
   /// True when every tile of the current job is done.

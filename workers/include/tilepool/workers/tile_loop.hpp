@@ -5,6 +5,7 @@
 /// Worker processes (share mode), forked children (fork mode) and threads (threads mode) all
 /// run this same loop against a ControlBlock.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,6 +53,13 @@ BoundJob bind_job(const JobDescriptor& job, SegmentCache& cache);
 /// many workers (threads or processes) run it at once on one control block, each with its own
 /// slot and BoundJob.
 void run_tiles(ControlBlock& control, int slot, BoundJob& job);
+
+/// The loop every worker runs until the control block asks it to stop: sleep on the epoch,
+/// enter each new job, bind it with `bind` (once per job id), run its tiles, leave.
+/// `on_idle` runs after each idle wait; returning false ends the loop (e.g. parent gone).
+/// A bind failure is reported to the control block as the job's error.
+void serve_jobs(ControlBlock& control, int slot, const std::function<BoundJob(const JobDescriptor&)>& bind,
+                const std::function<bool()>& on_idle = {});
 
 /// "[0:365, 0:4, 4:8]": a box for messages.
 std::string format_box(const Box& box);

@@ -1,0 +1,77 @@
+#include "tilepool/runner/pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "support/test_support.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+namespace {
+
+using testing::unique_name;
+
+ArraySegment random_segment(DType dtype, const Shape& shape, unsigned seed) {
+  ArraySegment s = ArraySegment::create(unique_name("in"), dtype, shape);
+  std::mt19937 gen(seed);
+  visit_dtype(dtype, [&]<class T>(std::type_identity<T>) {
+    auto* p = reinterpret_cast<T*>(s.data());
+    for (std::int64_t i = 0; i < s.array().size(); ++i) p[i] = static_cast<T>(gen() % 100);
+  });
+  return s;
+}
+
+class PoolTest : public ::testing::TestWithParam<Mode> {};
+
+TEST_P(PoolTest, SeedWorkloadMatchesInlineReference) {
+  const Shape shape{365, 16, 16};
+  ArraySegment a = random_segment(DType::float64, shape, 1);
+  ArraySegment b = random_segment(DType::float64, shape, 2);
+  ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, shape);
+  ArraySegment ref = ArraySegment::create(unique_name("ref"), DType::float64, shape);
+  JobRequest job{"add", {JobArray::of(a), JobArray::of(b)}, JobArray::of(out), {4, 4}, {}};
+  JobRequest ref_job = job;
+  ref_job.output = JobArray::of(ref);
+  run_inline(ref_job);
+
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam()}, &job);
+  const JobStats stats = pool.run(job);
+
+  EXPECT_EQ(stats.tiles, 16);
+  EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.data_bytes()), 0);
+}
+
+TEST_P(PoolTest, ManyJobsRunOnOnePool) {
+  ArraySegment a = random_segment(DType::int32, {64, 64}, 3);
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam()});
+  for (int i = 0; i < 20; ++i) {
+    ArraySegment out = ArraySegment::create(unique_name("out"), DType::int64, {});
+    JobRequest job{"sum", {JobArray::of(a)}, JobArray::of(out), {8, 8}, {}};
+    pool.run(job);
+    std::int64_t expected = 0;
+    for (std::int64_t k = 0; k < 64 * 64; ++k) expected += reinterpret_cast<const std::int32_t*>(a.data())[k];
+    EXPECT_EQ(*reinterpret_cast<const std::int64_t*>(out.data()), expected);
+  }
+}
+
+TEST_P(PoolTest, KernelErrorNamesKernelAndTile) {
+  ArraySegment a = random_segment(DType::float64, {8, 8}, 4);
+  ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, {8, 8});
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam()});
+  JobRequest job{"add_scalar", {JobArray::of(a)}, JobArray::of(out), {4, 4}, {}};
+  try {
+    pool.run(job);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("add_scalar"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("value"), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, PoolTest, ::testing::Values(Mode::share, Mode::threads),
+                         [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
+
+}  // namespace
+}  // namespace tilepool

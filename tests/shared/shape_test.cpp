@@ -1,0 +1,74 @@
+#include "tilepool/shared/shape.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+
+namespace tilepool {
+namespace {
+
+constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+
+TEST(ShapeTest, ElementCountOfAZeroDShapeIsOne) {
+  EXPECT_EQ(element_count(Shape{}), 1);
+}
+
+TEST(ShapeTest, ElementCountIsTheProductOfTheExtents) {
+  EXPECT_EQ(element_count(Shape{5}), 5);
+  EXPECT_EQ(element_count(Shape{365, 16, 16}), 93440);
+  EXPECT_EQ(element_count(Shape{kMax}), kMax);
+  EXPECT_EQ(element_count(Shape{1, kMax, 1}), kMax);
+}
+
+TEST(ShapeTest, ElementCountWithAZeroExtentIsZero) {
+  EXPECT_EQ(element_count(Shape{3, 0, 7}), 0);
+}
+
+TEST(ShapeTest, ElementCountRefusesNegativeExtents) {
+  EXPECT_EQ(element_count(Shape{-1}), std::nullopt);
+  EXPECT_EQ(element_count(Shape{3, -2}), std::nullopt);
+  EXPECT_EQ(element_count(Shape{0, -1}), std::nullopt);
+}
+
+TEST(ShapeTest, ElementCountRefusesProductsThatOverflowInt64) {
+  EXPECT_EQ(element_count(Shape{kMax, 2}), std::nullopt);
+  EXPECT_EQ(element_count(Shape{std::int64_t{1} << 32, std::int64_t{1} << 31}), std::nullopt);
+  EXPECT_EQ(element_count(Shape{3037000500, 3037000500}), std::nullopt);  // just past sqrt(2^63)
+  EXPECT_EQ(element_count(Shape{3037000499, 3037000499}), std::int64_t{3037000499} * 3037000499);
+}
+
+TEST(ShapeTest, ByteCountIsElementCountTimesItemSize) {
+  EXPECT_EQ(byte_count(Shape{3, 4}, 8), 96u);
+  EXPECT_EQ(byte_count(Shape{}, 4), 4u);
+  EXPECT_EQ(byte_count(Shape{0, 9}, 8), 0u);
+  EXPECT_EQ(byte_count(Shape{kMax / 8}, 8), static_cast<std::size_t>(kMax / 8 * 8));
+}
+
+TEST(ShapeTest, ByteCountRefusesSizesPastInt64EvenWhenSizeTHoldsThem) {
+  // 2^62 elements of 2 bytes is 2^63 bytes: fits size_t, not int64.
+  EXPECT_EQ(byte_count(Shape{std::int64_t{1} << 62}, 2), std::nullopt);
+  EXPECT_EQ(byte_count(Shape{kMax / 8 + 1}, 8), std::nullopt);
+}
+
+TEST(ShapeTest, ByteCountRefusesSizesThatOverflowSizeT) {
+  EXPECT_EQ(byte_count(Shape{kMax}, 8), std::nullopt);
+  EXPECT_EQ(byte_count(Shape{std::int64_t{1} << 40, std::int64_t{1} << 20}, 16), std::nullopt);
+}
+
+TEST(ShapeTest, ByteCountRefusesNegativeExtentsAndOverflowingShapes) {
+  EXPECT_EQ(byte_count(Shape{-4}, 1), std::nullopt);
+  EXPECT_EQ(byte_count(Shape{kMax, 2}, 1), std::nullopt);
+}
+
+TEST(ShapeTest, FormatShapePrintsLikeNumpy) {
+  EXPECT_EQ(format_shape(Shape{}), "()");
+  EXPECT_EQ(format_shape(Shape{5}), "(5,)");
+  EXPECT_EQ(format_shape(Shape{0}), "(0,)");
+  EXPECT_EQ(format_shape(Shape{365, 16, 16}), "(365, 16, 16)");
+  EXPECT_EQ(format_shape(Shape{2, 0}), "(2, 0)");
+  EXPECT_EQ(format_shape(Shape{kMax}), "(9223372036854775807,)");
+}
+
+}  // namespace
+}  // namespace tilepool
