@@ -1,8 +1,10 @@
 #include "tilepool/runner/pool.hpp"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -76,10 +78,19 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const
   return desc;
 }
 
-void wait_for_job(ControlBlock& control, const std::function<void()>& supervise) {
+namespace {
+std::atomic<int> g_interrupt_signal{0};
+extern "C" void on_interrupt(int sig) { g_interrupt_signal.store(sig); }
+}  // namespace
+
+void wait_for_job(ControlBlock& control, const JobRequest& job, const std::function<void()>& supervise) {
   while (!control.job_complete() && !control.job_failed()) {
     control.wait_for_progress(std::chrono::milliseconds(20));
+    if (const int sig = g_interrupt_signal.load(); sig != 0) {
+      throw Error(Errc::interrupted, std::string("interrupted by ") + ::strsignal(sig));
+    }
     if (supervise) supervise();
+    if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
   }
   if (control.job_failed()) throw Error(Errc::job_failed, control.error_message());
 }
@@ -172,6 +183,16 @@ ArraySpec output_spec(const JobRequest& job) {
   for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
   return check_inputs(k, specs, job.params);
 }
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = detail::on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+int interrupt_signal() noexcept { return detail::g_interrupt_signal.load(); }
 
 void run_inline(const JobRequest& job) {
   const detail::PreparedJob prepared = detail::prepare(job, std::int64_t{1} << 40);

@@ -93,7 +93,7 @@ class ShareExecutor final : public Executor {
     std::uint64_t peak = 0;
     auto next_sample = std::chrono::steady_clock::now();
     control_->post_job(describe(job, prepared, options_.backing, next_job_id_++));
-    wait_for_job(*control_, [&] {
+    wait_for_job(*control_, job, [&] {
       supervise();
       if (std::chrono::steady_clock::now() >= next_sample) {
         peak = std::max(peak, sample_pss());

@@ -29,7 +29,7 @@ class ThreadExecutor final : public Executor {
       inputs_ = std::move(inputs);
       output_ = job.output.array;
     });
-    wait_for_job(*control_, {});
+    wait_for_job(*control_, job, {});
     finish_reduction(*control_, prepared, job.output.array);
     return stats_of(*control_, prepared);
   }

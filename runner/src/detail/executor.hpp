@@ -26,7 +26,9 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const
 
 /// Sleeps until the posted job completes or fails, calling `supervise` between short waits
 /// (it checks workers and may throw). Throws Error(job_failed) with the first error's message.
-void wait_for_job(ControlBlock& control, const std::function<void()>& supervise);
+/// `job.progress`, if set, hears how far the job got. Throws Error(interrupted) on SIGINT/SIGTERM
+/// once install_interrupt_handlers() ran.
+void wait_for_job(ControlBlock& control, const JobRequest& job, const std::function<void()>& supervise);
 
 /// The stats every mode reports from its control block after a job completed.
 JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared);

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,6 +45,8 @@ struct JobRequest {
   JobArray output;
   Shape tile;  ///< extents for the last k axes of the iteration space
   Params params;
+  /// Called from the runner's wait loop (about every 20 ms) with tiles done and total.
+  std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
 
 /// What a job took. Times in seconds.
@@ -103,5 +106,11 @@ ArraySpec output_spec(const JobRequest& job);
 
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
+
+/// Makes SIGINT and SIGTERM stop the running job: Pool::run then throws Error(interrupted),
+/// the pool's destructor stops its workers and RAII handles remove the job's segments.
+void install_interrupt_handlers();
+/// The signal that asked us to stop, or 0.
+int interrupt_signal() noexcept;
 
 }  // namespace tilepool

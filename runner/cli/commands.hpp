@@ -1,0 +1,55 @@
+#pragma once
+// The tilepool command line: one function per verb. Each throws tilepool::Error; main()
+// alone turns errors into the one-line message and the exit status.
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "tilepool/runner/pool.hpp"
+
+namespace tilepool::cli {
+
+/// `tilepool run` options, as parsed.
+struct RunOptions {
+  std::string kernel;
+  std::vector<std::string> inputs;
+  std::string output;
+  std::string tile;
+  int workers = 0;
+  std::string mode = "share";
+  std::vector<std::string> params;
+  std::string backing = "shm";
+  bool json = false;
+  bool force = false;
+  int progress = -1;  // -1: when stderr is a terminal; 0/1 forced
+};
+
+/// What a run measured, as `--json` prints it and `demo` tabulates it.
+struct RunReport {
+  Mode mode = Mode::share;
+  std::string kernel;
+  int workers = 0;
+  std::int64_t tiles = 0;
+  Shape shape;
+  Shape tile;
+  double wall_s = 0, load_s = 0, spawn_s = 0, compute_s = 0, write_s = 0;
+  std::uint64_t bytes_copied = 0;
+  std::uint64_t peak_pss_bytes = 0;
+  std::int64_t retries = 0;
+};
+
+void add_run_command(CLI::App& app, RunOptions& options);
+/// Runs a job as `tilepool run` does and reports what it measured.
+RunReport run_job(const RunOptions& options);
+/// Prints a report as one JSON object (DESIGN.md's --json fields).
+std::string report_json(const RunReport& report);
+
+void add_segment_commands(CLI::App& app);  // put, get, ls, rm, gc
+void add_kernels_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+/// Removes job segments whose owner process is gone; returns their names.
+std::vector<std::string> collect_garbage(const Backing& backing);
+
+}  // namespace tilepool::cli

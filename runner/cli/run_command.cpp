@@ -1,0 +1,245 @@
+// tilepool run: load inputs once, run one job on a pool, write the output.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "commands.hpp"
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/runner/memory_stats.hpp"
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+/// Where an array comes from or goes: "FILE.npy" or "shm:NAME".
+struct Location {
+  bool is_segment = false;
+  std::string text;  // the path, or the segment name
+};
+
+Location parse_location(const std::string& s, const char* flag) {
+  if (s.starts_with("shm:")) {
+    const std::string name = s.substr(4);
+    validate_segment_name(name);
+    return Location{true, name};
+  }
+  if (s.empty()) throw Error(Errc::usage, std::string(flag) + " needs FILE.npy or shm:NAME");
+  return Location{false, s};
+}
+
+/// Memory private to this process, 64-byte aligned (fork, copy and threads modes' file inputs).
+AnyArray private_array(DType dtype, const Shape& shape) {
+  const auto bytes = byte_count(shape, dtype_size(dtype));
+  if (!bytes) throw Error(Errc::usage, "shape " + format_shape(shape) + " is too large");
+  const std::size_t rounded = (*bytes + 63) / 64 * 64 + 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (p == nullptr) throw Error(Errc::no_space, "cannot allocate " + std::to_string(*bytes) + " bytes");
+  std::shared_ptr<void> owner(p, std::free);
+  return AnyArray(owner, static_cast<std::byte*>(p), dtype, shape);
+}
+
+/// A job's arrays and the handles that own them: destroying it removes every job-private
+/// segment (and a user-named output that was not kept).
+struct JobArrays {
+  std::vector<ArraySegment> segments;
+  std::vector<JobArray> inputs;
+  JobArray output;
+  std::optional<std::string> output_file;
+};
+
+JobArray load_input(const Location& loc, std::size_t index, Mode mode, const Backing& backing, JobArrays& arrays) {
+  if (loc.is_segment) {
+    arrays.segments.push_back(ArraySegment::attach(loc.text, backing));
+    return JobArray::of(arrays.segments.back());
+  }
+  if (mode == Mode::share) {
+    // One read() of the file straight into the segment.
+    arrays.segments.push_back(ArraySegment::load_npy(loc.text, job_segment_name("in" + std::to_string(index)), backing));
+    return JobArray::of(arrays.segments.back());
+  }
+  const npy::Header h = npy::read_file_header(loc.text);
+  AnyArray a = private_array(h.dtype, h.shape);
+  npy::read_file_data(loc.text, h, std::span(a.data(), a.bytes()));
+  return JobArray{a, ""};
+}
+
+JobArray make_output(const Location& loc, const ArraySpec& spec, Mode mode, const Backing& backing, JobArrays& arrays) {
+  if (loc.is_segment) {
+    arrays.segments.push_back(ArraySegment::create(loc.text, spec.dtype, spec.shape, backing));
+    return JobArray::of(arrays.segments.back());
+  }
+  arrays.output_file = loc.text;
+  if (mode == Mode::copy || mode == Mode::threads) return JobArray{private_array(spec.dtype, spec.shape), ""};
+  // share: workers attach it by name; fork: children write it through the shared mapping.
+  arrays.segments.push_back(ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing));
+  return JobArray::of(arrays.segments.back());
+}
+
+void check_output_free(const Location& out, const std::vector<Location>& inputs, const Backing& backing, bool force) {
+  if (!out.is_segment) {
+    if (!force && std::filesystem::exists(std::filesystem::symlink_status(out.text))) {
+      throw Error(Errc::exists, out.text + ": already exists (pass --force to overwrite)");
+    }
+    return;
+  }
+  for (const Location& in : inputs) {
+    if (in.is_segment && in.text == out.text) {
+      throw Error(Errc::usage, "--output shm:" + out.text + " is also an input (expected a different segment)");
+    }
+  }
+  if (segment_exists(out.text, backing)) {
+    if (!force) {
+      throw Error(Errc::exists, "segment '" + out.text + "' already exists (pass --force to replace it, or tilepool rm " +
+                                    out.text + ")");
+    }
+    remove_segment(out.text, backing);
+  }
+}
+
+/// A one-line progress bar on stderr: tiles done, rate, ETA.
+class ProgressBar {
+ public:
+  void update(std::int64_t done, std::int64_t total) {
+    const auto now = Clock::now();
+    if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    constexpr int kWidth = 30;
+    const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
+    std::fprintf(stderr, "\r[%.*s%*s] %lld/%lld tiles  %.0f tiles/s  ETA %.1fs ", filled,
+                 "##############################", kWidth - filled, "", static_cast<long long>(done),
+                 static_cast<long long>(total), rate, eta);
+    shown_ = true;
+  }
+  ~ProgressBar() {
+    if (shown_) std::fputs("\n", stderr);
+  }
+
+ private:
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_{};
+  bool shown_ = false;
+};
+
+}  // namespace
+
+RunReport run_job(const RunOptions& o) {
+  const auto t_start = Clock::now();
+  // Everything a user can get wrong is checked before any segment or process exists.
+  const Mode mode = parse_mode(o.mode);
+  const Backing backing = Backing::parse(o.backing);
+  (void)find_kernel(o.kernel);
+  const Shape tile = TileGrid::parse_extents(o.tile);
+  if (o.workers < 0 || o.workers > kMaxWorkers) {
+    throw Error(Errc::usage, "--workers " + std::to_string(o.workers) + ": expected 1 to " + std::to_string(kMaxWorkers));
+  }
+  const Params params = Params::parse(o.params);
+  if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
+  std::vector<Location> in_locs;
+  for (const auto& s : o.inputs) in_locs.push_back(parse_location(s, "--input"));
+  const Location out_loc = parse_location(o.output, "--output");
+  check_output_free(out_loc, in_locs, backing, o.force);
+  collect_garbage(backing);  // leftovers of runs that were killed
+
+  RunReport report;
+  report.mode = mode;
+  report.kernel = o.kernel;
+  report.tile = tile;
+
+  JobArrays arrays;
+  JobRequest job;
+  job.kernel = o.kernel;
+  job.tile = tile;
+  job.params = params;
+  for (std::size_t i = 0; i < in_locs.size(); ++i) job.inputs.push_back(load_input(in_locs[i], i, mode, backing, arrays));
+  const ArraySpec spec = output_spec(job);
+  job.output = make_output(out_loc, spec, mode, backing, arrays);
+  report.load_s = seconds_since(t_start);
+
+  std::optional<ProgressBar> bar;
+  if (o.progress == 1 || (o.progress == -1 && ::isatty(STDERR_FILENO) != 0)) {
+    bar.emplace();
+    job.progress = [&bar](std::int64_t done, std::int64_t total) { bar->update(done, total); };
+  }
+  JobStats stats;
+  {
+    Pool pool = Pool::start(PoolOptions{.workers = o.workers, .mode = mode, .backing = backing}, &job);
+    report.workers = pool.worker_count();
+    report.spawn_s = pool.spawn_seconds();
+    stats = pool.run(job);
+    if (bar) bar->update(stats.tiles, stats.tiles);
+  }
+  bar.reset();
+  report.tiles = stats.tiles;
+  report.shape = job.inputs[0].array.shape();
+  report.compute_s = stats.compute_s;
+  report.retries = stats.retries;
+  report.bytes_copied = stats.bytes_copied;
+  report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+
+  const auto t_write = Clock::now();
+  if (arrays.output_file) {
+    const AnyArray& out = job.output.array;
+    npy::write_file(*arrays.output_file, out.dtype(), out.shape(), std::span<const std::byte>(out.data(), out.bytes()), o.force);
+  } else {
+    arrays.segments.back().segment().release_name();  // shm:NAME lives until `tilepool rm`
+  }
+  report.write_s = seconds_since(t_write);
+  report.wall_s = seconds_since(t_start);
+  return report;
+}
+
+std::string report_json(const RunReport& r) {
+  nlohmann::ordered_json j;
+  j["mode"] = std::string(mode_name(r.mode));
+  j["kernel"] = r.kernel;
+  j["workers"] = r.workers;
+  j["tiles"] = r.tiles;
+  j["shape"] = r.shape;
+  j["tile"] = r.tile;
+  j["wall_s"] = r.wall_s;
+  j["phases"] = {{"load_s", r.load_s}, {"spawn_s", r.spawn_s}, {"compute_s", r.compute_s}, {"write_s", r.write_s}};
+  j["bytes_copied"] = r.bytes_copied;
+  j["peak_pss_bytes"] = r.peak_pss_bytes;
+  j["retries"] = r.retries;
+  return j.dump();
+}
+
+void add_run_command(CLI::App& app, RunOptions& o) {
+  CLI::App* run = app.add_subcommand("run", "run a kernel over tiles of the inputs");
+  run->add_option("--kernel,-k", o.kernel, "kernel name (see tilepool kernels)")->required();
+  run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
+  run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
+  run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4")->required();
+  run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)");
+  run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
+  run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");
+  run->add_option("--backing", o.backing, "shm (default) or file:DIR");
+  run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
+  run->add_flag("--force", o.force, "replace an existing output");
+  run->add_flag("--progress{1},--no-progress{0}", o.progress, "progress bar on stderr (default: when it is a terminal)");
+  run->callback([&o] {
+    install_interrupt_handlers();
+    const RunReport r = run_job(o);
+    if (o.json) {
+      std::printf("%s\n", report_json(r).c_str());
+    } else {
+      std::printf("%s: %lld tiles on %d %s workers in %.4f s (compute %.4f s)\n", r.kernel.c_str(),
+                  static_cast<long long>(r.tiles), r.workers, std::string(mode_name(r.mode)).c_str(), r.wall_s,
+                  r.compute_s);
+    }
+  });
+}
+
+}  // namespace tilepool::cli

@@ -1,0 +1,154 @@
+// tilepool put/get/ls/rm/gc: named segments, the SharedArray.create/attach/list/delete workflow.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "commands.hpp"
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool::cli {
+namespace {
+
+struct SegmentInfo {
+  std::string name;
+  std::uintmax_t bytes = 0;
+  std::string kind;   // array, control, job, other
+  std::string what;   // dtype and shape for arrays
+  std::string state;  // "named", "live (pid N)", "stale (pid N gone)"
+};
+
+// Every segment of ours in the backing directory: regular files owned by this uid that are
+// arrays (NPY) or tilepool job segments.
+std::vector<SegmentInfo> list_segments(const Backing& backing) {
+  std::vector<SegmentInfo> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    SegmentInfo info;
+    info.name = entry.path().filename().string();
+    info.bytes = static_cast<std::uintmax_t>(st.st_size);
+    std::vector<std::byte> head(npy::kMaxHeaderBytes + npy::kPreambleBytes);
+    std::ifstream f(entry.path(), std::ios::binary);
+    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(f.gcount()));
+    try {
+      const npy::Header h = npy::parse_header(head, info.name);
+      info.kind = "array";
+      info.what = std::string(dtype_name(h.dtype)) + " " + format_shape(h.shape);
+    } catch (const Error&) {
+      const bool control = head.size() >= 8 && std::equal(head.begin(), head.begin() + 8,
+                                                          reinterpret_cast<const std::byte*>(ControlBlock::kMagic));
+      info.kind = control ? "control" : "other";
+    }
+    if (const auto owner = parse_job_segment_name(info.name)) {
+      info.state = owner_alive(*owner) ? "live (pid " + std::to_string(owner->pid) + ")"
+                                       : "stale (pid " + std::to_string(owner->pid) + " gone)";
+    } else if (info.kind == "array") {
+      info.state = "named";
+    } else {
+      continue;  // not ours to show: some other program's file
+    }
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> collect_garbage(const Backing& backing) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto owner = parse_job_segment_name(name);
+    if (!owner || owner_alive(*owner)) continue;
+    try {
+      if (remove_segment(name, backing)) removed.push_back(name);
+    } catch (const Error&) {  // another user's leftovers are theirs to collect
+    }
+  }
+  return removed;
+}
+
+void add_segment_commands(CLI::App& app) {
+  static std::string backing_spec = "shm";
+  static std::string file, name;
+  static std::vector<std::string> names;
+  static bool force = false;
+
+  CLI::App* put = app.add_subcommand("put", "load FILE.npy into a named segment (one read, no copies later)");
+  put->add_option("file", file, "the .npy file")->required();
+  put->add_option("name", name, "the segment name (numpy sees it at /dev/shm/NAME)")->required();
+  put->add_option("--backing", backing_spec, "shm (default) or file:DIR");
+  put->callback([] {
+    const Backing backing = Backing::parse(backing_spec);
+    validate_segment_name(name);
+    if (segment_exists(name, backing)) {
+      throw Error(Errc::exists, "segment '" + name + "' already exists (tilepool rm " + name + " first)");
+    }
+    ArraySegment seg = ArraySegment::load_npy(file, name, backing);
+    seg.segment().release_name();
+    std::printf("%s: %s %s, %zu bytes at %s\n", name.c_str(), std::string(dtype_name(seg.dtype())).c_str(),
+                format_shape(seg.shape()).c_str(), seg.data_bytes(), backing.path_of(name).c_str());
+  });
+
+  CLI::App* get = app.add_subcommand("get", "write a segment to FILE.npy");
+  get->add_option("name", name, "the segment name")->required();
+  get->add_option("file", file, "the .npy file to write")->required();
+  get->add_option("--backing", backing_spec, "shm (default) or file:DIR");
+  get->add_flag("--force", force, "overwrite FILE.npy");
+  get->callback([] {
+    const ArraySegment seg = ArraySegment::attach(name, Backing::parse(backing_spec), MapOptions{.populate = false, .read_only = true});
+    seg.save_npy(file, force);
+  });
+
+  CLI::App* ls = app.add_subcommand("ls", "list named segments and job segments (live or stale)");
+  ls->add_option("--backing", backing_spec, "shm (default) or file:DIR");
+  ls->callback([] {
+    const auto list = list_segments(Backing::parse(backing_spec));
+    if (list.empty()) return;
+    std::printf("%-48s %-8s %-24s %12s  %s\n", "NAME", "KIND", "ARRAY", "BYTES", "STATE");
+    for (const auto& s : list) {
+      std::printf("%-48s %-8s %-24s %12ju  %s\n", s.name.c_str(), s.kind.c_str(), s.what.c_str(), s.bytes, s.state.c_str());
+    }
+  });
+
+  CLI::App* rm = app.add_subcommand("rm", "remove named segments");
+  rm->add_option("names", names, "segment names")->required();
+  rm->add_option("--backing", backing_spec, "shm (default) or file:DIR");
+  rm->callback([] {
+    const Backing backing = Backing::parse(backing_spec);
+    for (const auto& n : names) validate_segment_name(n);
+    std::string missing;
+    for (const auto& n : names) {
+      if (!remove_segment(n, backing)) missing += (missing.empty() ? "" : ", ") + n;
+    }
+    if (!missing.empty()) throw Error(Errc::bad_input, "no such segment: " + missing);
+  });
+
+  CLI::App* gc = app.add_subcommand("gc", "remove job segments whose owner process is gone");
+  gc->add_option("--backing", backing_spec, "shm (default) or file:DIR");
+  gc->callback([] {
+    for (const auto& n : collect_garbage(Backing::parse(backing_spec))) std::printf("removed %s\n", n.c_str());
+  });
+}
+
+void add_kernels_command(CLI::App& app) {
+  CLI::App* kernels = app.add_subcommand("kernels", "list the kernels with their arity and dtypes");
+  kernels->callback([] {
+    std::printf("%-11s %-6s %-80s %s\n", "KERNEL", "INPUTS", "DTYPES", "WHAT");
+    for (const KernelDef* k : builtin_kernels()) {
+      std::printf("%-11s %-6d %-80s %s\n", std::string(k->name).c_str(), k->arity, format_dtypes(k->dtypes).c_str(),
+                  std::string(k->summary).c_str());
+    }
+  });
+}
+
+}  // namespace tilepool::cli
