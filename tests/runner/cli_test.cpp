@@ -1,0 +1,201 @@
+// The tilepool command line, run as a real process: exit statuses, one-line errors, JSON,
+// the named-segment workflow, and that bad input leaves /dev/shm as it was.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "support/test_support.hpp"
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/shared/array_segment.hpp"
+
+namespace tilepool {
+namespace {
+
+using testing::run_command;
+using testing::run_python;
+using testing::TempDir;
+using testing::unique_name;
+
+const std::string kTilepool = std::string(TILEPOOL_BIN_DIR) + "/tilepool";
+
+std::set<std::string> shm_entries() {
+  std::set<std::string> s;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) s.insert(e.path().filename().string());
+  return s;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_python("import numpy as np\n"
+                         "np.save('" + (dir_ / "a.npy").string() + "', np.arange(365*16*16, dtype=np.float64).reshape(365,16,16))\n"
+                         "np.save('" + (dir_ / "b.npy").string() + "', np.ones((365,16,16)))\n"
+                         "np.save('" + (dir_ / "i.npy").string() + "', np.arange(12, dtype=np.int32).reshape(3,4))\n")
+                  .status,
+              0);
+  }
+  std::string path(const char* name) const { return (dir_ / name).string(); }
+
+  /// Runs tilepool with `args`; expects exit 2, a single "tilepool: error:" line naming
+  /// `mention`, and no new /dev/shm entry.
+  void expect_usage_error(const std::string& args, const std::string& mention) {
+    const auto before = shm_entries();
+    const auto r = run_command(kTilepool + " " + args + (args.starts_with("run ") ? " --no-progress" : ""));
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_TRUE(r.output.starts_with("tilepool: error: ")) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(mention), std::string::npos) << "expected '" << mention << "' in: " << r.output;
+    EXPECT_EQ(shm_entries(), before) << args;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(CliTest, RunWritesTheSumOfTwoFiles) {
+  const auto r = run_command(kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("out.npy") + " -t 4,4 --no-progress");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto check = run_python("import numpy as np\n"
+                                "a=np.load('" + path("a.npy") + "'); o=np.load('" + path("out.npy") + "')\n"
+                                "print('OK' if np.array_equal(o, a+1) else 'FAIL')");
+  EXPECT_EQ(check.output, "OK\n");
+}
+
+TEST_F(CliTest, JsonReportHasEveryDesignField) {
+  const auto r = run_command(kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("out.npy") + " -t 4,4 -w 2 --json --no-progress");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["mode"], "share");
+  EXPECT_EQ(j["kernel"], "add");
+  EXPECT_EQ(j["workers"], 2);
+  EXPECT_EQ(j["tiles"], 16);
+  EXPECT_EQ(j["shape"], nlohmann::json::array({365, 16, 16}));
+  EXPECT_EQ(j["tile"], nlohmann::json::array({4, 4}));
+  EXPECT_GT(j["wall_s"].get<double>(), 0.0);
+  for (const char* phase : {"load_s", "spawn_s", "compute_s", "write_s"}) {
+    ASSERT_TRUE(j["phases"].contains(phase)) << phase;
+    EXPECT_GE(j["phases"][phase].get<double>(), 0.0) << phase;
+  }
+  EXPECT_GT(j["phases"]["spawn_s"].get<double>(), 0.0);
+  EXPECT_GT(j["phases"]["compute_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["bytes_copied"], 0);
+  // The runner and two workers map the inputs and output (3 x 730 KiB): PSS counts them.
+  EXPECT_GT(j["peak_pss_bytes"].get<std::uint64_t>(), 3u * 747520u);
+  EXPECT_EQ(j["retries"], 0);
+}
+
+TEST_F(CliTest, ExistingOutputFileIsNotOverwrittenWithoutForce) {
+  const auto out = path("out.npy");
+  ASSERT_EQ(run_command("echo precious > " + out).status, 0);
+  expect_usage_error("run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + out + " -t 4,4", "--force");
+  EXPECT_EQ(run_command("cat " + out).output, "precious\n");
+  EXPECT_EQ(run_command(kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + out + " -t 4,4 --force --no-progress").status, 0);
+  EXPECT_NE(run_command("cat " + out).output, "precious\n");
+}
+
+TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
+  const std::string a = path("a.npy"), b = path("b.npy"), out = path("o.npy");
+  ASSERT_EQ(run_command("echo notnumpy > " + path("bad.npy")).status, 0);
+  ASSERT_EQ(run_command("head -c 200 " + a + " > " + path("trunc.npy")).status, 0);
+  expect_usage_error("run -k add -i " + path("missing.npy") + " -i " + b + " -o " + out + " -t 4,4", "missing.npy");
+  expect_usage_error("run -k add -i " + path("bad.npy") + " -i " + b + " -o " + out + " -t 4,4", "not an NPY file");
+  expect_usage_error("run -k add -i " + path("trunc.npy") + " -i " + b + " -o " + out + " -t 4,4", "truncated");
+  expect_usage_error("run -k nope -i " + a + " -o " + out + " -t 4,4", "unknown kernel 'nope'");
+  expect_usage_error("run -k add -i " + a + " -o " + out + " -t 4,4", "add takes 2 inputs, got 1");
+  expect_usage_error("run -k add -i " + a + " -i " + path("i.npy") + " -o " + out + " -t 4,4", "int32");
+  expect_usage_error("run -k matmul -i " + a + " -i " + b + " -o " + out + " -t 4,4", "matmul");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 0,4", "--tile");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,x", "--tile");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 1,1,1,4", "--tile");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 -w 1000", "--workers");
+  expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value", "--param");
+  expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value=abc", "value=abc");
+  expect_usage_error("run -k add_scalar -i " + path("i.npy") + " -o " + out + " -t 4,4 -p value=2.5", "int32");
+  expect_usage_error("run -k add -i shm:" + unique_name("absent") + " -i " + b + " -o " + out + " -t 4,4", "does not exist");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --mode sideways", "--mode");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --backing tape", "--backing");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o shm:bad/name -t 4,4", "invalid");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --frobnicate", "frobnicate");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST_F(CliTest, NamedSegmentWorkflowPutRunLsGetRm) {
+  const std::string a = unique_name("a"), b = unique_name("b"), sum = unique_name("sum");
+  ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + a).status, 0);
+  ASSERT_EQ(run_command(kTilepool + " put " + path("b.npy") + " " + b).status, 0);
+  const auto r = run_command(kTilepool + " run -k add -i shm:" + a + " -i shm:" + b + " -o shm:" + sum + " -t 4,4 --no-progress");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // The named output outlives the run and numpy reads it in place.
+  const auto check = run_python("import numpy as np\n"
+                                "o=np.load('/dev/shm/" + sum + "', mmap_mode='r'); a=np.load('" + path("a.npy") + "')\n"
+                                "print('OK' if np.array_equal(o, a+1) else 'FAIL')");
+  EXPECT_EQ(check.output, "OK\n");
+  const auto ls = run_command(kTilepool + " ls");
+  EXPECT_NE(ls.output.find(sum), std::string::npos);
+  EXPECT_NE(ls.output.find("float64 (365, 16, 16)"), std::string::npos);
+  // Running again into the same name is refused; --force replaces it.
+  expect_usage_error("run -k add -i shm:" + a + " -i shm:" + b + " -o shm:" + sum + " -t 4,4", "already exists");
+  ASSERT_EQ(run_command(kTilepool + " get " + sum + " " + path("sum.npy")).status, 0);
+  EXPECT_EQ(run_python("import numpy as np\nprint(np.load('" + path("sum.npy") + "')[1,2,3])").output, "292.0\n");
+  EXPECT_EQ(run_command(kTilepool + " rm " + a + " " + b + " " + sum).status, 0);
+  EXPECT_FALSE(segment_exists(a));
+  EXPECT_FALSE(segment_exists(sum));
+  expect_usage_error("rm " + a, "no such segment");
+}
+
+TEST_F(CliTest, PutRefusesAnExistingName) {
+  const std::string a = unique_name("a");
+  ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + a).status, 0);
+  expect_usage_error("put " + path("b.npy") + " " + a, "already exists");
+  remove_segment(a);
+}
+
+TEST_F(CliTest, GcRemovesOnlyDeadOwnersJobSegments) {
+  // A job segment whose owner is gone: a child's pid and start time, after it exited.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const auto start = process_start_time(child);
+  ASSERT_TRUE(start.has_value());
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  const std::string stale = "tilepool-" + std::to_string(child) + "-" + std::to_string(*start) + "-0123456789abcdef-in0";
+  Segment dead = Segment::create(stale, 64);
+  dead.release_name();
+  Segment live = Segment::create(job_segment_name("in0"), 64);  // ours, alive
+  const std::string named = unique_name("named");
+  ArraySegment user = ArraySegment::create(named, DType::float64, {4});
+
+  EXPECT_NE(run_command(kTilepool + " ls").output.find("stale"), std::string::npos);
+  const auto r = run_command(kTilepool + " gc");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.output.find("removed " + stale), std::string::npos) << r.output;
+  EXPECT_FALSE(segment_exists(stale));
+  EXPECT_TRUE(segment_exists(live.name()));
+  EXPECT_TRUE(segment_exists(named));
+}
+
+TEST_F(CliTest, KernelsListsEveryKernelWithArityAndDtypes) {
+  const auto r = run_command(kTilepool + " kernels");
+  ASSERT_EQ(r.status, 0);
+  for (const char* k : {"add ", "negate", "square", "add_scalar", "blur3x3", "matmul", "sum"}) {
+    EXPECT_NE(r.output.find(k), std::string::npos) << k;
+  }
+  EXPECT_NE(r.output.find("float32, float64"), std::string::npos);
+}
+
+TEST_F(CliTest, DemoChecksEveryModeAgainstTheReference) {
+  const auto r = run_command(kTilepool + " demo --workers 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("share    ok"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("threads  ok"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("WRONG"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tilepool
