@@ -23,6 +23,7 @@ struct RunOptions {
   bool json = false;
   bool force = false;
   int progress = -1;  // -1: when stderr is a terminal; 0/1 forced
+  double tile_timeout_s = 0;
 };
 
 /// What a run measured, as `--json` prints it and `demo` tabulates it.

@@ -174,7 +174,9 @@ RunReport run_job(const RunOptions& o) {
   }
   JobStats stats;
   {
-    Pool pool = Pool::start(PoolOptions{.workers = o.workers, .mode = mode, .backing = backing}, &job);
+    const PoolOptions pool_options{.workers = o.workers, .mode = mode, .backing = backing,
+                                   .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
+    Pool pool = Pool::start(pool_options, &job);
     report.workers = pool.worker_count();
     report.spawn_s = pool.spawn_seconds();
     stats = pool.run(job);
@@ -226,6 +228,8 @@ void add_run_command(CLI::App& app, RunOptions& o) {
   run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
   run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");
   run->add_option("--backing", o.backing, "shm (default) or file:DIR");
+  run->add_option("--tile-timeout", o.tile_timeout_s, "seconds a worker may hold one tile before it is killed and the tile retried")
+      ->check(CLI::NonNegativeNumber);
   run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
   run->add_flag("--force", o.force, "replace an existing output");
   run->add_flag("--progress{1},--no-progress{0}", o.progress, "progress bar on stderr (default: when it is a terminal)");

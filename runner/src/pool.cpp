@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -87,7 +88,8 @@ void wait_for_job(ControlBlock& control, const JobRequest& job, const std::funct
   while (!control.job_complete() && !control.job_failed()) {
     control.wait_for_progress(std::chrono::milliseconds(20));
     if (const int sig = g_interrupt_signal.load(); sig != 0) {
-      throw Error(Errc::interrupted, std::string("interrupted by ") + ::strsignal(sig));
+      throw Error(Errc::interrupted, std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)) +
+                                         "; workers stopped, job segments removed");
     }
     if (supervise) supervise();
     if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
@@ -131,6 +133,14 @@ void finish_reduction(ControlBlock& control, const PreparedJob& prepared, const 
   store_sum(output, f64, i64);
 }
 
+std::string describe_wait_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "signal " + std::to_string(sig) + " (" + ::strsignal(sig) + ")";
+  }
+  return "exit status " + std::to_string(WEXITSTATUS(status));
+}
+
 double seconds_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
   if (from_ns == 0 || to_ns == 0 || to_ns < from_ns) return 0;
   return static_cast<double>(to_ns - from_ns) * 1e-9;
@@ -165,10 +175,10 @@ Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
   switch (o.mode) {
     case Mode::share: return Pool(detail::make_share_executor(o, first_job));
     case Mode::threads: return Pool(detail::make_thread_executor(o));
-    case Mode::fork:
-    case Mode::copy: break;
+    case Mode::fork: return Pool(detail::make_fork_executor(o));
+    case Mode::copy: return Pool(detail::make_copy_executor(o));
   }
-  throw Error(Errc::usage, "--mode " + std::string(mode_name(o.mode)) + " is not available yet");
+  throw Error(Errc::usage, "--mode " + std::to_string(static_cast<int>(o.mode)) + ": unknown mode");
 }
 
 JobStats Pool::run(const JobRequest& job) { return impl_->run(job, detail::prepare(job, impl_->tile_capacity())); }

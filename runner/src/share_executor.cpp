@@ -90,17 +90,18 @@ class ShareExecutor final : public Executor {
     for (const JobArray& a : job.inputs) require_segment(a, "input");
     require_segment(job.output, "output");
     tile_failures_.clear();
+    current_ = &prepared;
     std::uint64_t peak = 0;
     auto next_sample = std::chrono::steady_clock::now();
     control_->post_job(describe(job, prepared, options_.backing, next_job_id_++));
     wait_for_job(*control_, job, [&] {
       supervise();
-      if (std::chrono::steady_clock::now() >= next_sample) {
+      if (options_.sample_memory && std::chrono::steady_clock::now() >= next_sample) {
         peak = std::max(peak, sample_pss());
         next_sample += std::chrono::milliseconds(100);
       }
     });
-    peak = std::max(peak, sample_pss());  // every page is touched by now: the job's peak
+    if (options_.sample_memory) peak = std::max(peak, sample_pss());  // every page is touched now: the peak
     finish_reduction(*control_, prepared, job.output.array);
     JobStats stats = stats_of(*control_, prepared);
     stats.peak_pss_bytes = peak;
@@ -176,13 +177,21 @@ class ShareExecutor final : public Executor {
     for (int slot = 0; slot < static_cast<int>(workers_.size()); ++slot) {
       WorkerProcess& w = *workers_[static_cast<std::size_t>(slot)];
       std::error_code ec;
-      if (w.child.running(ec)) continue;
+      if (w.child.running(ec)) {
+        if (!timed_out(slot)) continue;
+        // Hung (looping, or stopped): SIGKILL works on stopped processes too.
+        w.child.terminate(ec);
+        timed_out_[slot] = true;
+      }
       const pid_t pid = w.child.id();
-      const std::string status = describe_status(w.child.native_exit_code());
+      const std::string status = std::exchange(timed_out_[slot], false)
+                                     ? "killed after the tile timeout of " + std::to_string(options_.tile_timeout.count()) + " ms"
+                                     : describe_status(w.child.native_exit_code());
       const std::int64_t tile = control_->worker(slot).current_tile.load(std::memory_order_acquire);
       control_->requeue_tiles_of(slot);
       if (tile >= 0 && ++tile_failures_[tile] > options_.max_tile_retries) {
-        throw Error(Errc::job_failed, "tile " + std::to_string(tile) + " killed its worker " +
+        throw Error(Errc::job_failed, std::string(current_->kernel->name) + ": tile " + std::to_string(tile) + " " +
+                                          format_box(current_->grid.box(tile)) + " killed its worker " +
                                           std::to_string(tile_failures_[tile]) + " times (last: pid " + std::to_string(pid) +
                                           ", " + status + ")");
       }
@@ -191,13 +200,21 @@ class ShareExecutor final : public Executor {
     }
   }
 
+  bool timed_out(int slot) const noexcept {
+    if (options_.tile_timeout.count() <= 0) return false;
+    const WorkerSlot& s = control_->worker(slot);
+    if (s.current_tile.load(std::memory_order_acquire) < 0) return false;
+    const std::int64_t held_ns = monotonic_ns() - s.claimed_at_ns.load(std::memory_order_relaxed);
+    return held_ns > std::chrono::duration_cast<std::chrono::nanoseconds>(options_.tile_timeout).count();
+  }
+
   void shutdown() noexcept {
     control_->request_stop();
     for (auto& w : workers_) {
       if (w) ::close(w->to_worker.native_sink());
       if (w) w->to_worker.assign_sink(-1);
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
     for (auto& w : workers_) {
       if (!w) continue;
       try {
@@ -219,6 +236,8 @@ class ShareExecutor final : public Executor {
   ControlBlock* control_;
   std::vector<std::unique_ptr<WorkerProcess>> workers_;
   std::map<std::int64_t, int> tile_failures_;
+  std::map<int, bool> timed_out_;
+  const PreparedJob* current_ = nullptr;  // the job run() is waiting for
   std::uint64_t next_job_id_ = 1;
   double spawn_s_ = 0;
 };

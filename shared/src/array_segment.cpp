@@ -10,6 +10,10 @@ ArraySegment::ArraySegment(Segment segment, npy::Header header) : segment_(std::
 
 ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& shape, const Backing& backing,
                                   MapOptions options) {
+  if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
+    throw Error(Errc::usage, "shape " + format_shape(shape) + " has " + std::to_string(shape.size()) +
+                                 " axes; at most " + std::to_string(kMaxDims) + " are supported");
+  }
   const auto data_bytes = byte_count(shape, dtype_size(dtype));
   if (!data_bytes) throw Error(Errc::usage, "shape " + format_shape(shape) + " is too large: its byte size overflows");
   const std::string header_text = npy::make_header(dtype, shape);

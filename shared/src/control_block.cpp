@@ -169,9 +169,11 @@ std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
   auto take = [&](std::int64_t t) {
     std::uint32_t expected = kTileFree;
     if (!tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return false;
-    workers_[slot].current_tile.store(t, std::memory_order_relaxed);
+    const std::int64_t now = monotonic_ns();
+    workers_[slot].claimed_at_ns.store(now, std::memory_order_relaxed);
+    workers_[slot].current_tile.store(t, std::memory_order_release);
     std::int64_t zero = 0;
-    first_claim_ns_.compare_exchange_strong(zero, monotonic_ns(), std::memory_order_acq_rel);
+    first_claim_ns_.compare_exchange_strong(zero, now, std::memory_order_acq_rel);
     return true;
   };
   while (error_state_.load(std::memory_order_relaxed) == 0) {

@@ -248,7 +248,8 @@ std::string make_header(DType dtype, std::span<const std::int64_t> shape) {
 
 Header read_file_header(const std::filesystem::path& path) {
   const std::string what = path.string();
-  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; the S_ISREG check below refuses it.
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
     if (err == ENOENT) fail(what, "no such file (expected an .npy file)");

@@ -69,9 +69,20 @@ Error ipc_error(const std::string& context, const bip::interprocess_exception& e
   return err != 0 ? system_error(context, err) : Error(Errc::system, context + ": " + e.what());
 }
 
+// Refuses an existing entry that is not a plain file before opening it: shm_open follows no
+// symlink (ELOOP) and reports a directory as EINVAL, and opening a FIFO read-only blocks. The
+// fstat after opening stays the authoritative check; this makes the common cases bad input.
+void check_entry_kind(const std::string& ctx, const Backing& backing, const std::string& name) {
+  struct stat st {};
+  if (::lstat(backing.path_of(name).c_str(), &st) != 0) return;  // absent: open reports it
+  if (S_ISLNK(st.st_mode)) throw Error(Errc::bad_input, ctx + ": is a symlink; refusing to follow it");
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, ctx + ": not a regular file");
+}
+
 OpenObject open_object(const std::string& name, const Backing& backing, bool create, bool read_only) {
   OpenObject obj;
   const std::string ctx = where(name, backing);
+  if (!create) check_entry_kind(ctx, backing, name);
   if (backing.is_shm()) {
     try {
       if (create) {
@@ -101,13 +112,18 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
   return obj;
 }
 
-std::shared_ptr<Mapping> map_object(const OpenObject& obj, std::size_t size, MapOptions options) {
+std::shared_ptr<Mapping> map_object(const OpenObject& obj, std::size_t size, MapOptions options, const std::string& ctx) {
   const auto mode = options.read_only ? bip::read_only : bip::read_write;
   const bip::map_options_t flags = options.populate ? MAP_POPULATE : bip::default_map_options;
-  if (obj.fd) {
-    return std::make_shared<RegionMapping>(bip::mapped_region(FdMappable(obj.fd.get(), mode), mode, 0, size, nullptr, flags));
+  // mmap can fail (ENOMEM for a segment larger than the address space): report it as ours.
+  try {
+    if (obj.fd) {
+      return std::make_shared<RegionMapping>(bip::mapped_region(FdMappable(obj.fd.get(), mode), mode, 0, size, nullptr, flags));
+    }
+    return std::make_shared<RegionMapping>(bip::mapped_region(obj.shm, mode, 0, size, nullptr, flags));
+  } catch (const bip::interprocess_exception& e) {
+    throw ipc_error(ctx + ": mmap", e);
   }
-  return std::make_shared<RegionMapping>(bip::mapped_region(obj.shm, mode, 0, size, nullptr, flags));
 }
 
 void unlink_name(const std::string& name, const Backing& backing) noexcept {
@@ -177,7 +193,7 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
     }
     throw system_error(where(name, backing) + ": posix_fallocate", err);
   }
-  auto mapping = map_object(obj, size, options);
+  auto mapping = map_object(obj, size, options, where(name, backing));
   guard.dismiss();
   return Segment(std::move(name), backing, std::move(mapping), /*owns=*/true);
 }
@@ -198,7 +214,7 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
     throw Error(Errc::bad_input, ctx + ": too small: " + std::to_string(size) + " bytes, expected at least " +
                                      std::to_string(std::max<std::size_t>(min_size, 1)));
   }
-  return Segment(std::move(name), backing, map_object(obj, size, options), /*owns=*/false);
+  return Segment(std::move(name), backing, map_object(obj, size, options, ctx), /*owns=*/false);
 }
 
 bool remove_segment(std::string_view name, const Backing& backing) {
@@ -208,6 +224,9 @@ bool remove_segment(std::string_view name, const Backing& backing) {
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
     throw system_error(where(name, backing), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(Errc::bad_input, where(name, backing) + ": not a regular file; refusing to remove it");
   }
   if (st.st_uid != ::geteuid()) {
     throw Error(Errc::bad_input, where(name, backing) + ": owned by uid " + std::to_string(st.st_uid) +

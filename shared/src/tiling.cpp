@@ -32,6 +32,9 @@ TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) 
   if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
     throw Error(Errc::usage, "array has " + std::to_string(shape.size()) + " axes; at most " + std::to_string(kMaxDims) + " are supported");
   }
+  if (!element_count(shape)) {
+    throw Error(Errc::usage, "array shape " + format_shape(shape) + " has a negative extent or too many elements");
+  }
   if (tile.size() > shape.size()) {
     throw Error(Errc::usage, "--tile has " + std::to_string(tile.size()) + " extents but the array " +
                                  format_shape(shape) + " has only " + std::to_string(shape.size()) + " axes");

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "shared/error_expectations.hpp"
+#include "shared/fifo_guard.hpp"
 #include "shared/small_tmpfs.hpp"
 #include "shared/value_pattern.hpp"
 #include "support/test_support.hpp"
@@ -112,7 +114,7 @@ TEST(NpyTest, MakeHeaderWritesVersionOneCOrderLittleEndianAsNumpyDoes) {
   const std::string header = npy::make_header(DType::int16, Shape{2, 3});
 
   EXPECT_EQ(header.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
-  EXPECT_EQ(header.size(), 64u);
+  EXPECT_EQ(header.size(), 128u);  // 10 + 60 + 1 bytes do not fit in 64
   EXPECT_EQ(header.substr(10, header.find('}') - 9), "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 3), }");
 }
 
@@ -125,14 +127,14 @@ TEST(NpyTest, HeaderLengthNeedsOnlyThePreamble) {
 TEST(NpyTest, ParseHeaderAcceptsWhatNumpyWrites) {
   // Exactly what numpy 1.24 writes for np.save(f, np.zeros((2, 3), dtype=np.int64)).
   std::string dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), }";
-  dict.append(64 - 10 - dict.size() - 1, ' ');
+  dict.append(128 - 10 - dict.size() - 1, ' ');
   dict += '\n';
 
   const npy::Header h = npy::parse_header(bytes_of(npy_header(dict)));
 
   EXPECT_EQ(h.dtype, DType::int64);
   EXPECT_EQ(h.shape, (Shape{2, 3}));
-  EXPECT_EQ(h.data_offset, 64u);
+  EXPECT_EQ(h.data_offset, 128u);
   EXPECT_EQ(h.data_bytes, 48u);
 }
 
@@ -185,11 +187,12 @@ TEST(NpyTest, ParseHeaderAcceptsAVersionThreePreamble) {
 }
 
 TEST(NpyTest, ParseHeaderIgnoresBytesAfterTheHeader) {
-  const std::string file = npy::make_header(DType::uint8, Shape{4}) + "\x01\x02\x03\x04";
+  const std::string header = npy::make_header(DType::uint8, Shape{4});
+  const std::string file = header + "\x01\x02\x03\x04";
 
   const npy::Header h = npy::parse_header(bytes_of(file));
 
-  EXPECT_EQ(h.data_offset, 64u);
+  EXPECT_EQ(h.data_offset, header.size());
   EXPECT_EQ(h.data_bytes, 4u);
 }
 
@@ -242,7 +245,7 @@ TEST(NpyTest, ParseHeaderFailsWhenTheHeaderIsTruncated) {
   const std::string header = npy::make_header(DType::float64, Shape{3});
 
   EXPECT_TRUE(throws_error([&] { (void)npy::parse_header(bytes_of(header).first(40), "x.npy"); }, Errc::bad_input,
-                           {"x.npy: ", "truncated: header says 64 bytes, only 40 present"}));
+                           {"x.npy: ", "truncated: header says 128 bytes, only 40 present"}));
 }
 
 TEST(NpyTest, HeaderLengthFailsOnAnUnknownVersion) {
@@ -430,6 +433,17 @@ TEST(NpyTest, ReadFileHeaderFailsOnADirectory) {
                            {dir.path().string() + ": ", "not a regular file"}));
 }
 
+TEST(NpyTest, ReadFileHeaderRefusesAFifoWithoutBlocking) {
+  TempDir dir;
+  const auto path = dir / "pipe.npy";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+
+  EXPECT_TRUE(testing::returns_without_blocking(path, [&] {
+    return throws_error([&] { (void)npy::read_file_header(path); }, Errc::bad_input,
+                        {path.string() + ": ", "not a regular file"});
+  }));
+}
+
 TEST(NpyTest, ReadFileHeaderFailsOnAnEmptyFile) {
   TempDir dir;
   const auto path = dir / "empty.npy";
@@ -452,7 +466,7 @@ TEST(NpyTest, ReadFileHeaderFailsWhenTheHeaderIsTruncated) {
   write_bytes(path, npy::make_header(DType::float64, Shape{10}).substr(0, 30));
 
   EXPECT_TRUE(throws_error([&] { (void)npy::read_file_header(path); }, Errc::bad_input,
-                           {path.string() + ": ", "truncated: header says 64 bytes, file has 30"}));
+                           {path.string() + ": ", "truncated: header says 128 bytes, file has 30"}));
 }
 
 TEST(NpyTest, ReadFileHeaderFailsWhenTheDataIsTruncated) {
@@ -473,7 +487,7 @@ TEST(NpyTest, ReadFileHeaderReturnsTheHeaderOfACompleteFile) {
 
   EXPECT_EQ(h.dtype, DType::int32);
   EXPECT_EQ(h.shape, (Shape{2, 5}));
-  EXPECT_EQ(h.data_offset, 64u);
+  EXPECT_EQ(h.data_offset, 128u);
   EXPECT_EQ(h.data_bytes, 40u);
 }
 
@@ -541,9 +555,10 @@ TEST(NpyTest, ReadFileDataConvertsBigEndianUint16ToNative) {
 TEST(NpyTest, ReadFileDataFailsWhenTheFileShrankAfterItsHeaderWasRead) {
   TempDir dir;
   const auto path = dir / "shrinks.npy";
-  write_bytes(path, npy::make_header(DType::uint8, Shape{16}) + std::string(16, 'x'));
+  const std::string header = npy::make_header(DType::uint8, Shape{16});
+  write_bytes(path, header + std::string(16, 'x'));
   const npy::Header h = npy::read_file_header(path);
-  std::filesystem::resize_file(path, 64 + 6);
+  std::filesystem::resize_file(path, header.size() + 6);
   std::array<std::byte, 16> got{};
 
   EXPECT_TRUE(throws_error([&] { npy::read_file_data(path, h, got); }, Errc::bad_input,
@@ -563,7 +578,8 @@ TEST(NpyTest, WriteFileWritesAFileThatReadsBack) {
   std::array<float, 6> got{};
   npy::read_file_data(path, h, std::as_writable_bytes(std::span(got)));
   EXPECT_EQ(got, values);
-  EXPECT_EQ(read_bytes(path).substr(0, 64), npy::make_header(DType::float32, Shape{2, 3}));
+  const std::string header = npy::make_header(DType::float32, Shape{2, 3});
+  EXPECT_EQ(read_bytes(path).substr(0, header.size()), header);
 }
 
 TEST(NpyTest, WriteFileRefusesToOverwriteWithoutTheFlag) {
@@ -613,7 +629,7 @@ TEST(NpyTest, WriteFileReplacesAtomicallySoOpenReadersKeepTheOldFile) {
   const ssize_t n = ::pread(old_fd, buf.data(), buf.size(), 0);
   ::close(old_fd);
   EXPECT_EQ(std::string(buf.data(), static_cast<std::size_t>(std::max<ssize_t>(n, 0))), "old contents");
-  EXPECT_EQ(read_bytes(path).size(), 66u);
+  EXPECT_EQ(read_bytes(path), npy::make_header(DType::uint8, Shape{2}) + "\x01\x02");
 }
 
 TEST(NpyTest, WriteFileLeavesNoTemporaryFileBehind) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shared/error_expectations.hpp"
+#include "shared/fifo_guard.hpp"
 #include "shared/small_tmpfs.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/shared/error.hpp"
@@ -227,7 +228,7 @@ TEST(SegmentTest, CreateWithFileBackingDoesNotFollowASymlink) {
 }
 
 TEST(SegmentTest, CreateRejectsAnInvalidName) {
-  for (const std::string name : {"", "a/b", ".hidden", std::string(201, 'x')}) {
+  for (const std::string& name : {std::string(""), std::string("a/b"), std::string(".hidden"), std::string(201, 'x')}) {
     EXPECT_TRUE(throws_error([&] { (void)Segment::create(name, 64); }, Errc::usage, {"segment name"})) << name;
   }
 }
@@ -313,13 +314,26 @@ TEST(SegmentTest, AttachRefusesAFifo) {
   EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name, "not a regular file"}));
 }
 
+TEST(SegmentTest, ReadOnlyAttachRefusesAFifoWithoutBlocking) {
+  // Opening a FIFO read-only waits for a writer: attach must refuse it before opening.
+  const std::string name = unique_name();
+  const auto path = kShm / name;
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  const EntryCleanup cleanup(path);
+
+  EXPECT_TRUE(testing::returns_without_blocking(path, [&] {
+    return throws_error([&] { (void)Segment::attach(name, {}, MapOptions{.populate = true, .read_only = true}); },
+                        Errc::bad_input, {name, "not a regular file"});
+  }));
+}
+
 TEST(SegmentTest, AttachRefusesADirectory) {
   const std::string name = unique_name();
   const auto path = kShm / name;
   ASSERT_TRUE(std::filesystem::create_directory(path));
   const EntryCleanup cleanup(path);
 
-  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name}));
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name, "not a regular file"}));
 }
 
 TEST(SegmentTest, AttachWithFileBackingRefusesADirectory) {
@@ -327,7 +341,8 @@ TEST(SegmentTest, AttachWithFileBackingRefusesADirectory) {
   const std::string name = unique_name();
   std::filesystem::create_directory(dir / name);
 
-  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, Backing::file(dir.path())); }, Errc::bad_input, {name}));
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, Backing::file(dir.path())); }, Errc::bad_input,
+                           {name, "not a regular file"}));
 }
 
 TEST(SegmentTest, AttachRefusesASymlinkEvenToAValidSegment) {
@@ -338,7 +353,7 @@ TEST(SegmentTest, AttachRefusesASymlinkEvenToAValidSegment) {
   std::filesystem::create_symlink(kShm / real, link);
   const EntryCleanup cleanup(link);
 
-  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name}));
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name, "symlink"}));
 }
 
 TEST(SegmentTest, AttachWithFileBackingRefusesASymlink) {
@@ -386,6 +401,18 @@ TEST(SegmentTest, AttachFailsOnAnEmptySegment) {
   const EntryCleanup cleanup(path);
 
   EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name, "too small: 0 bytes"}));
+}
+
+TEST(SegmentTest, AttachFailsWithAnErrorWhenTheSegmentIsTooLargeToMap) {
+  // A sparse 200 TiB segment costs no memory but exceeds the 128 TiB user address space.
+  const std::string name = unique_name();
+  const auto path = kShm / name;
+  make_foreign_file(path, "", 0600);
+  const EntryCleanup cleanup(path);
+  ASSERT_EQ(::truncate(path.c_str(), off_t{200} << 40), 0) << std::strerror(errno);
+
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, {}, MapOptions{.populate = false}); }, Errc::system,
+                           {name}));
 }
 
 TEST(SegmentTest, ReadOnlyAttachSeesTheData) {

@@ -1,4 +1,6 @@
 // add, negate, square, add_scalar: element-wise kernels over the tile's planes.
+#include <cmath>
+
 #include "kernels/builtin.hpp"
 #include "kernels/kernel_support.hpp"
 
@@ -57,16 +59,17 @@ template <class T> struct MakeSquare {
 template <class T>
 T scalar_param(const Params& params) {
   const double v = params.number("value", "add_scalar");
-  const auto t = static_cast<T>(v);
   if constexpr (kIsInt<T>) {
+    // Checked before converting: converting a double outside T's range is undefined behaviour.
+    // The bounds are exact in double (T's max, 2^63 - 1 for int64, is not: it rounds up).
     const bool in_range = v >= static_cast<double>(std::numeric_limits<T>::min()) &&
-                          v <= static_cast<double>(std::numeric_limits<T>::max());
-    if (!in_range || static_cast<double>(static_cast<T>(v)) != v) {
+                          v < std::ldexp(1.0, std::numeric_limits<T>::digits);
+    if (!in_range || v != std::trunc(v)) {
       throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") + " is not a " +
                                    std::string(dtype_name(dtype_of_v<T>)) + " (expected an integer in range)");
     }
   }
-  return t;
+  return static_cast<T>(v);
 }
 
 template <class T> struct MakeAddScalar {

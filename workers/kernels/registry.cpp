@@ -49,7 +49,14 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
                                        " (expected the same dtype)");
     }
   }
-  return kernel.output_spec(inputs, params);
+  // Shared output specs (same_as_inputs) do not know which kernel they serve: name it here, so
+  // that every message says which kernel refused the inputs.
+  try {
+    return kernel.output_spec(inputs, params);
+  } catch (const Error& e) {
+    if (std::string_view(e.what()).starts_with(k)) throw;
+    throw Error(e.code(), k + ": " + e.what());
+  }
 }
 
 namespace kernels {

@@ -1,14 +1,31 @@
 #include "tilepool/workers/tile_loop.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
 namespace {
+
+// The armed fault, if any: set once at worker start-up, read-only afterwards.
+std::optional<FaultPlan> g_fault;
+
+void maybe_fault(FaultPoint point, std::int64_t tile) {
+  if (!g_fault || g_fault->point != point || g_fault->tile != tile) return;
+  if (!g_fault->once_file.empty()) {
+    const int fd = ::open(g_fault->once_file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return;  // another worker faulted already
+    ::close(fd);
+  }
+  ::raise(point == FaultPoint::hang ? SIGSTOP : SIGKILL);
+}
 
 std::string text_of(const char* field, std::size_t capacity) { return std::string(field, strnlen(field, capacity)); }
 
@@ -61,6 +78,32 @@ BoundJob bind_job(const JobDescriptor& job, SegmentCache& cache) {
   return make_bound(job, inputs, output);
 }
 
+void arm_fault_from_environment() {
+  const char* env = std::getenv("TILEPOOL_FAULT");
+  if (env == nullptr || *env == '\0') return;
+  const std::string spec(env);
+  const auto c1 = spec.find(':');
+  const auto c2 = spec.find(':', c1 == std::string::npos ? c1 : c1 + 1);
+  const std::string point = spec.substr(0, c1);
+  FaultPlan plan;
+  if (point == "mid_tile") {
+    plan.point = FaultPoint::mid_tile;
+  } else if (point == "before_done") {
+    plan.point = FaultPoint::before_done;
+  } else if (point == "hang") {
+    plan.point = FaultPoint::hang;
+  } else {
+    throw Error(Errc::usage, "TILEPOOL_FAULT='" + spec + "': expected mid_tile|before_done|hang:TILE[:ONCE_FILE]");
+  }
+  try {
+    plan.tile = std::stoll(spec.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1));
+  } catch (const std::exception&) {
+    throw Error(Errc::usage, "TILEPOOL_FAULT='" + spec + "': expected a tile number after the point");
+  }
+  if (c2 != std::string::npos) plan.once_file = spec.substr(c2 + 1);
+  g_fault = plan;
+}
+
 std::string format_box(const Box& box) {
   std::string s = "[";
   for (int a = 0; a < box.ndim; ++a) {
@@ -109,6 +152,10 @@ void run_tiles(ControlBlock& control, int slot, BoundJob& job) {
     if (t < 0) return;
     const Box box = job.grid.box(t);
     TileResult result;
+    if (g_fault) {
+      maybe_fault(FaultPoint::mid_tile, t);
+      maybe_fault(FaultPoint::hang, t);
+    }
     try {
       job.bound->run_tile(box, result);
     } catch (const std::exception& e) {
@@ -117,6 +164,7 @@ void run_tiles(ControlBlock& control, int slot, BoundJob& job) {
       return;
     }
     if (job.kernel->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};
+    if (g_fault) maybe_fault(FaultPoint::before_done, t);
     control.complete_tile(slot, t);
   }
 }

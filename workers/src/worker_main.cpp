@@ -1,6 +1,7 @@
-// tilepool-worker: one process of a share-mode pool.
+// tilepool-worker: one process of a share-mode or copy-mode pool.
 //
-//   tilepool-worker --control NAME --slot N --parent PID [--backing shm|file:DIR]
+//   tilepool-worker --control NAME --slot N --parent PID [--backing shm|file:DIR]   (share)
+//   tilepool-worker --copy --parent PID                                          (copy: copy_worker.cpp)
 //
 // The initializer attaches the control block named on the command line, attaches every
 // segment of the staged job once (pre-faulted), says "ready" on stdout and then runs jobs as
@@ -19,6 +20,7 @@
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/segment.hpp"
 #include "tilepool/workers/tile_loop.hpp"
+#include "copy_worker.hpp"
 
 namespace {
 
@@ -51,14 +53,24 @@ int main(int argc, char** argv) {
   std::string backing_spec = "shm";
   int slot = -1;
   pid_t parent = 0;
-  app.add_option("--control", control_name, "control block segment name")->required();
-  app.add_option("--slot", slot, "worker slot")->required()->check(CLI::Range(0, kMaxWorkers - 1));
+  bool copy = false;
+  auto* copy_flag = app.add_flag("--copy", copy, "copy mode: tiles' bytes arrive on stdin, results leave on stdout");
+  auto* control_opt = app.add_option("--control", control_name, "control block segment name");
+  auto* slot_opt = app.add_option("--slot", slot, "worker slot")->check(CLI::Range(0, kMaxWorkers - 1));
   app.add_option("--parent", parent, "runner pid")->required();
   app.add_option("--backing", backing_spec, "shm or file:DIR");
+  control_opt->excludes(copy_flag);
+  slot_opt->excludes(copy_flag);
   CLI11_PARSE(app, argc, argv);
+  if (copy) return run_copy_worker(parent);
+  if (control_opt->count() == 0 || slot_opt->count() == 0) {
+    std::fprintf(stderr, "tilepool-worker: error: --control and --slot are required (or --copy)\n");
+    return 2;
+  }
 
   die_with_parent(parent);
   try {
+    arm_fault_from_environment();
     const Backing backing = Backing::parse(backing_spec);
     Segment segment = Segment::attach(control_name, backing, MapOptions{.populate = false});
     ControlBlock& control = *ControlBlock::open_in(segment.data(), segment.size(), "control block '" + control_name + "'");

@@ -71,5 +71,10 @@ class Executor {
 
 std::unique_ptr<Executor> make_share_executor(const PoolOptions& options, const JobRequest* first_job);
 std::unique_ptr<Executor> make_thread_executor(const PoolOptions& options);
+std::unique_ptr<Executor> make_fork_executor(const PoolOptions& options);
+std::unique_ptr<Executor> make_copy_executor(const PoolOptions& options);
+
+/// "signal 9 (Killed)" or "exit status 2", from a waitpid() status.
+std::string describe_wait_status(int status);
 
 }  // namespace tilepool::detail

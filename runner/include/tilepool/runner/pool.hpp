@@ -67,6 +67,12 @@ struct PoolOptions {
   std::filesystem::path worker_executable;
   std::int64_t tile_capacity = 1 << 17;  ///< the most tiles a job may have
   int max_tile_retries = 3;              ///< a tile whose worker died more often fails the job
+  /// Sample the PSS of the runner and its workers during each job (JobStats::peak_pss_bytes).
+  /// Reading /proc/PID/smaps_rollup costs ~0.1 ms per process per sample: turn it off when
+  /// timing many short jobs on a warm pool.
+  bool sample_memory = true;
+  /// A worker that holds one tile longer than this is killed and the tile retried (0: never).
+  std::chrono::milliseconds tile_timeout{0};
 };
 
 namespace detail {
@@ -106,6 +112,13 @@ ArraySpec output_spec(const JobRequest& job);
 
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
+
+/// A zero-filled array in anonymous shared memory (MAP_SHARED | MAP_ANONYMOUS), pre-faulted:
+/// the output of a fork-mode job, which forked workers write and the parent reads. The AnyArray
+/// owns the mapping (copies share it); it has no name, so nothing is left in /dev/shm. Only this
+/// process and children forked while it is alive see it. Throws Error(usage) if the byte size
+/// overflows, Error(system) if mmap fails.
+AnyArray make_shared_array(DType dtype, const Shape& shape);
 
 /// Makes SIGINT and SIGTERM stop the running job: Pool::run then throws Error(interrupted),
 /// the pool's destructor stops its workers and RAII handles remove the job's segments.

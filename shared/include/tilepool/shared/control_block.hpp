@@ -66,6 +66,7 @@ struct JobDescriptor {
 struct WorkerSlot {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
+  std::atomic<std::int64_t> claimed_at_ns{0};  ///< monotonic_ns() when it claimed current_tile
   std::atomic<std::uint64_t> tiles_done{0};
 };
 

@@ -61,6 +61,23 @@ void run_tiles(ControlBlock& control, int slot, BoundJob& job);
 void serve_jobs(ControlBlock& control, int slot, const std::function<BoundJob(const JobDescriptor&)>& bind,
                 const std::function<bool()>& on_idle = {});
 
+/// Fault injection for supervision tests: where a worker kills (or stops) itself.
+enum class FaultPoint {
+  mid_tile,     ///< after claiming the tile, before computing it
+  before_done,  ///< after writing the tile's output, before marking it done
+  hang,         ///< stops itself (SIGSTOP) after claiming the tile, as a hung kernel would
+};
+/// A planned fault: at `point` on `tile`; with a `once_file`, only while that file does not
+/// exist yet (the first worker to fault creates it), so a respawned worker succeeds.
+struct FaultPlan {
+  FaultPoint point = FaultPoint::mid_tile;
+  std::int64_t tile = 0;
+  std::string once_file;
+};
+/// Reads TILEPOOL_FAULT="mid_tile|before_done|hang:TILE[:ONCE_FILE]" (tests only set it) and
+/// arms run_tiles in this process. Throws Error(usage) on a malformed value.
+void arm_fault_from_environment();
+
 /// "[0:365, 0:4, 4:8]": a box for messages.
 std::string format_box(const Box& box);
 

@@ -1,0 +1,207 @@
+// The control block's lock-free dispatch, exercised by real threads (and under TSan in CI):
+// every tile is handed out exactly once, requeued tiles come back, the first error wins, and a
+// new job is never posted while a worker is inside the previous one.
+#include "tilepool/shared/control_block.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+namespace {
+
+/// A control block in aligned heap memory.
+class ControlBlockTest : public ::testing::Test {
+ protected:
+  static constexpr std::int64_t kCapacity = 4096;
+  void SetUp() override {
+    bytes_ = ControlBlock::bytes_for(kCapacity);
+    memory_.reset(static_cast<std::byte*>(std::aligned_alloc(64, (bytes_ + 63) / 64 * 64)));
+    control_ = ControlBlock::create_in(memory_.get(), bytes_, kCapacity);
+  }
+  JobDescriptor job(std::int64_t tiles, std::uint64_t id = 1) const {
+    JobDescriptor d;
+    d.job_id = id;
+    d.tile_count = tiles;
+    return d;
+  }
+
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::size_t bytes_ = 0;
+  std::unique_ptr<std::byte, Free> memory_;
+  ControlBlock* control_ = nullptr;
+};
+
+TEST_F(ControlBlockTest, OpenRefusesMemoryThatIsNotAControlBlock) {
+  std::vector<std::byte> junk(bytes_);
+  EXPECT_THROW(ControlBlock::open_in(junk.data(), junk.size(), "junk"), Error);
+  EXPECT_EQ(ControlBlock::open_in(memory_.get(), bytes_, "cb"), control_);
+  EXPECT_THROW(ControlBlock::open_in(memory_.get(), bytes_ - 64, "short"), Error);
+}
+
+TEST_F(ControlBlockTest, EveryTileIsClaimedExactlyOnceByConcurrentWorkers) {
+  constexpr std::int64_t kTiles = 4000;
+  constexpr int kWorkers = 4;
+  control_->post_job(job(kTiles));
+  std::vector<std::atomic<int>> claims(kTiles);
+  std::vector<std::thread> threads;
+  for (int slot = 0; slot < kWorkers; ++slot) {
+    threads.emplace_back([&, slot] {
+      ASSERT_TRUE(control_->enter_job());
+      for (std::int64_t t; (t = control_->claim_next_tile(slot)) >= 0;) {
+        claims[static_cast<std::size_t>(t)].fetch_add(1);
+        control_->complete_tile(slot, t);
+      }
+      control_->leave_job();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::int64_t t = 0; t < kTiles; ++t) ASSERT_EQ(claims[static_cast<std::size_t>(t)].load(), 1) << "tile " << t;
+  EXPECT_TRUE(control_->job_complete());
+  EXPECT_EQ(control_->tiles_done(), kTiles);
+  EXPECT_GT(control_->last_done_ns(), 0);
+  EXPECT_GE(control_->last_done_ns(), control_->first_claim_ns());
+}
+
+TEST_F(ControlBlockTest, RequeuedTilesOfADeadWorkerAreClaimedAgain) {
+  control_->post_job(job(10));
+  ASSERT_TRUE(control_->enter_job());
+  // Slot 0 claims three tiles and "dies" holding them.
+  std::vector<std::int64_t> held;
+  for (int i = 0; i < 3; ++i) held.push_back(control_->claim_next_tile(0));
+  EXPECT_EQ(control_->worker(0).current_tile.load(), held.back());
+  // Slot 1 finishes everything else.
+  for (std::int64_t t; (t = control_->claim_next_tile(1)) >= 0;) control_->complete_tile(1, t);
+  EXPECT_FALSE(control_->job_complete());
+  EXPECT_EQ(control_->requeue_tiles_of(0), 3);
+  std::vector<std::int64_t> retried;
+  for (std::int64_t t; (t = control_->claim_next_tile(1)) >= 0;) {
+    retried.push_back(t);
+    control_->complete_tile(1, t);
+  }
+  control_->leave_job();
+  std::sort(retried.begin(), retried.end());
+  EXPECT_EQ(retried, held);
+  EXPECT_TRUE(control_->job_complete());
+  EXPECT_EQ(control_->tiles_requeued_total(), 3);
+}
+
+TEST_F(ControlBlockTest, RequeueLeavesDoneTilesAndOtherWorkersTilesAlone) {
+  control_->post_job(job(4));
+  ASSERT_TRUE(control_->enter_job());
+  const auto a = control_->claim_next_tile(0);
+  control_->complete_tile(0, a);
+  const auto b = control_->claim_next_tile(1);
+  EXPECT_EQ(control_->requeue_tiles_of(0), 0);
+  EXPECT_EQ(control_->tile_state(a).load(), kTileDone);
+  EXPECT_EQ(control_->tile_state(b).load(), tile_claimed_by(1));
+  control_->leave_job();
+}
+
+TEST_F(ControlBlockTest, FirstErrorWinsAndStopsFurtherClaims) {
+  control_->post_job(job(100));
+  ASSERT_TRUE(control_->enter_job());
+  ASSERT_GE(control_->claim_next_tile(0), 0);
+  control_->report_error("first");
+  control_->report_error("second");
+  EXPECT_TRUE(control_->job_failed());
+  EXPECT_EQ(control_->error_message(), "first");
+  EXPECT_EQ(control_->claim_next_tile(1), -1);
+  control_->leave_job();
+}
+
+TEST_F(ControlBlockTest, PostJobResetsTheStateOfThePreviousJob) {
+  control_->post_job(job(3, 1));
+  ASSERT_TRUE(control_->enter_job());
+  control_->report_error("boom");
+  control_->leave_job();
+  control_->post_job(job(3, 2));
+  EXPECT_FALSE(control_->job_failed());
+  EXPECT_EQ(control_->tiles_done(), 0);
+  EXPECT_EQ(control_->job().job_id, 2u);
+  ASSERT_TRUE(control_->enter_job());
+  int claimed = 0;
+  for (std::int64_t t; (t = control_->claim_next_tile(0)) >= 0; ++claimed) control_->complete_tile(0, t);
+  control_->leave_job();
+  EXPECT_EQ(claimed, 3);
+}
+
+TEST_F(ControlBlockTest, PostJobWaitsUntilNoWorkerIsInsideThePreviousJob) {
+  control_->post_job(job(1, 1));
+  ASSERT_TRUE(control_->enter_job());
+  std::atomic<bool> posted{false};
+  std::thread runner([&] {
+    control_->post_job(job(1, 2));
+    posted = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(posted.load()) << "a job was posted while a worker still read the old one";
+  EXPECT_EQ(control_->job().job_id, 1u);
+  control_->leave_job();
+  runner.join();
+  EXPECT_TRUE(posted.load());
+  EXPECT_EQ(control_->job().job_id, 2u);
+}
+
+TEST_F(ControlBlockTest, IdleWorkersSleepUntilTheEpochMovesAndWakeOnStop) {
+  const std::uint32_t seen = control_->epoch();
+  std::atomic<bool> woke{false};
+  std::thread worker([&] {
+    while (!control_->stop_requested()) control_->wait_for_epoch_change(seen, std::chrono::seconds(10));
+    woke = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(woke.load());
+  const auto t0 = std::chrono::steady_clock::now();
+  control_->request_stop();
+  worker.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));  // a wake, not the 10 s timeout
+}
+
+TEST_F(ControlBlockTest, ManyJobsWithConcurrentWorkersNeverLoseOrRepeatATile) {
+  constexpr int kWorkers = 3;
+  constexpr int kJobs = 200;
+  std::atomic<std::int64_t> total{0};
+  std::vector<std::thread> threads;
+  for (int slot = 0; slot < kWorkers; ++slot) {
+    threads.emplace_back([&, slot] {
+      std::uint32_t seen = 0;
+      while (!control_->stop_requested()) {
+        const std::uint32_t e = control_->epoch();
+        if (e == seen) {
+          control_->wait_for_epoch_change(e, std::chrono::milliseconds(50));
+          continue;
+        }
+        if (!control_->enter_job()) continue;
+        seen = e;
+        for (std::int64_t t; (t = control_->claim_next_tile(slot)) >= 0;) {
+          total.fetch_add(1);
+          control_->complete_tile(slot, t);
+        }
+        control_->leave_job();
+      }
+    });
+  }
+  for (int j = 1; j <= kJobs; ++j) {
+    control_->post_job(job(1 + j % 37, static_cast<std::uint64_t>(j)));
+    while (!control_->job_complete()) control_->wait_for_progress(std::chrono::milliseconds(50));
+  }
+  control_->request_stop();
+  for (auto& t : threads) t.join();
+  std::int64_t expected = 0;
+  for (int j = 1; j <= kJobs; ++j) expected += 1 + j % 37;
+  EXPECT_EQ(total.load(), expected);
+}
+
+}  // namespace
+}  // namespace tilepool

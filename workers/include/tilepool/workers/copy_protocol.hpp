@@ -1,0 +1,160 @@
+#pragma once
+/// @file
+/// Copy mode's wire format and tile geometry, shared by the runner (which sends each tile's
+/// input bytes and assembles the output) and `tilepool-worker --copy` (which computes tiles on
+/// small local arrays).
+///
+/// The wire format: every message is a fixed CopyMessage header followed by
+/// `payload_bytes` raw bytes. Runner -> worker: `job` (payload: one CopyJobSetup), then `tile`
+/// messages (payload: the bytes of each input's region, input after input, C order).
+/// Worker -> runner: `ready` once at start, then one `result` per tile, in the order the tiles
+/// arrived (payload: the tile's output bytes, C order; a reduction's partial rides in the
+/// header) or `error` (payload: the message text). Both ends are one machine: native byte order.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/dtype.hpp"
+#include "tilepool/shared/shape.hpp"
+#include "tilepool/shared/tiling.hpp"
+#include "tilepool/workers/kernel.hpp"
+
+namespace tilepool {
+
+inline constexpr std::uint32_t kCopyMagic = 0x59504354;  // "TCPY" in memory
+
+/// What a copy-mode message carries.
+enum class CopyKind : std::uint32_t { ready = 1, job = 2, tile = 3, result = 4, error = 5 };
+
+/// The header of every copy-mode message. Plain data, written and read as raw bytes.
+struct CopyMessage {
+  std::uint32_t magic = kCopyMagic;
+  CopyKind kind = CopyKind::ready;
+  std::uint64_t job_id = 0;
+  std::int64_t tile = -1;
+  std::uint64_t payload_bytes = 0;
+  double f64 = 0;         ///< a reduction's partial (result)
+  std::int64_t i64 = 0;   ///< a reduction's partial (result)
+};
+static_assert(sizeof(CopyMessage) == 48);
+
+/// A job as a copy-mode worker needs it: kernel, parameters, the arrays' dtypes and shapes and
+/// the tiling. Sent once per job to each worker, as the payload of a `job` message. Plain data.
+struct CopyJobSetup {
+  std::uint64_t job_id = 0;
+  char kernel[64] = {};
+  char params[kParamsCapacity] = {};
+  std::uint32_t input_count = 0;
+  std::int32_t input_dtype[kMaxInputs] = {};
+  std::int32_t input_ndim[kMaxInputs] = {};
+  std::int64_t input_shape[kMaxInputs][kMaxDims] = {};
+  std::int32_t output_dtype = 0;
+  std::int32_t output_ndim = 0;
+  std::int64_t output_shape[kMaxDims] = {};
+  std::int32_t tile_ndim = 0;
+  std::int64_t tile[kMaxDims] = {};
+};
+
+/// Where one tile's data lives: the region of each input it reads, the region of the output its
+/// local output array covers, and the tile box in the local arrays' coordinates.
+struct TileRegions {
+  Box tile;                                 ///< in the iteration space
+  std::array<Box, kMaxInputs> inputs{};     ///< each input's region, in that input's coordinates
+  Box local_output;                         ///< the output region the worker's local output covers
+  Box local_tile;                           ///< `tile` shifted so the local arrays start at 0
+  std::size_t request_bytes = 0;            ///< the inputs' region bytes: a `tile` message's payload
+  std::size_t reply_bytes = 0;              ///< the tile's output bytes: a `result` message's payload
+};
+
+/// A job's geometry in copy mode: which bytes each tile needs and returns. The runner and the
+/// worker build it from the same CopyJobSetup, so they agree on every message's size. Immutable;
+/// safe to share across threads.
+///
+/// A tile reads, of an input shaped like the iteration space, its own box grown by the kernel's
+/// halo on the last two axes (clamped to the array); of matmul's A its row block and of B its
+/// column block. The local output covers the same grown box (so one shifted box addresses every
+/// local array), and the worker sends back only the tile's part of it.
+class CopyPlan {
+ public:
+  /// Throws Error(usage) for a kernel whose access pattern copy mode does not know.
+  static CopyPlan make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
+                       const TileGrid& grid);
+  /// The setup message's contents (the runner's side).
+  static CopyJobSetup setup(std::uint64_t job_id, const KernelDef& kernel, std::span<const ArraySpec> inputs,
+                            const ArraySpec& output, std::span<const std::int64_t> tile, const Params& params);
+  /// Rebuilds the plan from a setup message (the worker's side). Throws Error as make().
+  static CopyPlan from_setup(const CopyJobSetup& setup);
+
+  [[nodiscard]] TileRegions regions(std::int64_t tile) const;
+  [[nodiscard]] const KernelDef& kernel() const noexcept { return *kernel_; }
+  [[nodiscard]] const TileGrid& grid() const noexcept { return grid_; }
+  [[nodiscard]] std::span<const ArraySpec> inputs() const noexcept { return {inputs_.data(), input_count_}; }
+  [[nodiscard]] const ArraySpec& output() const noexcept { return output_; }
+
+ private:
+  enum class Access { same_box, matmul };
+
+  const KernelDef* kernel_ = nullptr;
+  std::array<ArraySpec, kMaxInputs> inputs_{};
+  std::size_t input_count_ = 0;
+  ArraySpec output_;
+  TileGrid grid_;
+  Access access_ = Access::same_box;
+};
+
+/// Calls f(byte_offset, byte_length) for every contiguous run of `box` inside a C-order array of
+/// `shape` with `item_size`-byte elements, in C order. Runs over trailing axes that the box
+/// spans whole are merged, so a box of whole rows is one run. An empty box has no runs; a 0-d
+/// array is one run of one element.
+template <class F>
+void for_each_run(const Shape& shape, std::size_t item_size, const Box& box, F&& f) {
+  const int nd = static_cast<int>(shape.size());
+  for (int a = 0; a < nd; ++a) {
+    if (box.extent(a) <= 0) return;
+  }
+  // The innermost axis `k` that the box does not span whole (every axis after it is whole).
+  int k = nd - 1;
+  std::size_t run = item_size;
+  while (k >= 0 && box.lo[static_cast<std::size_t>(k)] == 0 && box.hi[static_cast<std::size_t>(k)] == shape[static_cast<std::size_t>(k)]) {
+    run *= static_cast<std::size_t>(shape[static_cast<std::size_t>(k)]);
+    --k;
+  }
+  if (k < 0) {  // the whole array
+    f(std::size_t{0}, run);
+    return;
+  }
+  run *= static_cast<std::size_t>(box.extent(k));
+  // Byte strides of each axis.
+  std::array<std::size_t, kMaxDims> stride{};
+  std::size_t s = item_size;
+  for (int a = nd - 1; a >= 0; --a) {
+    stride[static_cast<std::size_t>(a)] = s;
+    s *= static_cast<std::size_t>(shape[static_cast<std::size_t>(a)]);
+  }
+  // An odometer over the axes before k; axis k contributes its start.
+  std::array<std::int64_t, kMaxDims> idx{};
+  for (int a = 0; a < k; ++a) idx[static_cast<std::size_t>(a)] = box.lo[static_cast<std::size_t>(a)];
+  const std::size_t base_k = static_cast<std::size_t>(box.lo[static_cast<std::size_t>(k)]) * stride[static_cast<std::size_t>(k)];
+  for (;;) {
+    std::size_t offset = base_k;
+    for (int a = 0; a < k; ++a) offset += static_cast<std::size_t>(idx[static_cast<std::size_t>(a)]) * stride[static_cast<std::size_t>(a)];
+    f(offset, run);
+    int a = k - 1;
+    for (; a >= 0; --a) {
+      const auto i = static_cast<std::size_t>(a);
+      if (++idx[i] < box.hi[i]) break;
+      idx[i] = box.lo[i];
+    }
+    if (a < 0) return;
+  }
+}
+
+/// Bytes of `box` in an array of `item_size`-byte elements.
+inline std::size_t box_bytes(const Box& box, std::size_t item_size) noexcept {
+  return static_cast<std::size_t>(box.element_count()) * item_size;
+}
+
+}  // namespace tilepool

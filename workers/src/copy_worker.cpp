@@ -1,0 +1,327 @@
+// tilepool-worker --copy: one process of a copy-mode pool. It shares no memory with the runner:
+// each tile's input bytes (with halo) arrive on stdin, the kernel runs on small local arrays,
+// and the tile's output bytes go back on stdout (wire format: tilepool/workers/copy_protocol.hpp).
+//
+// Tiles are answered in the order they arrive. Small replies are batched and flushed before
+// the worker would block reading, so the runner sees them as soon as the worker runs dry; large
+// payloads are read and written directly from and to the local arrays (no staging copy).
+#include "copy_worker.hpp"
+
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tilepool/shared/error.hpp"
+#include "tilepool/workers/copy_protocol.hpp"
+#include "tilepool/workers/tile_loop.hpp"
+
+namespace tilepool {
+namespace {
+
+constexpr std::size_t kInputBuffer = std::size_t{1} << 20;
+constexpr std::size_t kDirectRead = std::size_t{64} << 10;   // payload parts this big are read in place
+constexpr std::size_t kDirectWrite = std::size_t{64} << 10;  // payloads this big skip the batch buffer
+constexpr std::size_t kFlushAt = std::size_t{256} << 10;
+
+// The runner is gone (EOF mid-message or a broken pipe): nothing to clean up, leave quietly.
+[[noreturn]] void runner_gone() { std::_Exit(0); }
+
+// A protocol violation: a runner/worker mismatch, not a user error.
+[[noreturn]] void protocol_error(const std::string& what) {
+  std::fprintf(stderr, "tilepool-worker --copy: protocol error: %s\n", what.c_str());
+  std::_Exit(2);
+}
+
+// stdin, buffered: small messages come out of one read, large payloads are read in place.
+class RequestReader {
+ public:
+  explicit RequestReader(int fd) : fd_(fd), buf_(new std::byte[kInputBuffer]) {}
+
+  // Reads exactly `n` bytes into `dst`, calling `before_block` before any read that may block;
+  // a refill reads at most `chunk` bytes. Returns false on EOF before the first byte when `eof_ok`.
+  bool read_exact(void* dst, std::size_t n, const std::function<void()>& before_block, bool eof_ok = false,
+                  std::size_t chunk = kInputBuffer) {
+    auto* out = static_cast<std::byte*>(dst);
+    std::size_t got = 0;
+    while (got < n) {
+      if (begin_ < end_) {
+        const std::size_t k = std::min(end_ - begin_, n - got);
+        std::memcpy(out + got, buf_.get() + begin_, k);
+        begin_ += k;
+        got += k;
+        continue;
+      }
+      before_block();
+      const bool direct = n - got >= kDirectRead;
+      const ssize_t r = direct ? ::read(fd_, out + got, n - got) : ::read(fd_, buf_.get(), std::min(chunk, kInputBuffer));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) protocol_error(std::string("read from the runner: ") + std::strerror(errno));
+      if (r == 0) {
+        if (got == 0 && eof_ok) return false;
+        runner_gone();
+      }
+      if (direct) {
+        got += static_cast<std::size_t>(r);
+      } else {
+        begin_ = 0;
+        end_ = static_cast<std::size_t>(r);
+      }
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+  std::unique_ptr<std::byte[]> buf_;
+  std::size_t begin_ = 0, end_ = 0;
+};
+
+// stdout, batched: replies gather in a buffer; one writev sends the batch and a large payload.
+class ReplyWriter {
+ public:
+  explicit ReplyWriter(int fd) : fd_(fd) { batch_.reserve(kFlushAt + kDirectWrite); }
+
+  void send(const CopyMessage& header, const std::byte* payload, std::size_t bytes) {
+    if (bytes >= kDirectWrite) {
+      append(&header, sizeof header);
+      iovec iov[2] = {{batch_.data(), batch_.size()}, {const_cast<std::byte*>(payload), bytes}};
+      write_all(iov, 2);
+      batch_.clear();
+      return;
+    }
+    append(&header, sizeof header);
+    append(payload, bytes);
+    if (batch_.size() >= kFlushAt) flush();
+  }
+
+  void flush() {
+    if (batch_.empty()) return;
+    iovec iov{batch_.data(), batch_.size()};
+    write_all(&iov, 1);
+    batch_.clear();
+  }
+
+ private:
+  void append(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    batch_.insert(batch_.end(), b, b + n);
+  }
+
+  void write_all(iovec* iov, int count) {
+    while (count > 0) {
+      const ssize_t w = ::writev(fd_, iov, count);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EPIPE) runner_gone();
+      if (w < 0) protocol_error(std::string("write to the runner: ") + std::strerror(errno));
+      auto left = static_cast<std::size_t>(w);
+      while (count > 0 && left >= iov->iov_len) {
+        left -= iov->iov_len;
+        ++iov;
+        --count;
+      }
+      if (count > 0) {
+        iov->iov_base = static_cast<std::byte*>(iov->iov_base) + left;
+        iov->iov_len -= left;
+      }
+    }
+  }
+
+  int fd_;
+  std::vector<std::byte> batch_;
+};
+
+// A growable, 64-byte aligned local array buffer; a shared owner so AnyArrays can hold it.
+struct LocalBuffer {
+  std::shared_ptr<std::byte> data;
+  std::size_t capacity = 0;
+
+  // Makes room for `bytes`; returns true if the memory moved.
+  bool reserve(std::size_t bytes) {
+    if (bytes <= capacity && data) return false;
+    const std::size_t n = std::max<std::size_t>(bytes, 64);
+    data = std::shared_ptr<std::byte>(static_cast<std::byte*>(::operator new(n, std::align_val_t{64})),
+                                      [](std::byte* p) { ::operator delete(p, std::align_val_t{64}); });
+    capacity = n;
+    return true;
+  }
+};
+
+// The worker's state across messages: the current job and its bound kernel.
+class CopyWorker {
+ public:
+  CopyWorker() : in_(STDIN_FILENO), out_(STDOUT_FILENO) {}
+
+  int serve() {
+    out_.send(CopyMessage{.kind = CopyKind::ready}, nullptr, 0);
+    out_.flush();
+    const auto flush = [this] { out_.flush(); };
+    for (;;) {
+      CopyMessage m;
+      // After a large request the next is likely large too: read just its header, so its
+      // payload can be read straight into the local arrays.
+      const std::size_t chunk = last_request_bytes_ >= kDirectRead ? sizeof m : kInputBuffer;
+      if (!in_.read_exact(&m, sizeof m, flush, /*eof_ok=*/true, chunk)) {
+        out_.flush();
+        return 0;
+      }
+      if (m.magic != kCopyMagic) protocol_error("bad message magic");
+      last_request_bytes_ = m.payload_bytes;
+      switch (m.kind) {
+        case CopyKind::job: start_job(m); break;
+        case CopyKind::tile: run_tile(m); break;
+        default: protocol_error("unexpected message kind " + std::to_string(static_cast<unsigned>(m.kind)));
+      }
+    }
+  }
+
+ private:
+  void start_job(const CopyMessage& m) {
+    if (m.payload_bytes != sizeof(CopyJobSetup)) protocol_error("job setup of " + std::to_string(m.payload_bytes) + " bytes");
+    auto setup = std::make_unique<CopyJobSetup>();
+    in_.read_exact(setup.get(), sizeof *setup, [this] { out_.flush(); });
+    job_id_ = setup->job_id;
+    kernel_name_ = std::string(setup->kernel, strnlen(setup->kernel, sizeof setup->kernel));
+    bound_.reset();
+    plan_.reset();
+    setup_error_.clear();
+    try {
+      plan_ = CopyPlan::from_setup(*setup);
+      params_ = Params::from_text(std::string_view(setup->params, strnlen(setup->params, sizeof setup->params)));
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+
+  void run_tile(const CopyMessage& m) {
+    const auto flush = [this] { out_.flush(); };
+    if (m.job_id != job_id_) protocol_error("tile of job " + std::to_string(m.job_id) + " during job " + std::to_string(job_id_));
+    if (!plan_) {
+      discard(m.payload_bytes);
+      reply_error(m.tile, "worker pid " + std::to_string(::getpid()) + " could not set up kernel " + kernel_name_ + ": " +
+                              setup_error_);
+      return;
+    }
+    if (m.tile < 0 || m.tile >= plan_->grid().tile_count()) protocol_error("tile " + std::to_string(m.tile) + " out of range");
+    const TileRegions r = plan_->regions(m.tile);
+    if (m.payload_bytes != r.request_bytes) {
+      protocol_error("tile " + std::to_string(m.tile) + " carries " + std::to_string(m.payload_bytes) + " bytes, expected " +
+                     std::to_string(r.request_bytes));
+    }
+    const auto inputs = plan_->inputs();
+    bool rebind = !bound_;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const std::size_t bytes = box_bytes(r.inputs[i], dtype_size(inputs[i].dtype));
+      rebind |= input_buffers_[i].reserve(bytes);
+      in_.read_exact(input_buffers_[i].data.get(), bytes, flush);
+      Shape local = r.inputs[i].extents();
+      rebind |= local != input_shapes_[i];
+      input_shapes_[i] = std::move(local);
+    }
+    const std::size_t out_item = dtype_size(plan_->output().dtype);
+    Shape out_shape = r.local_output.extents();
+    rebind |= output_buffer_.reserve(box_bytes(r.local_output, out_item));
+    rebind |= out_shape != output_shape_;
+    output_shape_ = std::move(out_shape);
+
+    TileResult result;
+    try {
+      if (rebind) bind();
+      bound_->run_tile(r.local_tile, result);
+    } catch (const std::exception& e) {
+      bound_.reset();
+      reply_error(m.tile, "kernel " + kernel_name_ + " failed on tile " + std::to_string(m.tile) + " " + format_box(r.tile) +
+                              " in worker pid " + std::to_string(::getpid()) + ": " + e.what());
+      return;
+    }
+    CopyMessage reply{.kind = CopyKind::result, .job_id = job_id_, .tile = m.tile, .payload_bytes = r.reply_bytes,
+                      .f64 = result.f64, .i64 = result.i64};
+    out_.send(reply, tile_bytes(r, out_item), r.reply_bytes);
+  }
+
+  void bind() {
+    bound_.reset();
+    std::vector<AnyArray> inputs;
+    const auto specs = plan_->inputs();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      inputs.emplace_back(input_buffers_[i].data, input_buffers_[i].data.get(), specs[i].dtype, input_shapes_[i]);
+    }
+    const AnyArray output(output_buffer_.data, output_buffer_.data.get(), plan_->output().dtype, output_shape_);
+    bound_ = plan_->kernel().bind(inputs, output, params_);
+  }
+
+  // The tile's output bytes in C order: the local output itself when it is exactly the tile,
+  // otherwise (a halo around it) the tile's rows gathered into a send buffer.
+  const std::byte* tile_bytes(const TileRegions& r, std::size_t item) {
+    if (r.reply_bytes == 0) return nullptr;
+    const std::byte* base = output_buffer_.data.get();
+    if (r.local_output.extents() == r.tile.extents()) return base;
+    send_buffer_.resize(r.reply_bytes);
+    std::size_t at = 0;
+    for_each_run(output_shape_, item, r.local_tile, [&](std::size_t offset, std::size_t len) {
+      std::memcpy(send_buffer_.data() + at, base + offset, len);
+      at += len;
+    });
+    return send_buffer_.data();
+  }
+
+  void reply_error(std::int64_t tile, const std::string& text) {
+    const CopyMessage reply{.kind = CopyKind::error, .job_id = job_id_, .tile = tile, .payload_bytes = text.size()};
+    out_.send(reply, reinterpret_cast<const std::byte*>(text.data()), text.size());
+  }
+
+  void discard(std::uint64_t bytes) {
+    std::vector<std::byte> sink(std::min<std::uint64_t>(bytes, kInputBuffer));
+    while (bytes > 0) {
+      const std::size_t k = std::min<std::uint64_t>(bytes, sink.size());
+      in_.read_exact(sink.data(), k, [this] { out_.flush(); });
+      bytes -= k;
+    }
+  }
+
+  RequestReader in_;
+  ReplyWriter out_;
+  std::uint64_t last_request_bytes_ = 0;
+  std::uint64_t job_id_ = 0;
+  std::string kernel_name_;
+  std::optional<CopyPlan> plan_;
+  Params params_;
+  std::string setup_error_;
+  std::array<LocalBuffer, kMaxInputs> input_buffers_;
+  std::array<Shape, kMaxInputs> input_shapes_;
+  LocalBuffer output_buffer_;
+  Shape output_shape_;
+  std::vector<std::byte> send_buffer_;
+  std::unique_ptr<BoundKernel> bound_;
+};
+
+}  // namespace
+
+int run_copy_worker(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) return 3;  // the runner died before prctl took effect
+  // A runner's I/O thread may have spawned us with SIGPIPE blocked; a closed pipe is EPIPE either way.
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::sigprocmask(SIG_UNBLOCK, &pipe_signal, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    return CopyWorker().serve();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tilepool-worker --copy: error: %s\n", e.what());
+    return 2;
+  }
+}
+
+}  // namespace tilepool
