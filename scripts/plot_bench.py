@@ -97,9 +97,14 @@ def save(fig, name, outs):
     plt.close(fig)
 
 
+def memory_text(ctx):
+    m = re.match(r"(\d+)\s*kB", ctx.get("mem_total", ""))
+    return "{:.1f} GiB".format(int(m.group(1)) / 1048576.0) if m else ctx.get("mem_total", "?")
+
+
 def machine_line(ctx):
     return "{} x {} ({}), {} RAM".format(ctx.get("nproc", "?"), ctx.get("cpu_model", "?"), ctx.get("host_name", "?"),
-                                         ctx.get("mem_total", "?"))
+                                         memory_text(ctx))
 
 
 def hc_workers(ctx):
@@ -176,7 +181,8 @@ def plot_memory(table, ctx, outs):
     ax.set_xlabel("workers")
     ax.set_ylabel("peak PSS, parent + workers (MiB)")
     ax.set_title("memory per mode: 4096x4096 float64 add (3 x 128 MiB)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     ax.grid(True, axis="y", alpha=0.3)
     fig.text(0.01, -0.02, machine_line(ctx), fontsize=7)
     save(fig, "modes_memory.png", outs)
@@ -193,8 +199,9 @@ def ratio_row(label, num, den, target, better="lower", fmt="{:.2f}x"):
 def report(table, ctx):
     w = hc_workers(ctx)
     out = []
-    out.append("Machine: {} CPUs, {}, {} RAM; benchmark set: {}; {} workers unless noted.".format(
-        ctx.get("nproc", "?"), ctx.get("cpu_model", "?"), ctx.get("mem_total", "?"), ctx.get("tilepool_set", "?"), w))
+    out.append("Machine: {} CPUs, {}, {} RAM; benchmark set: {}; {} workers unless noted; medians of repetitions "
+               "where there are several.".format(ctx.get("nproc", "?"), ctx.get("cpu_model", "?"), memory_text(ctx),
+                                                  ctx.get("tilepool_set", "?"), w))
     out.append("")
     out.append("| ratio | measured | target | |")
     out.append("| --- | --- | --- | --- |")

@@ -79,7 +79,9 @@ JobArray make_output(const Location& loc, const ArraySpec& spec, Mode mode, cons
   }
   arrays.output_file = loc.text;
   if (mode == Mode::copy || mode == Mode::threads) return JobArray{private_array(spec.dtype, spec.shape), ""};
-  // share: workers attach it by name; fork: children write it through the shared mapping.
+  // fork: an anonymous MAP_SHARED mapping made before the fork, written by the children.
+  if (mode == Mode::fork) return JobArray{make_shared_array(spec.dtype, spec.shape), ""};
+  // share: a job segment that the workers attach by name.
   arrays.segments.push_back(ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing));
   return JobArray::of(arrays.segments.back());
 }

@@ -90,9 +90,10 @@ class ShareExecutor final : public Executor {
     for (const JobArray& a : job.inputs) require_segment(a, "input");
     require_segment(job.output, "output");
     tile_failures_.clear();
-    current_ = &prepared;
     std::uint64_t peak = 0;
     auto next_sample = std::chrono::steady_clock::now();
+    current_ = &prepared;
+    supervise();  // a worker that died while idle is replaced before the job starts
     control_->post_job(describe(job, prepared, options_.backing, next_job_id_++));
     wait_for_job(*control_, job, [&] {
       supervise();

@@ -303,7 +303,8 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   const std::string what = path.string();
   const auto expected = byte_count(shape, dtype_size(dtype));
   TILEPOOL_CHECK(expected && *expected == data.size());
-  if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path))) {
+  std::error_code ec;
+  if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
     throw Error(Errc::exists, what + ": already exists (pass --force to overwrite)");
   }
   std::random_device rd;

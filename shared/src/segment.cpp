@@ -108,7 +108,11 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
     throw system_error(ctx, err);
   }
   // The umask may have narrowed the mode; make it exactly owner read/write.
-  if (create && ::fchmod(obj.fd.get(), kSegmentMode) != 0) throw system_error(ctx + ": fchmod", errno);
+  if (create && ::fchmod(obj.fd.get(), kSegmentMode) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    throw system_error(ctx + ": fchmod", err);
+  }
   return obj;
 }
 
@@ -237,6 +241,7 @@ bool remove_segment(std::string_view name, const Backing& backing) {
 }
 
 bool segment_exists(std::string_view name, const Backing& backing) {
+  validate_segment_name(name);
   struct stat st {};
   return ::lstat(backing.path_of(name).c_str(), &st) == 0;
 }

@@ -192,16 +192,19 @@ TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts
 }
 
 TEST_F(RunnerProcessTest, SeveralRunnersAtOnceAllSucceed) {
+  std::vector<std::string> outputs;
   std::string cmd;
   for (int i = 0; i < 4; ++i) {
-    cmd += kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") + " -o " + in(("o" + std::to_string(i) + ".npy").c_str()) +
-           " -t 8,8 --no-progress & ";
+    // Appending, not "o" + std::to_string(i): g++ 12 warns falsely (-Wrestrict) on the latter.
+    std::string file = "o";
+    file.append(std::to_string(i)).append(".npy");
+    outputs.push_back((dir_ / file).string());
+    cmd.append(kTilepool).append(" run -k add -i ").append(in("a.npy")).append(" -i ").append(in("b.npy"));
+    cmd.append(" -o ").append(outputs.back()).append(" -t 8,8 --no-progress & ");
   }
-  cmd += "wait";
+  cmd.append("wait");
   ASSERT_EQ(run_command("bash -c '" + cmd + "'").status, 0);
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_TRUE(std::filesystem::exists(in(("o" + std::to_string(i) + ".npy").c_str())));
-  }
+  for (const auto& out : outputs) EXPECT_TRUE(std::filesystem::exists(out)) << out;
 }
 
 }  // namespace

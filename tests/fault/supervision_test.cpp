@@ -144,7 +144,16 @@ TEST_F(SupervisionTest, HungWorkerIsKilledAfterTheTileTimeoutAndTheTileRetried) 
 }
 
 TEST_F(SupervisionTest, ManyJobsOnOnePoolLeakNoFdsMemoryOrSegments) {
-  const int jobs = std::getenv("TILEPOOL_STRESS_JOBS") != nullptr ? std::atoi(std::getenv("TILEPOOL_STRESS_JOBS")) : 10000;
+  // Sanitizers make each job ~20x slower and ASan holds freed memory in a quarantine, so
+  // there the count is smaller and memory is not judged (fds and segments still are).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr int kDefaultJobs = 1000;
+  constexpr bool kJudgeMemory = false;
+#else
+  constexpr int kDefaultJobs = 10000;
+  constexpr bool kJudgeMemory = true;
+#endif
+  const int jobs = std::getenv("TILEPOOL_STRESS_JOBS") != nullptr ? std::atoi(std::getenv("TILEPOOL_STRESS_JOBS")) : kDefaultJobs;
   Pool pool = Pool::start(PoolOptions{.workers = 2});
   auto count_fds = [] { return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), {}); };
   // This process's entries only: tests running in parallel come and go in /dev/shm.
@@ -156,7 +165,9 @@ TEST_F(SupervisionTest, ManyJobsOnOnePoolLeakNoFdsMemoryOrSegments) {
   for (int i = 0; i < jobs; ++i) pool.run(job());
   EXPECT_EQ(count_fds(), fds);
   EXPECT_EQ(shm_count(), shm);
-  EXPECT_LT(pss_bytes(::getpid()), pss + (4 << 20)) << "parent memory grew over " << jobs << " jobs";
+  if (kJudgeMemory) {
+    EXPECT_LT(pss_bytes(::getpid()), pss + (4 << 20)) << "parent memory grew over " << jobs << " jobs";
+  }
   EXPECT_TRUE(output_matches_reference());
 }
 

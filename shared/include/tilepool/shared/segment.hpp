@@ -77,7 +77,8 @@ class Segment {
 /// did not exist; throws Error(bad_input) if it belongs to someone else or is not a file.
 bool remove_segment(std::string_view name, const Backing& backing = {});
 
-/// True if a segment of that name exists in the backing store (any owner).
+/// True if a segment of that name exists in the backing store (any owner). Throws
+/// Error(usage) for an invalid name (so "../x" never looks outside the store).
 bool segment_exists(std::string_view name, const Backing& backing = {});
 
 }  // namespace tilepool
