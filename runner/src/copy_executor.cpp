@@ -55,23 +55,6 @@ constexpr std::size_t kInflightBytes = std::size_t{2} << 20;  // request bytes q
 constexpr std::size_t kMaxInflight = 1024;                    // tiles queued per worker
 constexpr std::size_t kMaxErrorText = std::size_t{64} << 10;
 
-std::filesystem::path find_worker_executable(const PoolOptions& options) {
-  std::filesystem::path exe = options.worker_executable;
-  if (exe.empty()) {
-    if (const char* env = std::getenv("TILEPOOL_WORKER"); env != nullptr && *env != '\0') {
-      exe = env;
-    } else {
-      std::error_code ec;
-      exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "tilepool-worker";
-    }
-  }
-  if (::access(exe.c_str(), X_OK) != 0) {
-    throw Error(Errc::system, "cannot run the worker executable " + exe.string() +
-                                  " (expected tilepool-worker beside tilepool, or set TILEPOOL_WORKER)");
-  }
-  return exe;
-}
-
 // A list of memory pieces consumed front to back by writev/readv or memcpy, with partial
 // progress: the cursor of a non-blocking transfer.
 class IoList {

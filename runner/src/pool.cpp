@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -131,6 +132,23 @@ void finish_reduction(ControlBlock& control, const PreparedJob& prepared, const 
     i64 += static_cast<std::uint64_t>(control.partial(t).i64);
   }
   store_sum(output, f64, i64);
+}
+
+std::filesystem::path find_worker_executable(const PoolOptions& options) {
+  std::filesystem::path exe = options.worker_executable;
+  if (exe.empty()) {
+    if (const char* env = std::getenv("TILEPOOL_WORKER"); env != nullptr && *env != '\0') {
+      exe = env;
+    } else {
+      std::error_code ec;
+      exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "tilepool-worker";
+    }
+  }
+  if (::access(exe.c_str(), X_OK) != 0) {
+    throw Error(Errc::system, "cannot run the worker executable " + exe.string() +
+                                  " (expected tilepool-worker beside tilepool, or set TILEPOOL_WORKER)");
+  }
+  return exe;
 }
 
 std::string describe_wait_status(int status) {

@@ -27,32 +27,6 @@ namespace {
 
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 
-std::filesystem::path find_worker_executable(const PoolOptions& options) {
-  std::filesystem::path exe = options.worker_executable;
-  if (exe.empty()) {
-    if (const char* env = std::getenv("TILEPOOL_WORKER"); env != nullptr && *env != '\0') {
-      exe = env;
-    } else {
-      std::error_code ec;
-      exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "tilepool-worker";
-    }
-  }
-  if (::access(exe.c_str(), X_OK) != 0) {
-    throw Error(Errc::system, "cannot run the worker executable " + exe.string() +
-                                  " (expected tilepool-worker beside tilepool, or set TILEPOOL_WORKER)");
-  }
-  return exe;
-}
-
-// "signal 9 (Killed)" or "exit status 2".
-std::string describe_status(int native_status) {
-  if (WIFSIGNALED(native_status)) {
-    const int sig = WTERMSIG(native_status);
-    return "signal " + std::to_string(sig) + " (" + ::strsignal(sig) + ")";
-  }
-  return "exit status " + std::to_string(WEXITSTATUS(native_status));
-}
-
 // One worker process and its pipes (stdin: EOF tells it the runner is gone; stdout: "ready").
 struct WorkerProcess {
   bp::pipe to_worker;
@@ -165,7 +139,7 @@ class ShareExecutor final : public Executor {
       if (n <= 0) {
         w.child.wait();
         throw Error(Errc::system, "worker " + std::to_string(slot) + " (pid " + std::to_string(w.child.id()) +
-                                      ") exited before it was ready: " + describe_status(w.child.native_exit_code()));
+                                      ") exited before it was ready: " + describe_wait_status(w.child.native_exit_code()));
       }
       line.append(buf, static_cast<std::size_t>(n));
     }
@@ -187,7 +161,7 @@ class ShareExecutor final : public Executor {
       const pid_t pid = w.child.id();
       const std::string status = std::exchange(timed_out_[slot], false)
                                      ? "killed after the tile timeout of " + std::to_string(options_.tile_timeout.count()) + " ms"
-                                     : describe_status(w.child.native_exit_code());
+                                     : describe_wait_status(w.child.native_exit_code());
       const std::int64_t tile = control_->worker(slot).current_tile.load(std::memory_order_acquire);
       control_->requeue_tiles_of(slot);
       if (tile >= 0 && ++tile_failures_[tile] > options_.max_tile_retries) {

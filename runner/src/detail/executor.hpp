@@ -57,6 +57,10 @@ class AnonymousRegion {
   std::size_t size_ = 0;
 };
 
+/// The tilepool-worker executable: PoolOptions::worker_executable, else $TILEPOOL_WORKER, else
+/// beside this executable. Throws Error(system) if it cannot be run.
+std::filesystem::path find_worker_executable(const PoolOptions& options);
+
 /// One mode's machinery behind Pool.
 class Executor {
  public:
