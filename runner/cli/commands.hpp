@@ -22,7 +22,8 @@ struct RunOptions {
   std::string backing = "shm";
   bool json = false;
   bool force = false;
-  int progress = -1;  // -1: when stderr is a terminal; 0/1 forced
+  bool progress = false;     // --progress: always draw the bar
+  bool no_progress = false;  // --no-progress: never (default: when stderr is a terminal)
   double tile_timeout_s = 0;
 };
 

@@ -75,7 +75,7 @@ void add_demo_command(CLI::App& app) {
       o.tile = "4,4";
       o.workers = workers;
       o.mode = std::string(mode_name(mode));
-      o.progress = 0;
+      o.no_progress = true;
       try {
         reports.push_back(run_job(o));
       } catch (const Error& e) {

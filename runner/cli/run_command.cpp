@@ -170,7 +170,7 @@ RunReport run_job(const RunOptions& o) {
   report.load_s = seconds_since(t_start);
 
   std::optional<ProgressBar> bar;
-  if (o.progress == 1 || (o.progress == -1 && ::isatty(STDERR_FILENO) != 0)) {
+  if (!o.no_progress && (o.progress || ::isatty(STDERR_FILENO) != 0)) {
     bar.emplace();
     job.progress = [&bar](std::int64_t done, std::int64_t total) { bar->update(done, total); };
   }
@@ -234,7 +234,8 @@ void add_run_command(CLI::App& app, RunOptions& o) {
       ->check(CLI::NonNegativeNumber);
   run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
   run->add_flag("--force", o.force, "replace an existing output");
-  run->add_flag("--progress{1},--no-progress{0}", o.progress, "progress bar on stderr (default: when it is a terminal)");
+  run->add_flag("--progress", o.progress, "draw a progress bar on stderr even when it is not a terminal");
+  run->add_flag("--no-progress", o.no_progress, "no progress bar (default: one when stderr is a terminal)");
   run->callback([&o] {
     install_interrupt_handlers();
     const RunReport r = run_job(o);

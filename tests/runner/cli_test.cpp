@@ -186,6 +186,19 @@ TEST_F(CliTest, GcRemovesOnlyDeadOwnersJobSegments) {
   EXPECT_TRUE(segment_exists(named));
 }
 
+TEST_F(CliTest, ProgressBarAppearsOnATerminalAndNowhereElse) {
+  const std::string run = kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -t 4,4 --force -o ";
+  // script(1) gives the run a pseudo-terminal as stderr.
+  const auto tty = run_command("script -qec '" + run + path("o1.npy") + "' /dev/null");
+  ASSERT_EQ(tty.status, 0) << tty.output;
+  EXPECT_NE(tty.output.find("16/16 tiles"), std::string::npos) << tty.output;
+  const auto piped = run_command(run + path("o2.npy"));
+  ASSERT_EQ(piped.status, 0) << piped.output;
+  EXPECT_EQ(piped.output.find("tiles/s"), std::string::npos) << piped.output;
+  const auto tty_off = run_command("script -qec '" + run + path("o3.npy") + " --no-progress' /dev/null");
+  EXPECT_EQ(tty_off.output.find("tiles/s"), std::string::npos) << tty_off.output;
+}
+
 TEST_F(CliTest, KernelsListsEveryKernelWithArityAndDtypes) {
   const auto r = run_command(kTilepool + " kernels");
   ASSERT_EQ(r.status, 0);
