@@ -197,7 +197,8 @@ TEST_F(KernelRegistryTest, AddScalarWithAValueTheDtypeCannotHoldIsAUsageError) {
                        Case{DType::int8, "-129"}, Case{DType::uint8, "-1"}, Case{DType::uint8, "256"},
                        Case{DType::uint16, "70000"}, Case{DType::int32, "2147483648"}, Case{DType::uint32, "0.5"},
                        Case{DType::int64, "9223372036854775808"}, Case{DType::int64, "-9223372036854777856"},
-                       Case{DType::uint64, "18446744073709551616"}, Case{DType::uint64, "-1"}}) {
+                       Case{DType::uint64, "18446744073709551616"}, Case{DType::uint64, "-1"},
+                       Case{DType::float32, "1e300"}, Case{DType::float32, "-3.5e38"}}) {
     EXPECT_TRUE(throws_error([&] { check("add_scalar", {{c.dtype, {3}}}, value(c.value)); }, Errc::usage,
                              {"add_scalar", c.value, dtype_name(c.dtype)}))
         << dtype_name(c.dtype) << " value=" << c.value;

@@ -68,6 +68,12 @@ T scalar_param(const Params& params) {
       throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") + " is not a " +
                                    std::string(dtype_name(dtype_of_v<T>)) + " (expected an integer in range)");
     }
+  } else if constexpr (std::is_same_v<T, float>) {
+    // A double beyond float's range does not convert (undefined behaviour), it is refused.
+    if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+      throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") +
+                                   " is out of float32 range (expected |value| <= 3.4e38)");
+    }
   }
   return static_cast<T>(v);
 }
