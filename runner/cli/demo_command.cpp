@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 
 #include "commands.hpp"
@@ -49,12 +50,15 @@ struct ScratchDir {
 }  // namespace
 
 void add_demo_command(CLI::App& app) {
-  static int workers = 0;
-  static bool json = false;
+  struct Args {
+    int workers = 0;
+    bool json = false;
+  };
+  const auto args = std::make_shared<Args>();
   CLI::App* demo = app.add_subcommand("demo", "run the seed workload (a + b over (365,16,16) float64) in every mode");
-  demo->add_option("--workers,-w", workers, "worker count (default: number of cores)");
-  demo->add_flag("--json", json, "print a JSON array, one object per mode");
-  demo->callback([] {
+  demo->add_option("--workers,-w", args->workers, "worker count (default: number of cores)");
+  demo->add_flag("--json", args->json, "print a JSON array, one object per mode");
+  demo->callback([args, &workers = args->workers, &json = args->json] {
     install_interrupt_handlers();
     ScratchDir dir;
     const std::size_t n = 365 * 16 * 16;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include "commands.hpp"
 #include "tilepool/runner/job_names.hpp"
@@ -78,16 +79,21 @@ std::vector<std::string> collect_garbage(const Backing& backing) {
 }
 
 void add_segment_commands(CLI::App& app) {
-  static std::string backing_spec = "shm";
-  static std::string file, name;
-  static std::vector<std::string> names;
-  static bool force = false;
+  // Option storage that outlives parsing: the callbacks share it.
+  struct Args {
+    std::string backing_spec = "shm";
+    std::string file, name;
+    std::vector<std::string> names;
+    bool force = false;
+  };
+  const auto args = std::make_shared<Args>();
+  auto& [backing_spec, file, name, names, force] = *args;
 
   CLI::App* put = app.add_subcommand("put", "load FILE.npy into a named segment (one read, no copies later)");
   put->add_option("file", file, "the .npy file")->required();
   put->add_option("name", name, "the segment name (numpy sees it at /dev/shm/NAME)")->required();
   put->add_option("--backing", backing_spec, "shm (default) or file:DIR");
-  put->callback([] {
+  put->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name] {
     const Backing backing = Backing::parse(backing_spec);
     validate_segment_name(name);
     if (segment_exists(name, backing)) {
@@ -104,14 +110,14 @@ void add_segment_commands(CLI::App& app) {
   get->add_option("file", file, "the .npy file to write")->required();
   get->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   get->add_flag("--force", force, "overwrite FILE.npy");
-  get->callback([] {
+  get->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name, &force = args->force] {
     const ArraySegment seg = ArraySegment::attach(name, Backing::parse(backing_spec), MapOptions{.populate = false, .read_only = true});
     seg.save_npy(file, force);
   });
 
   CLI::App* ls = app.add_subcommand("ls", "list named segments and job segments (live or stale)");
   ls->add_option("--backing", backing_spec, "shm (default) or file:DIR");
-  ls->callback([] {
+  ls->callback([args, &backing_spec = args->backing_spec] {
     const auto list = list_segments(Backing::parse(backing_spec));
     if (list.empty()) return;
     std::printf("%-48s %-8s %-24s %12s  %s\n", "NAME", "KIND", "ARRAY", "BYTES", "STATE");
@@ -123,7 +129,7 @@ void add_segment_commands(CLI::App& app) {
   CLI::App* rm = app.add_subcommand("rm", "remove named segments");
   rm->add_option("names", names, "segment names")->required();
   rm->add_option("--backing", backing_spec, "shm (default) or file:DIR");
-  rm->callback([] {
+  rm->callback([args, &backing_spec = args->backing_spec, &names = args->names] {
     const Backing backing = Backing::parse(backing_spec);
     for (const auto& n : names) validate_segment_name(n);
     std::string missing;
@@ -135,7 +141,7 @@ void add_segment_commands(CLI::App& app) {
 
   CLI::App* gc = app.add_subcommand("gc", "remove job segments whose owner process is gone");
   gc->add_option("--backing", backing_spec, "shm (default) or file:DIR");
-  gc->callback([] {
+  gc->callback([args, &backing_spec = args->backing_spec] {
     for (const auto& n : collect_garbage(Backing::parse(backing_spec))) std::printf("removed %s\n", n.c_str());
   });
 }
