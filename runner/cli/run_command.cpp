@@ -180,8 +180,9 @@ RunReport run_job(const RunOptions& o) {
                                    .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
     Pool pool = Pool::start(pool_options, &job);
     report.workers = pool.worker_count();
-    report.spawn_s = pool.spawn_seconds();
     stats = pool.run(job);
+    // After the job: fork mode forks its workers inside run().
+    report.spawn_s = pool.spawn_seconds();
     if (bar) bar->update(stats.tiles, stats.tiles);
   }
   bar.reset();

@@ -93,6 +93,25 @@ TEST_F(CliTest, JsonReportHasEveryDesignField) {
   EXPECT_EQ(j["retries"], 0);
 }
 
+TEST_F(CliTest, JsonReportsEachModesOwnSpawnAndCopyFigures) {
+  for (const std::string mode : {"fork", "copy", "threads"}) {
+    const auto r = run_command(kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " +
+                               path("out.npy") + " -t 4,4 -w 2 --json --force --no-progress --mode " + mode);
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j["mode"], mode);
+    EXPECT_EQ(j["tiles"], 16);
+    // fork forks its workers inside the job and copy spawns them: both take time; threads none.
+    if (mode == "threads") {
+      EXPECT_EQ(j["phases"]["spawn_s"].get<double>(), 0.0);
+    } else {
+      EXPECT_GT(j["phases"]["spawn_s"].get<double>(), 0.0) << mode;
+    }
+    // copy mode ships both inputs to the workers and the output back: 3 x 747,520 bytes.
+    EXPECT_EQ(j["bytes_copied"].get<std::uint64_t>(), mode == "copy" ? 3u * 747520u : 0u) << mode;
+  }
+}
+
 TEST_F(CliTest, ExistingOutputFileIsNotOverwrittenWithoutForce) {
   const auto out = path("out.npy");
   ASSERT_EQ(run_command("echo precious > " + out).status, 0);
