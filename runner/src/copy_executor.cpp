@@ -37,6 +37,7 @@
 #include <thread>
 
 #include "detail/executor.hpp"
+#include "detail/reap.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/copy_protocol.hpp"
@@ -662,13 +663,7 @@ class CopyExecutor final : public Executor {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     for (auto& c : connections_) {
       if (!c) continue;
-      try {
-        std::error_code ec;
-        while (c->child.running(ec) && std::chrono::steady_clock::now() < deadline) ::usleep(500);
-        if (c->child.running(ec)) c->child.terminate(ec);
-        if (c->child.valid()) c->child.wait(ec);
-      } catch (...) {  // a destructor path: never throw
-      }
+      reap_child(c->child, deadline);
     }
     connections_.clear();
   }

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "detail/executor.hpp"
+#include "detail/reap.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/error.hpp"
@@ -192,15 +193,7 @@ class ShareExecutor final : public Executor {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
     for (auto& w : workers_) {
       if (!w) continue;
-      try {
-        std::error_code ec;
-        while (w->child.running(ec) && std::chrono::steady_clock::now() < deadline) {
-          ::usleep(1000);
-        }
-        if (w->child.running(ec)) w->child.terminate(ec);
-        if (w->child.valid()) w->child.wait(ec);
-      } catch (...) {  // a destructor path: never throw
-      }
+      reap_child(w->child, deadline);
     }
     workers_.clear();
   }
