@@ -35,14 +35,13 @@ struct ModeEntry {
   const char* name;
   Mode mode;
   void (*bm)(benchmark::State&, const Case&);
-  MakeArray make;
 };
 
 const ModeEntry kModes[] = {
-    {"Share", Mode::share, BM_Share, share_array},
-    {"Fork", Mode::fork, BM_Fork, fork_array},
-    {"Copy", Mode::copy, BM_Copy, copy_array},
-    {"Threads", Mode::threads, BM_Threads, threads_array},
+    {"Share", Mode::share, BM_Share},
+    {"Fork", Mode::fork, BM_Fork},
+    {"Copy", Mode::copy, BM_Copy},
+    {"Threads", Mode::threads, BM_Threads},
 };
 
 std::vector<std::int64_t> unique_sorted(std::vector<std::int64_t> v) {
@@ -97,7 +96,7 @@ void register_all(bool full) {
       ->DisplayAggregatesOnly(true);
   for (const ModeEntry& m : kModes) {
     const std::string name = std::string("BM_PoolStart/") + mode_name(m.mode).data();
-    benchmark::RegisterBenchmark(name.c_str(), run_pool_start, m.mode, m.make)
+    benchmark::RegisterBenchmark(name.c_str(), run_pool_start, m.mode)
         ->ArgNames({"workers"})
         ->ArgsProduct({all_workers})
         ->UseRealTime()

@@ -14,8 +14,7 @@ namespace {
 // The arrays of the case being measured, kept while consecutive benchmarks use them.
 struct Fixture {
   std::string key;
-  ArrayStore store;
-  JobRequest job;
+  JobRequest job;  // its arrays own their memory (share mode: job-owned segments)
   std::uint64_t bytes_per_run = 0;  // what one run reads and writes
   std::uint64_t array_bytes = 0;    // of one input
 };
@@ -51,7 +50,7 @@ Shape tile_of(const Case& c, std::int64_t arg) {
   return c.tile;
 }
 
-Fixture& fixture_for(const Case& c, std::int64_t arg, Mode mode, MakeArray make) {
+Fixture& fixture_for(const Case& c, std::int64_t arg, Mode mode) {
   const Shape shape = input_shape(c, arg);
   const Shape tile = tile_of(c, arg);
   // The arrays do not depend on the tiling: a new tile edge reuses them.
@@ -64,14 +63,15 @@ Fixture& fixture_for(const Case& c, std::int64_t arg, Mode mode, MakeArray make)
   g.fixture.reset();  // free the old arrays before making new ones
   auto f = std::make_unique<Fixture>();
   f->key = key;
-  const int arity = c.kernel == "add" || c.kernel == "matmul" ? 2 : 1;
+  const int arity = find_kernel(c.kernel).arity;
+  const ArrayPlacement placement(mode, Backing{});
   f->job = JobRequest{c.kernel, {}, {}, tile, {}};
   for (int i = 0; i < arity; ++i) {
-    f->job.inputs.push_back(make(DType::float64, shape, Role::input, f->store));
+    f->job.inputs.push_back(placement.make(DType::float64, shape, ArrayRole::input));
     fill(f->job.inputs.back().array, static_cast<unsigned>(i + 1));
   }
   const ArraySpec out = output_spec(f->job);
-  f->job.output = make(out.dtype, out.shape, Role::output, f->store);
+  f->job.output = placement.make(out.dtype, out.shape, ArrayRole::output);
   f->array_bytes = f->job.inputs[0].array.bytes();
   const std::uint64_t out_bytes = *byte_count(out.shape, dtype_size(out.dtype));
   f->bytes_per_run = static_cast<std::uint64_t>(arity) * f->array_bytes + (out.shape.empty() ? 0 : out_bytes);
@@ -96,14 +96,7 @@ Pool& pool_for(Mode mode, int workers, const JobRequest& first, bool& fresh) {
 
 }  // namespace
 
-AnyArray private_array(DType dtype, const Shape& shape) {
-  const std::size_t bytes = std::max<std::size_t>(*byte_count(shape, dtype_size(dtype)), 1);
-  std::shared_ptr<std::byte[]> buf(new std::byte[bytes]);
-  std::byte* data = buf.get();
-  return AnyArray(std::move(buf), data, dtype, shape);
-}
-
-void run_case(benchmark::State& state, const Case& c, Mode mode, MakeArray make) {
+void run_case(benchmark::State& state, const Case& c, Mode mode) {
   const bool has_arg = c.workload != "seed";
   const std::int64_t arg = has_arg ? state.range(0) : 0;
   const int workers = static_cast<int>(state.range(has_arg ? 1 : 0));
@@ -111,7 +104,7 @@ void run_case(benchmark::State& state, const Case& c, Mode mode, MakeArray make)
   Fixture* f = nullptr;
   try {
     const std::string previous = cache().fixture ? cache().fixture->key : std::string();
-    f = &fixture_for(c, arg, mode, make);
+    f = &fixture_for(c, arg, mode);
     bool fresh = false;
     pool = &pool_for(mode, workers, f->job, fresh);
     // One untimed run whenever something is new: workers attach and pre-fault the segments,
@@ -163,13 +156,13 @@ void run_case(benchmark::State& state, const Case& c, Mode mode, MakeArray make)
   state.SetLabel(c.kernel + " " + format_shape(f->job.inputs[0].array.shape()) + " tile " + format_shape(f->job.tile));
 }
 
-void run_pool_start(benchmark::State& state, Mode mode, MakeArray make) {
+void run_pool_start(benchmark::State& state, Mode mode) {
   const int workers = static_cast<int>(state.range(0));
   // Start-up alone: no warm pool is kept around while this is measured.
   cache().pool.reset();
   Fixture* f = nullptr;
   try {
-    f = &fixture_for(Case{"add", "seed", {365, 16, 16}, {4, 4}}, 0, mode, make);
+    f = &fixture_for(Case{"add", "seed", {365, 16, 16}, {4, 4}}, 0, mode);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
     return;

@@ -1,7 +1,8 @@
 #pragma once
 // Private to benchmarks/: what every mode's benchmark shares. Each competing implementation
-// (share.cpp, fork.cpp, copy.cpp, threads.cpp, plain_loop.cpp) says only how it holds a job's
-// arrays and registers its BM_<Mode>; modes_bench.cpp is the driver that registers the cases.
+// (share.cpp, fork.cpp, copy.cpp, threads.cpp, plain_loop.cpp) registers its BM_<Mode>; the
+// pool places each mode's arrays (ArrayPlacement); modes_bench.cpp is the driver that registers
+// the cases.
 //
 // A case is a kernel over a workload; its pool is started outside the timed loop and kept warm
 // across benchmarks (only pool.run is timed), and its arrays are kept while consecutive
@@ -27,27 +28,13 @@ struct Case {
   Shape tile;            ///< unused for "tiles" (the edge comes from the range)
 };
 
-/// The role of an array in a job.
-enum class Role { input, output };
-
-/// Keeps a benchmark's segments alive; removes them when destroyed.
-struct ArrayStore {
-  std::vector<ArraySegment> segments;
-};
-
-/// How one mode holds a job's arrays: the part of each implementation that differs.
-using MakeArray = JobArray (*)(DType dtype, const Shape& shape, Role role, ArrayStore& store);
-
-/// An array in this process's private memory, uninitialised.
-AnyArray private_array(DType dtype, const Shape& shape);
-
-/// Runs `c` on a warm pool of `mode` with arrays made by `make`. The last range argument is the
+/// Runs `c` on a warm pool of `mode`, its arrays placed for that mode. The last range argument is the
 /// worker count. Reports bytes/s, tiles_per_s, peak_pss_bytes (parent + workers), compute_s,
 /// bytes_copied and (fork mode) fork_s.
-void run_case(benchmark::State& state, const Case& c, Mode mode, MakeArray make);
+void run_case(benchmark::State& state, const Case& c, Mode mode);
 
 /// Times Pool::start (its workers up and ready) for `mode`; range 0 is the worker count.
-void run_pool_start(benchmark::State& state, Mode mode, MakeArray make);
+void run_pool_start(benchmark::State& state, Mode mode);
 
 /// Drops the cached pool and arrays (call before exit so segments are removed).
 void release_cached();
@@ -60,10 +47,5 @@ void BM_Threads(benchmark::State& state, const Case& c);
 /// A plain single-threaded in-process c = a + b over 4096x4096 float64: the memory bandwidth
 /// every mode's add is compared with.
 void BM_PlainLoop(benchmark::State& state);
-
-JobArray share_array(DType dtype, const Shape& shape, Role role, ArrayStore& store);
-JobArray fork_array(DType dtype, const Shape& shape, Role role, ArrayStore& store);
-JobArray copy_array(DType dtype, const Shape& shape, Role role, ArrayStore& store);
-JobArray threads_array(DType dtype, const Shape& shape, Role role, ArrayStore& store);
 
 }  // namespace tilepool::bench

@@ -4,10 +4,6 @@
 
 namespace tilepool::bench {
 
-JobArray copy_array(DType dtype, const Shape& shape, Role /*role*/, ArrayStore& /*store*/) {
-  return JobArray{private_array(dtype, shape), ""};
-}
-
-void BM_Copy(benchmark::State& state, const Case& c) { run_case(state, c, Mode::copy, copy_array); }
+void BM_Copy(benchmark::State& state, const Case& c) { run_case(state, c, Mode::copy); }
 
 }  // namespace tilepool::bench

@@ -3,14 +3,15 @@
 #include <Eigen/Core>
 
 #include "modes/bench_support.hpp"
+#include "tilepool/shared/allocation.hpp"
 
 namespace tilepool::bench {
 
 void BM_PlainLoop(benchmark::State& state) {
   constexpr std::int64_t kSide = 4096;
-  const AnyArray a = private_array(DType::float64, {kSide, kSide});
-  const AnyArray b = private_array(DType::float64, {kSide, kSide});
-  const AnyArray c = private_array(DType::float64, {kSide, kSide});
+  const AnyArray a = allocate_array(DType::float64, {kSide, kSide}, Sharing::private_to_process);
+  const AnyArray b = allocate_array(DType::float64, {kSide, kSide}, Sharing::private_to_process);
+  const AnyArray c = allocate_array(DType::float64, {kSide, kSide}, Sharing::private_to_process);
   using Vector = Eigen::Map<Eigen::ArrayXd>;
   Vector va(reinterpret_cast<double*>(a.data()), kSide * kSide);
   Vector vb(reinterpret_cast<double*>(b.data()), kSide * kSide);

@@ -36,54 +36,31 @@ Location parse_location(const std::string& s, const char* flag) {
   return Location{false, s};
 }
 
-/// Memory private to this process, 64-byte aligned (fork, copy and threads modes' file inputs).
-AnyArray private_array(DType dtype, const Shape& shape) {
-  const auto bytes = byte_count(shape, dtype_size(dtype));
-  if (!bytes) throw Error(Errc::usage, "shape " + format_shape(shape) + " is too large");
-  const std::size_t rounded = (*bytes + 63) / 64 * 64 + 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (p == nullptr) throw Error(Errc::no_space, "cannot allocate " + std::to_string(*bytes) + " bytes");
-  std::shared_ptr<void> owner(p, std::free);
-  return AnyArray(owner, static_cast<std::byte*>(p), dtype, shape);
-}
-
 /// A job's arrays and the handles that own them: destroying it removes every job-private
 /// segment (and a user-named output that was not kept).
-struct JobArrays {
+struct RunArrays {
   std::vector<ArraySegment> segments;
   std::vector<JobArray> inputs;
   JobArray output;
   std::optional<std::string> output_file;
 };
 
-JobArray load_input(const Location& loc, std::size_t index, Mode mode, const Backing& backing, JobArrays& arrays) {
+JobArray load_input(const Location& loc, const ArrayPlacement& placement, const Backing& backing, RunArrays& arrays) {
   if (loc.is_segment) {
     arrays.segments.push_back(ArraySegment::attach(loc.text, backing));
     return JobArray::of(arrays.segments.back());
   }
-  if (mode == Mode::share) {
-    // One read() of the file straight into the segment.
-    arrays.segments.push_back(ArraySegment::load_npy(loc.text, job_segment_name("in" + std::to_string(index)), backing));
-    return JobArray::of(arrays.segments.back());
-  }
-  const npy::Header h = npy::read_file_header(loc.text);
-  AnyArray a = private_array(h.dtype, h.shape);
-  npy::read_file_data(loc.text, h, std::span(a.data(), a.bytes()));
-  return JobArray{a, ""};
+  return placement.load_npy(loc.text, ArrayRole::input);
 }
 
-JobArray make_output(const Location& loc, const ArraySpec& spec, Mode mode, const Backing& backing, JobArrays& arrays) {
+JobArray make_output(const Location& loc, const ArraySpec& spec, const ArrayPlacement& placement, const Backing& backing,
+                     RunArrays& arrays) {
   if (loc.is_segment) {
     arrays.segments.push_back(ArraySegment::create(loc.text, spec.dtype, spec.shape, backing));
     return JobArray::of(arrays.segments.back());
   }
   arrays.output_file = loc.text;
-  if (mode == Mode::copy || mode == Mode::threads) return JobArray{private_array(spec.dtype, spec.shape), ""};
-  // fork: an anonymous MAP_SHARED mapping made before the fork, written by the children.
-  if (mode == Mode::fork) return JobArray{make_shared_array(spec.dtype, spec.shape), ""};
-  // share: a job segment that the workers attach by name.
-  arrays.segments.push_back(ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing));
-  return JobArray::of(arrays.segments.back());
+  return placement.make(spec.dtype, spec.shape, ArrayRole::output);
 }
 
 void check_output_free(const Location& out, const std::vector<Location>& inputs, const Backing& backing, bool force) {
@@ -159,14 +136,15 @@ RunReport run_job(const RunOptions& o) {
   report.kernel = o.kernel;
   report.tile = tile;
 
-  JobArrays arrays;
+  RunArrays arrays;
   JobRequest job;
   job.kernel = o.kernel;
   job.tile = tile;
   job.params = params;
-  for (std::size_t i = 0; i < in_locs.size(); ++i) job.inputs.push_back(load_input(in_locs[i], i, mode, backing, arrays));
+  const ArrayPlacement placement(mode, backing);
+  for (const Location& loc : in_locs) job.inputs.push_back(load_input(loc, placement, backing, arrays));
   const ArraySpec spec = output_spec(job);
-  job.output = make_output(out_loc, spec, mode, backing, arrays);
+  job.output = make_output(out_loc, spec, placement, backing, arrays);
   report.load_s = seconds_since(t_start);
 
   std::optional<ProgressBar> bar;

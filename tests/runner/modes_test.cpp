@@ -15,6 +15,7 @@
 
 #include "support/test_support.hpp"
 #include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -23,12 +24,7 @@ namespace {
 using testing::unique_name;
 
 // An array in this process's private memory (what fork mode loads before forking).
-AnyArray private_array(DType dtype, const Shape& shape) {
-  const std::size_t bytes = *byte_count(shape, dtype_size(dtype));
-  auto buf = std::make_shared<std::vector<std::byte>>(std::max<std::size_t>(bytes, 1));
-  std::byte* data = buf->data();
-  return AnyArray(std::move(buf), data, dtype, shape);
-}
+AnyArray private_array(DType dtype, const Shape& shape) { return allocate_array(dtype, shape, Sharing::private_to_process); }
 
 void fill_random(const AnyArray& a, unsigned seed) {
   std::mt19937 gen(seed);
@@ -48,31 +44,20 @@ bool same_bytes(const AnyArray& a, const AnyArray& b) {
   return a.bytes() == b.bytes() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
 }
 
-// Arrays laid out the way each mode wants them: named segments for share mode, private inputs
-// and a shared output for fork mode, private memory for copy and threads.
+// Arrays laid out the way each mode wants them (the pool's placement), with random inputs.
 class ModeArrays {
  public:
-  explicit ModeArrays(Mode mode) : mode_(mode) {}
+  explicit ModeArrays(Mode mode) : placement_(mode, Backing{}) {}
 
-  JobArray input(DType dtype, const Shape& shape, unsigned seed) {
-    JobArray a = make(dtype, shape, /*is_output=*/false);
+  JobArray input(DType dtype, const Shape& shape, unsigned seed) const {
+    JobArray a = placement_.make(dtype, shape, ArrayRole::input);
     fill_random(a.array, seed);
     return a;
   }
-  JobArray output(const ArraySpec& spec) { return make(spec.dtype, spec.shape, /*is_output=*/true); }
+  JobArray output(const ArraySpec& spec) const { return placement_.make(spec.dtype, spec.shape, ArrayRole::output); }
 
  private:
-  JobArray make(DType dtype, const Shape& shape, bool is_output) {
-    if (mode_ == Mode::share) {
-      segments_.push_back(ArraySegment::create(unique_name(is_output ? "out" : "in"), dtype, shape));
-      return JobArray::of(segments_.back());
-    }
-    if (mode_ == Mode::fork && is_output) return JobArray{make_shared_array(dtype, shape), ""};
-    return JobArray{private_array(dtype, shape), ""};
-  }
-
-  Mode mode_;
-  std::vector<ArraySegment> segments_;
+  ArrayPlacement placement_;
 };
 
 struct KernelCase {
@@ -235,7 +220,7 @@ TEST(ForkModeTest, PrivateOutputIsRefusedBeforeAnyFork) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::usage);
     EXPECT_NE(std::string(e.what()).find("shared"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("make_shared_array"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ArrayPlacement"), std::string::npos) << e.what();
   }
 }
 
@@ -266,7 +251,7 @@ TEST(ForkModeTest, SegmentOutputAndReductionToPrivateMemoryAreAccepted) {
 TEST(ForkModeTest, KernelErrorNamesTheKernel) {
   Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = Mode::fork});
   JobRequest job{"add_scalar", {JobArray{private_array(DType::int8, {8, 8}), ""}},
-                 JobArray{make_shared_array(DType::int8, {8, 8}), ""}, {4, 4}, Params::parse(std::vector<std::string>{"value=2.5"})};
+                 JobArray{allocate_array(DType::int8, {8, 8}, Sharing::shared_with_children), ""}, {4, 4}, Params::parse(std::vector<std::string>{"value=2.5"})};
   try {
     pool.run(job);
     FAIL() << "expected an error";
@@ -276,7 +261,7 @@ TEST(ForkModeTest, KernelErrorNamesTheKernel) {
 }
 
 TEST(ForkModeTest, SharedArrayIsZeroedAndOwnsItsMapping) {
-  const AnyArray a = make_shared_array(DType::int32, {3, 5});
+  const AnyArray a = allocate_array(DType::int32, {3, 5}, Sharing::shared_with_children);
   ASSERT_EQ(a.shape(), (Shape{3, 5}));
   ASSERT_EQ(a.dtype(), DType::int32);
   const auto* p = reinterpret_cast<const std::int32_t*>(a.data());

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "support/test_support.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace {
 
@@ -22,6 +23,8 @@ class ShmLeakCheck : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A pool may start this program as its worker (tests of kernels registered in-process).
+  if (const auto status = tilepool::serve_as_worker_if_asked(argc, argv)) return *status;
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::UnitTest::GetInstance()->listeners().Append(new ShmLeakCheck);
   return RUN_ALL_TESTS();

@@ -13,6 +13,16 @@
 namespace tilepool {
 namespace {
 
+Box make_box(std::initializer_list<std::pair<std::int64_t, std::int64_t>> ranges) {
+  Box b;
+  for (const auto& [lo, hi] : ranges) {
+    b.lo[static_cast<std::size_t>(b.ndim)] = lo;
+    b.hi[static_cast<std::size_t>(b.ndim)] = hi;
+    ++b.ndim;
+  }
+  return b;
+}
+
 using testing::throws_error;
 
 const std::vector<DType> kEveryDType{DType::bool_,  DType::int8,   DType::int16,   DType::int32,
@@ -70,12 +80,26 @@ TEST_F(KernelRegistryTest, EachKernelDeclaresTheDtypesItAccepts) {
   EXPECT_EQ(find_kernel("sum").dtypes, kEveryDType);
 }
 
-TEST_F(KernelRegistryTest, OnlyBlurReadsAHaloAndOnlySumIsAReduction) {
+TEST_F(KernelRegistryTest, OnlySumIsAReduction) {
   for (const KernelDef* k : builtin_kernels()) {
     SCOPED_TRACE(std::string(k->name));
-    EXPECT_EQ(k->halo, k->name == "blur3x3" ? 1 : 0);
     EXPECT_EQ(k->reduction, k->name == "sum" ? Reduction::sum : Reduction::none);
   }
+}
+
+TEST_F(KernelRegistryTest, InputRegionsAreTheTileItsHaloOrItsRowAndColumnBlocks) {
+  const Box tile = make_box({{2, 5}, {8, 12}});
+  const ArraySpec square{DType::float64, {20, 30}};
+  const std::vector<ArraySpec> one{square};
+  // Element-wise kernels read their own tile; blur3x3 its tile grown by one, clamped.
+  EXPECT_EQ(input_region(find_kernel("add"), 1, tile, std::vector<ArraySpec>{square, square}), tile);
+  EXPECT_EQ(input_region(find_kernel("sum"), 0, tile, one), tile);
+  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, tile, one), make_box({{1, 6}, {7, 13}}));
+  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, make_box({{0, 5}, {25, 30}}), one), make_box({{0, 6}, {24, 30}}));
+  // matmul: A's row block (every column) and B's column block (every row).
+  const std::vector<ArraySpec> ab{ArraySpec{DType::float64, {20, 7}}, ArraySpec{DType::float64, {7, 30}}};
+  EXPECT_EQ(input_region(find_kernel("matmul"), 0, tile, ab), make_box({{2, 5}, {0, 7}}));
+  EXPECT_EQ(input_region(find_kernel("matmul"), 1, tile, ab), make_box({{0, 7}, {8, 12}}));
 }
 
 TEST_F(KernelRegistryTest, ElementwiseOutputHasTheInputsDtypeAndShape) {

@@ -789,7 +789,7 @@ TEST_P(KernelsTest, JobThatDoesNotFitItsKernelFailsWithoutTouchingTheOutputAndTh
       {{"add", {JobArray::of(a)}, JobArray::of(out), {2, 2}, {}}, Errc::usage, {"add", "2 inputs", "got 1"}},
       {{"negate", {JobArray::of(a)}, JobArray::of(int_out), {2, 2}, {}}, Errc::bad_input, {"negate", "int32", "float64"}},
       {{"blur3x3", {JobArray::of(narrow)}, JobArray::of(out), {2}, {}}, Errc::bad_input, {"blur3x3", "(6,)", "2 axes"}},
-      {{"matmul", {JobArray::of(a), JobArray::of(a)}, JobArray::of(out), {2, 2, 2}, {}}, Errc::usage, {"--tile", "matmul"}},
+      {{"matmul", {JobArray::of(a), JobArray::of(a)}, JobArray::of(out), {2, 2, 2}, {}}, Errc::usage, {"3 tile extents", "matmul", "2-D"}},
       {{"matmul", {JobArray::of(wrong_shape), JobArray::of(a)}, JobArray::of(out), {2, 2}, {}}, Errc::bad_input, {"matmul", "inner", "(6, 7) x (6, 6)"}},
       {{"add_scalar", {JobArray::of(narrow)}, JobArray::of(out), {2}, half}, Errc::usage, {"add_scalar", "2.5", "int8"}},
       {{"add_scalar", {JobArray::of(a)}, JobArray::of(out), {2, 2}, {}}, Errc::usage, {"add_scalar", "value"}},

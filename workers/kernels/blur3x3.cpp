@@ -1,5 +1,5 @@
 // blur3x3: the 3x3 mean over the last two axes, borders clamped (edge replicated). Each tile
-// reads a one-element halo from its neighbours through the full input view.
+// reads a one-element halo around it (its declared input region).
 #include <vector>
 
 #include "kernels/builtin.hpp"
@@ -20,22 +20,23 @@ class Blur3x3 final : public BoundKernel {
 
   void run_tile(const Box& box, TileResult& /*result*/) override {
     const int nd = box.ndim;
-    const std::int64_t height = in_.shape()[static_cast<std::size_t>(nd - 2)];
-    const std::int64_t width = in_.shape()[static_cast<std::size_t>(nd - 1)];
-    const std::int64_t r0 = box.lo[static_cast<std::size_t>(nd - 2)], c0 = box.lo[static_cast<std::size_t>(nd - 1)];
+    const auto row_axis = static_cast<std::size_t>(nd - 2), col_axis = static_cast<std::size_t>(nd - 1);
+    const std::int64_t height = in_.shape()[row_axis];
+    const std::int64_t width = in_.shape()[col_axis];
     const std::int64_t h = box.extent(nd - 2), w = box.extent(nd - 1);
-    // Clamped row/column indices of the tile plus its halo: the edge replicates.
+    // The region this tile reads (kBlur3x3.input_region): the tile and its halo, clamped.
+    const Box region = grown_on_last_two_axes(box, 1, in_.shape());
+    // Clamped row/column indices of the tile plus its halo, relative to the region: the edge
+    // replicates.
     rows_.resize(static_cast<std::size_t>(h + 2));
     cols_.resize(static_cast<std::size_t>(w + 2));
-    for (std::int64_t i = 0; i < h + 2; ++i) rows_[static_cast<std::size_t>(i)] = std::clamp<Eigen::Index>(r0 - 1 + i, 0, height - 1);
-    for (std::int64_t j = 0; j < w + 2; ++j) cols_[static_cast<std::size_t>(j)] = std::clamp<Eigen::Index>(c0 - 1 + j, 0, width - 1);
-    // The same leading box, whole on the last two axes: plane p is the full input plane.
-    Box full = box;
-    full.lo[static_cast<std::size_t>(nd - 2)] = 0;
-    full.hi[static_cast<std::size_t>(nd - 2)] = height;
-    full.lo[static_cast<std::size_t>(nd - 1)] = 0;
-    full.hi[static_cast<std::size_t>(nd - 1)] = width;
-    const auto in = in_.tile(full);
+    for (std::int64_t i = 0; i < h + 2; ++i) {
+      rows_[static_cast<std::size_t>(i)] = std::clamp<Eigen::Index>(box.lo[row_axis] - 1 + i, 0, height - 1) - region.lo[row_axis];
+    }
+    for (std::int64_t j = 0; j < w + 2; ++j) {
+      cols_[static_cast<std::size_t>(j)] = std::clamp<Eigen::Index>(box.lo[col_axis] - 1 + j, 0, width - 1) - region.lo[col_axis];
+    }
+    const auto in = in_.tile(region);
     const auto out = out_.tile(box);
     for (std::int64_t p = 0; p < out.plane_count(); ++p) {
       padded_ = in.plane(p)(rows_, cols_).template cast<Out>();
@@ -64,6 +65,10 @@ template <class T> struct MakeBlur {
   }
 };
 
+Box blur_region(std::size_t /*input*/, const Box& tile, std::span<const ArraySpec> inputs) {
+  return grown_on_last_two_axes(tile, 1, inputs[0].shape);
+}
+
 ArraySpec blur_spec(std::span<const ArraySpec> inputs, const Params& /*params*/) {
   if (inputs[0].shape.size() < 2) {
     throw Error(Errc::bad_input, "blur3x3: input has shape " + format_shape(inputs[0].shape) +
@@ -77,7 +82,7 @@ ArraySpec blur_spec(std::span<const ArraySpec> inputs, const Params& /*params*/)
 
 const KernelDef kBlur3x3{
     .name = "blur3x3", .summary = "3x3 mean over the last two axes, borders clamped (float64 out; float32 stays float32)",
-    .arity = 1, .dtypes = numeric_dtypes(), .halo = 1,
+    .arity = 1, .dtypes = numeric_dtypes(), .input_region = blur_region,
     .output_spec = blur_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeBlur>};
 
 }  // namespace tilepool::kernels

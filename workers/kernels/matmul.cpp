@@ -6,6 +6,17 @@
 namespace tilepool::kernels {
 namespace {
 
+// A tile of C reads a row block of A (the tile's rows, every column) and a column block of B
+// (every row, the tile's columns).
+Box matmul_region(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) {
+  Box r = tile;
+  const std::int64_t k = inputs[0].shape[1];
+  const std::size_t whole = input == 0 ? 1 : 0;
+  r.lo[whole] = 0;
+  r.hi[whole] = k;
+  return r;
+}
+
 template <class T>
 class Matmul final : public BoundKernel {
  public:
@@ -13,13 +24,15 @@ class Matmul final : public BoundKernel {
       : a_(inputs[0].as<const T>()), b_(inputs[1].as<const T>()), c_(output.as<T>()) {}
 
   void run_tile(const Box& box, TileResult& /*result*/) override {
-    const auto a = a_.matrix();
-    const auto b = b_.matrix();
+    const std::array<ArraySpec, 2> specs = {ArraySpec{a_dtype, a_.shape()}, ArraySpec{a_dtype, b_.shape()}};
+    const auto a = a_.tile(matmul_region(0, box, specs));
+    const auto b = b_.tile(matmul_region(1, box, specs));
     auto c = c_.tile(box).plane(0);
-    c.noalias() = a.middleRows(box.lo[0], box.extent(0)) * b.middleCols(box.lo[1], box.extent(1));
+    c.noalias() = a.plane(0) * b.plane(0);
   }
 
  private:
+  static constexpr DType a_dtype = dtype_of_v<T>;
   ArrayView<const T> a_, b_;
   ArrayView<T> c_;
 };
@@ -50,6 +63,7 @@ ArraySpec matmul_spec(std::span<const ArraySpec> inputs, const Params& /*params*
 const KernelDef kMatmul{
     .name = "matmul", .summary = "A (M x K) times B (K x N), tiled over the output, Eigen GEMM", .arity = 2,
     .dtypes = {DType::float32, DType::float64},
-    .output_spec = matmul_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeMatmul>};
+    .input_region = matmul_region, .output_spec = matmul_spec, .iteration_shape = output_shape,
+    .bind = bind_for_dtype<MakeMatmul>};
 
 }  // namespace tilepool::kernels

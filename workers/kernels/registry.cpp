@@ -1,8 +1,13 @@
 // The kernel registry: the list of built-in kernels and the checks every job goes through.
 #include <array>
+#include <cstring>
+#include <mutex>
+
+#include <fmt/format.h>
 
 #include "kernels/builtin.hpp"
 #include "kernels/kernel_support.hpp"
+#include "tilepool/workers/tile_loop.hpp"
 
 namespace tilepool {
 
@@ -16,13 +21,90 @@ std::span<const KernelDef* const> builtin_kernels() noexcept {
   return kAll;
 }
 
+namespace {
+
+struct Registered {
+  std::mutex mutex;
+  std::vector<const KernelDef*> kernels;
+};
+Registered& registered() {
+  static Registered r;
+  return r;
+}
+
+}  // namespace
+
+void register_kernel(const KernelDef& kernel) {
+  if (kernel.name.empty() || kernel.output_spec == nullptr || kernel.iteration_shape == nullptr || kernel.bind == nullptr) {
+    throw Error(Errc::usage, fmt::format("kernel '{}': a kernel needs a name, output_spec, iteration_shape and bind", kernel.name));
+  }
+  for (const KernelDef* k : known_kernels()) {
+    if (k->name == kernel.name) throw Error(Errc::usage, fmt::format("kernel '{}' is already registered", kernel.name));
+  }
+  Registered& r = registered();
+  const std::lock_guard lock(r.mutex);
+  r.kernels.push_back(&kernel);
+}
+
+std::vector<const KernelDef*> known_kernels() {
+  std::vector<const KernelDef*> all(builtin_kernels().begin(), builtin_kernels().end());
+  Registered& r = registered();
+  const std::lock_guard lock(r.mutex);
+  all.insert(all.end(), r.kernels.begin(), r.kernels.end());
+  return all;
+}
+
 const KernelDef& find_kernel(std::string_view name) {
   std::string known;
-  for (const KernelDef* k : builtin_kernels()) {
+  for (const KernelDef* k : known_kernels()) {
     if (k->name == name) return *k;
-    known += (known.empty() ? "" : ", ") + std::string(k->name);
+    known += fmt::format("{}{}", known.empty() ? "" : ", ", k->name);
   }
-  throw Error(Errc::usage, "unknown kernel '" + std::string(name) + "' (expected one of: " + known + ")");
+  throw Error(Errc::usage, fmt::format("unknown kernel '{}' (expected one of: {})", name, known));
+}
+
+Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) {
+  const Box region = kernel.input_region != nullptr ? kernel.input_region(input, tile, inputs) : tile;
+  const Shape& shape = inputs[input].shape;
+  bool inside = region.ndim == static_cast<int>(shape.size());
+  for (int a = 0; inside && a < region.ndim; ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    inside = 0 <= region.lo[i] && region.lo[i] <= region.hi[i] && region.hi[i] <= shape[i];
+  }
+  if (!inside) {
+    throw Error(Errc::bad_input, fmt::format("{}: tile {} reads region {} of input {}, which has shape {}", kernel.name,
+                                             format_box(tile), format_box(region), input + 1, format_shape(shape)));
+  }
+  return region;
+}
+
+TilePartial sum_in_tile_order(std::span<const TilePartial> partials) noexcept {
+  double f64 = 0;
+  std::uint64_t i64 = 0;
+  for (const TilePartial& p : partials) {
+    f64 += p.f64;
+    i64 += static_cast<std::uint64_t>(p.i64);
+  }
+  return TilePartial{f64, static_cast<std::int64_t>(i64)};
+}
+
+void store_total(const TilePartial& total, const AnyArray& output) {
+  TILEPOOL_CHECK(output.shape().empty() && (output.dtype() == DType::float64 || output.dtype() == DType::int64));
+  if (output.dtype() == DType::float64) {
+    std::memcpy(output.data(), &total.f64, sizeof total.f64);
+  } else {
+    std::memcpy(output.data(), &total.i64, sizeof total.i64);
+  }
+}
+
+Box grown_on_last_two_axes(const Box& box, std::int64_t by, const Shape& shape) {
+  Box r = box;
+  for (int a = std::max(0, box.ndim - 2); a < box.ndim; ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    r.lo[i] = std::max<std::int64_t>(0, r.lo[i] - by);
+    r.hi[i] = std::min(shape[i], r.hi[i] + by);
+  }
+  return r;
 }
 
 std::string format_dtypes(std::span<const DType> dtypes) {

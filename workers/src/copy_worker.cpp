@@ -1,6 +1,7 @@
-// tilepool-worker --copy: one process of a copy-mode pool. It shares no memory with the runner:
-// each tile's input bytes (with halo) arrive on stdin, the kernel runs on small local arrays,
-// and the tile's output bytes go back on stdout (wire format: tilepool/workers/copy_protocol.hpp).
+// A copy-mode worker process. It shares no memory with the runner: the bytes of the input
+// regions each tile reads arrive on stdin, the kernel runs on windows (AnyArray::window) of
+// local buffers holding exactly those regions, and the tile's output bytes go back on stdout
+// (wire format: tilepool/workers/copy_protocol.hpp).
 //
 // Tiles are answered in the order they arrive. Small replies are batched and flushed before
 // the worker would block reading, so the runner sees them as soon as the worker runs dry; large
@@ -22,9 +23,13 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/copy_protocol.hpp"
 #include "tilepool/workers/tile_loop.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace tilepool {
 namespace {
@@ -141,19 +146,17 @@ class ReplyWriter {
   std::vector<std::byte> batch_;
 };
 
-// A growable, 64-byte aligned local array buffer; a shared owner so AnyArrays can hold it.
+// A local buffer that grows to the largest region seen (memory from allocate_bytes).
 struct LocalBuffer {
   std::shared_ptr<std::byte> data;
   std::size_t capacity = 0;
 
-  // Makes room for `bytes`; returns true if the memory moved.
-  bool reserve(std::size_t bytes) {
-    if (bytes <= capacity && data) return false;
-    const std::size_t n = std::max<std::size_t>(bytes, 64);
-    data = std::shared_ptr<std::byte>(static_cast<std::byte*>(::operator new(n, std::align_val_t{64})),
-                                      [](std::byte* p) { ::operator delete(p, std::align_val_t{64}); });
-    capacity = n;
-    return true;
+  std::byte* reserve(std::size_t bytes) {
+    if (!data || bytes > capacity) {
+      capacity = std::max(bytes, 2 * capacity);
+      data = allocate_bytes(capacity, Sharing::private_to_process);
+    }
+    return data.get();
   }
 };
 
@@ -163,8 +166,8 @@ class CopyWorker {
   CopyWorker() : in_(STDIN_FILENO), out_(STDOUT_FILENO) {}
 
   int serve() {
-    out_.send(CopyMessage{.kind = CopyKind::ready}, nullptr, 0);
-    out_.flush();
+    constexpr std::string_view kReady = "ready\n";
+    if (::write(STDOUT_FILENO, kReady.data(), kReady.size()) != static_cast<ssize_t>(kReady.size())) runner_gone();
     const auto flush = [this] { out_.flush(); };
     for (;;) {
       CopyMessage m;
@@ -180,19 +183,18 @@ class CopyWorker {
       switch (m.kind) {
         case CopyKind::job: start_job(m); break;
         case CopyKind::tile: run_tile(m); break;
-        default: protocol_error("unexpected message kind " + std::to_string(static_cast<unsigned>(m.kind)));
+        default: protocol_error(fmt::format("unexpected message kind {}", static_cast<unsigned>(m.kind)));
       }
     }
   }
 
  private:
   void start_job(const CopyMessage& m) {
-    if (m.payload_bytes != sizeof(CopyJobSetup)) protocol_error("job setup of " + std::to_string(m.payload_bytes) + " bytes");
+    if (m.payload_bytes != sizeof(CopyJobSetup)) protocol_error(fmt::format("job setup of {} bytes", m.payload_bytes));
     auto setup = std::make_unique<CopyJobSetup>();
     in_.read_exact(setup.get(), sizeof *setup, [this] { out_.flush(); });
     job_id_ = setup->job_id;
     kernel_name_ = std::string(setup->kernel, strnlen(setup->kernel, sizeof setup->kernel));
-    bound_.reset();
     plan_.reset();
     setup_error_.clear();
     try {
@@ -205,74 +207,42 @@ class CopyWorker {
 
   void run_tile(const CopyMessage& m) {
     const auto flush = [this] { out_.flush(); };
-    if (m.job_id != job_id_) protocol_error("tile of job " + std::to_string(m.job_id) + " during job " + std::to_string(job_id_));
+    if (m.job_id != job_id_) protocol_error(fmt::format("tile of job {} during job {}", m.job_id, job_id_));
     if (!plan_) {
       discard(m.payload_bytes);
-      reply_error(m.tile, "worker pid " + std::to_string(::getpid()) + " could not set up kernel " + kernel_name_ + ": " +
-                              setup_error_);
+      reply_error(m.tile, fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel_name_, setup_error_));
       return;
     }
-    if (m.tile < 0 || m.tile >= plan_->grid().tile_count()) protocol_error("tile " + std::to_string(m.tile) + " out of range");
+    if (m.tile < 0 || m.tile >= plan_->grid().tile_count()) protocol_error(fmt::format("tile {} out of range", m.tile));
     const TileRegions r = plan_->regions(m.tile);
     if (m.payload_bytes != r.request_bytes) {
-      protocol_error("tile " + std::to_string(m.tile) + " carries " + std::to_string(m.payload_bytes) + " bytes, expected " +
-                     std::to_string(r.request_bytes));
+      protocol_error(fmt::format("tile {} carries {} bytes, expected {}", m.tile, m.payload_bytes, r.request_bytes));
     }
-    const auto inputs = plan_->inputs();
-    bool rebind = !bound_;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-      const std::size_t bytes = box_bytes(r.inputs[i], dtype_size(inputs[i].dtype));
-      rebind |= input_buffers_[i].reserve(bytes);
-      in_.read_exact(input_buffers_[i].data.get(), bytes, flush);
-      Shape local = r.inputs[i].extents();
-      rebind |= local != input_shapes_[i];
-      input_shapes_[i] = std::move(local);
+    const auto specs = plan_->inputs();
+    std::vector<AnyArray> inputs;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const std::size_t bytes = box_bytes(r.inputs[i], dtype_size(specs[i].dtype));
+      std::byte* data = input_buffers_[i].reserve(bytes);
+      in_.read_exact(data, bytes, flush);
+      inputs.push_back(AnyArray::window(input_buffers_[i].data, data, specs[i].dtype, specs[i].shape, r.inputs[i]));
     }
-    const std::size_t out_item = dtype_size(plan_->output().dtype);
-    Shape out_shape = r.local_output.extents();
-    rebind |= output_buffer_.reserve(box_bytes(r.local_output, out_item));
-    rebind |= out_shape != output_shape_;
-    output_shape_ = std::move(out_shape);
-
+    // A map writes its tile's box of the output; a reduction's 0-d output is the runner's.
+    const ArraySpec& out = plan_->output();
+    std::byte* out_data = output_buffer_.reserve(std::max(r.reply_bytes, dtype_size(out.dtype)));
+    const AnyArray output = plan_->kernel().reduction == Reduction::none
+                                ? AnyArray::window(output_buffer_.data, out_data, out.dtype, out.shape, r.tile)
+                                : AnyArray(output_buffer_.data, out_data, out.dtype, out.shape);
     TileResult result;
     try {
-      if (rebind) bind();
-      bound_->run_tile(r.local_tile, result);
+      plan_->kernel().bind(inputs, output, params_)->run_tile(r.tile, result);
     } catch (const std::exception& e) {
-      bound_.reset();
-      reply_error(m.tile, "kernel " + kernel_name_ + " failed on tile " + std::to_string(m.tile) + " " + format_box(r.tile) +
-                              " in worker pid " + std::to_string(::getpid()) + ": " + e.what());
+      reply_error(m.tile, fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
+                                      format_box(r.tile), ::getpid(), e.what()));
       return;
     }
-    CopyMessage reply{.kind = CopyKind::result, .job_id = job_id_, .tile = m.tile, .payload_bytes = r.reply_bytes,
-                      .f64 = result.f64, .i64 = result.i64};
-    out_.send(reply, tile_bytes(r, out_item), r.reply_bytes);
-  }
-
-  void bind() {
-    bound_.reset();
-    std::vector<AnyArray> inputs;
-    const auto specs = plan_->inputs();
-    for (std::size_t i = 0; i < specs.size(); ++i) {
-      inputs.emplace_back(input_buffers_[i].data, input_buffers_[i].data.get(), specs[i].dtype, input_shapes_[i]);
-    }
-    const AnyArray output(output_buffer_.data, output_buffer_.data.get(), plan_->output().dtype, output_shape_);
-    bound_ = plan_->kernel().bind(inputs, output, params_);
-  }
-
-  // The tile's output bytes in C order: the local output itself when it is exactly the tile,
-  // otherwise (a halo around it) the tile's rows gathered into a send buffer.
-  const std::byte* tile_bytes(const TileRegions& r, std::size_t item) {
-    if (r.reply_bytes == 0) return nullptr;
-    const std::byte* base = output_buffer_.data.get();
-    if (r.local_output.extents() == r.tile.extents()) return base;
-    send_buffer_.resize(r.reply_bytes);
-    std::size_t at = 0;
-    for_each_run(output_shape_, item, r.local_tile, [&](std::size_t offset, std::size_t len) {
-      std::memcpy(send_buffer_.data() + at, base + offset, len);
-      at += len;
-    });
-    return send_buffer_.data();
+    const CopyMessage reply{.kind = CopyKind::result, .job_id = job_id_, .tile = m.tile, .payload_bytes = r.reply_bytes,
+                            .partial = result};
+    out_.send(reply, out_data, r.reply_bytes);
   }
 
   void reply_error(std::int64_t tile, const std::string& text) {
@@ -298,18 +268,13 @@ class CopyWorker {
   Params params_;
   std::string setup_error_;
   std::array<LocalBuffer, kMaxInputs> input_buffers_;
-  std::array<Shape, kMaxInputs> input_shapes_;
   LocalBuffer output_buffer_;
-  Shape output_shape_;
-  std::vector<std::byte> send_buffer_;
-  std::unique_ptr<BoundKernel> bound_;
 };
 
 }  // namespace
 
 int run_copy_worker(pid_t parent) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) return 3;  // the runner died before prctl took effect
+  die_with_parent(parent, /*watch_stdin=*/false);  // stdin is the request stream: EOF ends serve()
   // A runner's I/O thread may have spawned us with SIGPIPE blocked; a closed pipe is EPIPE either way.
   sigset_t pipe_signal;
   sigemptyset(&pipe_signal);

@@ -30,12 +30,39 @@ std::string_view mode_name(Mode mode) noexcept;
 Mode parse_mode(std::string_view text);
 
 /// One array a job reads or writes: its memory in this process, and the segment name that
-/// worker processes attach in share mode ("" for private memory).
+/// worker processes attach in share mode ("" for unnamed memory). Copies share the memory; an
+/// array that ArrayPlacement made is freed (its segment removed) when the last copy goes.
 struct JobArray {
   AnyArray array;
   std::string segment;
-  /// The array of a segment, by name.
+  /// The array of a segment, by name; `s` must outlive the job.
   static JobArray of(const ArraySegment& s) { return JobArray{s.array(), s.name()}; }
+};
+
+/// What a job does with an array.
+enum class ArrayRole {
+  input,   ///< workers read it
+  output,  ///< workers write it
+};
+
+/// Where a mode keeps a job's arrays: the one way to make them. share: a job-owned segment
+/// ("tilepool-<pid>-...", removed with the array) that workers attach by name; fork: inputs in
+/// this process's private memory (children read them copy-on-write), outputs in MAP_SHARED
+/// memory the children write; copy and threads: private memory. Cheap to copy.
+class ArrayPlacement {
+ public:
+  ArrayPlacement(Mode mode, Backing backing) : mode_(mode), backing_(std::move(backing)) {}
+  /// A zero-filled array of `dtype` and `shape` for `role`. Throws Error(no_space) if the store
+  /// or memory is too small, Error(usage) if the byte size overflows.
+  [[nodiscard]] JobArray make(DType dtype, const Shape& shape, ArrayRole role) const;
+  /// An NPY file's array, placed as make() places it, filled by one read() of the file's data.
+  /// Throws Error(bad_input) for a bad file, and leaves nothing behind.
+  [[nodiscard]] JobArray load_npy(const std::filesystem::path& path, ArrayRole role = ArrayRole::input) const;
+  [[nodiscard]] Mode mode() const noexcept { return mode_; }
+
+ private:
+  Mode mode_;
+  Backing backing_;
 };
 
 /// A job: a kernel over inputs into an output, cut into tiles.
@@ -63,7 +90,9 @@ struct PoolOptions {
   int workers = 0;  ///< 0: one per core
   Mode mode = Mode::share;
   Backing backing;  ///< where share mode's control block lives
-  /// The tilepool-worker executable; empty: $TILEPOOL_WORKER, else beside this executable.
+  /// The program share and copy modes start as workers (with serve_as_worker_if_asked's
+  /// arguments); empty: $TILEPOOL_WORKER, else tilepool-worker beside this executable. A program
+  /// that carries its own kernels names itself ("/proc/self/exe").
   std::filesystem::path worker_executable;
   std::int64_t tile_capacity = 1 << 17;  ///< the most tiles a job may have
   int max_tile_retries = 3;              ///< a tile whose worker died more often fails the job
@@ -76,11 +105,15 @@ struct PoolOptions {
 };
 
 namespace detail {
-class Executor;
+class JobRunner;
 }
 
 /// A pool of workers. Start once, run many jobs. Move-only; ~Pool stops and reaps every worker
 /// and never throws. Not thread-safe: run jobs from one thread.
+///
+/// One job runner (runner/src/job_runner.cpp) owns a job's life: validate, post, supervise,
+/// sample memory, collect stats. A mode is a launcher (runner/src/launchers/): how workers start
+/// and die with their parent, and where arrays live.
 class Pool {
  public:
   /// Starts the workers. In share mode it spawns tilepool-worker processes; if `first_job` is
@@ -99,12 +132,15 @@ class Pool {
   [[nodiscard]] int worker_count() const noexcept;
   /// Seconds from the first spawn to the last "ready" (0 for threads mode).
   [[nodiscard]] double spawn_seconds() const noexcept;
-  /// The pids of the worker processes (empty for threads mode).
+  /// The pids of the worker processes (empty for threads mode). Safe to call from another
+  /// thread while run() runs.
   [[nodiscard]] std::vector<pid_t> worker_pids() const;
+  /// Where this pool's mode keeps arrays: make a job's arrays with it.
+  [[nodiscard]] ArrayPlacement placement() const;
 
  private:
-  explicit Pool(std::unique_ptr<detail::Executor> impl);
-  std::unique_ptr<detail::Executor> impl_;
+  explicit Pool(std::unique_ptr<detail::JobRunner> impl);
+  std::unique_ptr<detail::JobRunner> impl_;
 };
 
 /// The output dtype and shape of `kernel` over `inputs` (validated); for making the output.
@@ -112,13 +148,6 @@ ArraySpec output_spec(const JobRequest& job);
 
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
-
-/// A zero-filled array in anonymous shared memory (MAP_SHARED | MAP_ANONYMOUS), pre-faulted:
-/// the output of a fork-mode job, which forked workers write and the parent reads. The AnyArray
-/// owns the mapping (copies share it); it has no name, so nothing is left in /dev/shm. Only this
-/// process and children forked while it is alive see it. Throws Error(usage) if the byte size
-/// overflows, Error(system) if mmap fails.
-AnyArray make_shared_array(DType dtype, const Shape& shape);
 
 /// Makes SIGINT and SIGTERM stop the running job: Pool::run then throws Error(interrupted),
 /// the pool's destructor stops its workers and RAII handles remove the job's segments.

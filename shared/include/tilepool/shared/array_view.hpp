@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -26,13 +27,30 @@ class AnyArray {
   AnyArray(std::shared_ptr<const void> owner, std::byte* data, DType dtype, Shape shape)
       : owner_(std::move(owner)), data_(data), dtype_(dtype), shape_(std::move(shape)) {}
 
+  /// A window onto an array of `shape` of which only `region` is in memory: `data` holds the
+  /// region's elements packed in C order. Views of it take the full array's coordinates, so a
+  /// kernel indexes it as it would the whole array, but may touch only elements in `region`
+  /// (copy mode hands a kernel the regions it declared it reads).
+  static AnyArray window(std::shared_ptr<const void> owner, std::byte* data, DType dtype, Shape shape, const Box& region) {
+    AnyArray a(std::move(owner), data, dtype, std::move(shape));
+    a.region_ = region;
+    a.windowed_ = true;
+    return a;
+  }
+
   [[nodiscard]] DType dtype() const noexcept { return dtype_; }
   [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
   [[nodiscard]] int ndim() const noexcept { return static_cast<int>(shape_.size()); }
   [[nodiscard]] std::byte* data() const noexcept { return data_; }
   [[nodiscard]] std::int64_t size() const noexcept { return element_count(shape_).value_or(0); }
-  [[nodiscard]] std::size_t bytes() const noexcept { return static_cast<std::size_t>(size()) * dtype_size(dtype_); }
+  /// Bytes in memory: the whole array's, or the region's for a window.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    const std::int64_t n = windowed_ ? region_.element_count() : size();
+    return static_cast<std::size_t>(n) * dtype_size(dtype_);
+  }
   [[nodiscard]] const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
+  /// True for a window (see window()).
+  [[nodiscard]] bool is_window() const noexcept { return windowed_; }
 
   /// A typed view; throws Error(bad_input) if T (without const) is not dtype().
   template <class T>
@@ -41,7 +59,7 @@ class AnyArray {
       throw Error(Errc::bad_input, "array is " + std::string(dtype_name(dtype_)) + ", viewed as " +
                                        std::string(dtype_name(dtype_of_v<std::remove_const_t<T>>)));
     }
-    return ArrayView<T>(owner_, reinterpret_cast<T*>(data_), shape_);
+    return ArrayView<T>(owner_, reinterpret_cast<T*>(data_), shape_, windowed_ ? &region_ : nullptr);
   }
 
  private:
@@ -49,6 +67,8 @@ class AnyArray {
   std::byte* data_ = nullptr;
   DType dtype_ = DType::float64;
   Shape shape_;
+  Box region_;
+  bool windowed_ = false;
 };
 
 /// Eigen types for tile planes: a row-major dynamic matrix mapped with an outer (row) stride.
@@ -68,7 +88,9 @@ class TileView {
  public:
   using Plane = typename PlaneTypes<T>::Map;
 
-  TileView(T* origin, const std::int64_t* strides, const Box& box) noexcept : origin_(origin), strides_(strides), box_(box) {
+  /// `origin` holds the element whose strided index is `base` (0 unless the view is a window).
+  TileView(T* origin, const std::int64_t* strides, const Box& box, std::int64_t base = 0) noexcept
+      : origin_(origin), strides_(strides), box_(box), base_(base) {
     const int lead = box_.ndim > 2 ? box_.ndim - 2 : 0;
     planes_ = 1;
     for (int a = 0; a < lead; ++a) planes_ *= box_.extent(a);
@@ -85,7 +107,7 @@ class TileView {
   /// Plane `p` (0 <= p < plane_count()), in C order over the leading axes.
   [[nodiscard]] Plane plane(std::int64_t p) const noexcept {
     // Offset of the plane's first element: decompose p over the leading extents.
-    std::int64_t offset = 0;
+    std::int64_t offset = -base_;
     for (int a = box_.ndim - 3; a >= 0; --a) {
       const std::int64_t e = box_.extent(a);
       offset += (box_.lo[static_cast<std::size_t>(a)] + p % e) * strides_[a];
@@ -99,6 +121,7 @@ class TileView {
   T* origin_;
   const std::int64_t* strides_;
   Box box_;
+  std::int64_t base_ = 0;
   std::int64_t planes_ = 1, rows_ = 1, cols_ = 1, row_stride_ = 1;
 };
 
@@ -111,16 +134,22 @@ class ArrayView {
   using Plane = typename PlaneTypes<T>::Map;
 
   ArrayView() = default;
-  ArrayView(std::shared_ptr<const void> owner, T* data, Shape shape)
+  /// A view of the C-order array `shape` at `data`; with a `window`, of that region of it only
+  /// (see AnyArray::window): indices stay the full array's.
+  ArrayView(std::shared_ptr<const void> owner, T* data, Shape shape, const Box* window = nullptr)
       : owner_(std::move(owner)), data_(data), shape_(std::move(shape)), strides_(shape_.size()) {
+    if (window != nullptr) window_ = *window;
     std::int64_t s = 1;
     for (std::size_t a = shape_.size(); a-- > 0;) {
       strides_[a] = s;
-      s *= shape_[a];
+      s *= window != nullptr ? window->extent(static_cast<int>(a)) : shape_[a];
+      if (window != nullptr) base_ += window->lo[a] * strides_[a];
     }
   }
   /// A read-only view of the same array.
-  operator ArrayView<const T>() const { return ArrayView<const T>(owner_, data_, shape_); }  // NOLINT(google-explicit-constructor)
+  operator ArrayView<const T>() const {  // NOLINT(google-explicit-constructor)
+    return ArrayView<const T>(owner_, data_, shape_, window_ ? &*window_ : nullptr);
+  }
 
   [[nodiscard]] T* data() const noexcept { return data_; }
   [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
@@ -132,12 +161,12 @@ class ArrayView {
   [[nodiscard]] T& at(std::span<const std::int64_t> index) const noexcept {
     std::int64_t off = 0;
     for (std::size_t a = 0; a < index.size(); ++a) off += index[a] * strides_[a];
-    return data_[off];
+    return data_[off - base_];
   }
 
   /// An Eigen view of one tile. Only callable on an lvalue, so the tile cannot outlive a
   /// temporary ArrayView: keep the ArrayView alive while you use the TileView.
-  [[nodiscard]] TileView<T> tile(const Box& box) const& noexcept { return TileView<T>(data_, strides_.data(), box); }
+  [[nodiscard]] TileView<T> tile(const Box& box) const& noexcept { return TileView<T>(data_, strides_.data(), box, base_); }
   TileView<T> tile(const Box& box) const&& = delete;
   /// The whole array as one box.
   [[nodiscard]] Box whole() const noexcept {
@@ -146,9 +175,9 @@ class ArrayView {
     for (int a = 0; a < b.ndim; ++a) b.hi[static_cast<std::size_t>(a)] = shape_[static_cast<std::size_t>(a)];
     return b;
   }
-  /// A 2-D array as one Eigen matrix (rows x cols); a 1-D array as one row.
+  /// A 2-D array as one Eigen matrix (rows x cols); a 1-D array as one row. Not for windows.
   [[nodiscard]] Plane matrix() const& noexcept {
-    TILEPOOL_CHECK(ndim() >= 1 && ndim() <= 2);
+    TILEPOOL_CHECK(ndim() >= 1 && ndim() <= 2 && !window_);
     const std::int64_t rows = ndim() == 2 ? shape_[0] : 1;
     const std::int64_t cols = shape_.back();
     return Plane(data_, rows, cols, Eigen::OuterStride<>(cols));
@@ -160,6 +189,8 @@ class ArrayView {
   T* data_ = nullptr;
   Shape shape_;
   std::vector<std::int64_t> strides_;
+  std::optional<Box> window_;
+  std::int64_t base_ = 0;  // the strided index of data_[0]: nonzero for windows only
 };
 
 }  // namespace tilepool

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -91,6 +92,11 @@ class ControlBlock {
   [[nodiscard]] std::int64_t tile_capacity() const noexcept { return tile_capacity_; }
   [[nodiscard]] std::atomic<std::uint32_t>& tile_state(std::int64_t tile) noexcept;
   [[nodiscard]] TilePartial& partial(std::int64_t tile) noexcept;
+  /// The partials of tiles [0, count), in tile order.
+  [[nodiscard]] std::span<const TilePartial> partials(std::int64_t count) noexcept {
+    if (count <= 0) return {};
+    return {&partial(0), static_cast<std::size_t>(count)};
+  }
   [[nodiscard]] WorkerSlot& worker(int slot) noexcept { return workers_[slot]; }
 
   // --- the runner's side -------------------------------------------------------------------

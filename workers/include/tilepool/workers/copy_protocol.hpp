@@ -5,11 +5,12 @@
 /// small local arrays).
 ///
 /// The wire format: every message is a fixed CopyMessage header followed by
-/// `payload_bytes` raw bytes. Runner -> worker: `job` (payload: one CopyJobSetup), then `tile`
-/// messages (payload: the bytes of each input's region, input after input, C order).
-/// Worker -> runner: `ready` once at start, then one `result` per tile, in the order the tiles
-/// arrived (payload: the tile's output bytes, C order; a reduction's partial rides in the
-/// header) or `error` (payload: the message text). Both ends are one machine: native byte order.
+/// `payload_bytes` raw bytes, after the worker's "ready\n" line. Runner -> worker: `job`
+/// (payload: one CopyJobSetup), then `tile` messages (payload: the bytes of the region of each
+/// input that the kernel declares the tile reads, input after input, C order). Worker -> runner:
+/// one `result` per tile, in the order the tiles arrived (payload: the tile's output bytes, C
+/// order; a reduction's partial rides in the header) or `error` (payload: the message text).
+/// Both ends are one machine: native byte order.
 
 #include <array>
 #include <cstddef>
@@ -27,17 +28,16 @@ namespace tilepool {
 inline constexpr std::uint32_t kCopyMagic = 0x59504354;  // "TCPY" in memory
 
 /// What a copy-mode message carries.
-enum class CopyKind : std::uint32_t { ready = 1, job = 2, tile = 3, result = 4, error = 5 };
+enum class CopyKind : std::uint32_t { job = 2, tile = 3, result = 4, error = 5 };
 
 /// The header of every copy-mode message. Plain data, written and read as raw bytes.
 struct CopyMessage {
   std::uint32_t magic = kCopyMagic;
-  CopyKind kind = CopyKind::ready;
+  CopyKind kind = CopyKind::job;
   std::uint64_t job_id = 0;
   std::int64_t tile = -1;
   std::uint64_t payload_bytes = 0;
-  double f64 = 0;         ///< a reduction's partial (result)
-  std::int64_t i64 = 0;   ///< a reduction's partial (result)
+  TilePartial partial{};  ///< a reduction's partial (result)
 };
 static_assert(sizeof(CopyMessage) == 48);
 
@@ -58,28 +58,23 @@ struct CopyJobSetup {
   std::int64_t tile[kMaxDims] = {};
 };
 
-/// Where one tile's data lives: the region of each input it reads, the region of the output its
-/// local output array covers, and the tile box in the local arrays' coordinates.
+/// Where one tile's data lives: the region of each input it reads (KernelDef::input_region).
+/// A map's tile writes its own box of the output; a reduction's, nothing (its partial rides in
+/// the reply's header).
 struct TileRegions {
-  Box tile;                                 ///< in the iteration space
+  Box tile;                                 ///< in the iteration space (= the output's, for maps)
   std::array<Box, kMaxInputs> inputs{};     ///< each input's region, in that input's coordinates
-  Box local_output;                         ///< the output region the worker's local output covers
-  Box local_tile;                           ///< `tile` shifted so the local arrays start at 0
   std::size_t request_bytes = 0;            ///< the inputs' region bytes: a `tile` message's payload
   std::size_t reply_bytes = 0;              ///< the tile's output bytes: a `result` message's payload
 };
 
 /// A job's geometry in copy mode: which bytes each tile needs and returns. The runner and the
-/// worker build it from the same CopyJobSetup, so they agree on every message's size. Immutable;
+/// worker build it from the same CopyJobSetup, so they agree on every message's size. The worker
+/// computes each tile on windows (AnyArray::window) holding exactly those regions. Immutable;
 /// safe to share across threads.
-///
-/// A tile reads, of an input shaped like the iteration space, its own box grown by the kernel's
-/// halo on the last two axes (clamped to the array); of matmul's A its row block and of B its
-/// column block. The local output covers the same grown box (so one shifted box addresses every
-/// local array), and the worker sends back only the tile's part of it.
 class CopyPlan {
  public:
-  /// Throws Error(usage) for a kernel whose access pattern copy mode does not know.
+  /// Throws Error(bad_input) if a map kernel's output is not shaped like its iteration space.
   static CopyPlan make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                        const TileGrid& grid);
   /// The setup message's contents (the runner's side).
@@ -95,14 +90,11 @@ class CopyPlan {
   [[nodiscard]] const ArraySpec& output() const noexcept { return output_; }
 
  private:
-  enum class Access { same_box, matmul };
-
   const KernelDef* kernel_ = nullptr;
   std::array<ArraySpec, kMaxInputs> inputs_{};
   std::size_t input_count_ = 0;
   ArraySpec output_;
   TileGrid grid_;
-  Access access_ = Access::same_box;
 };
 
 /// Calls f(byte_offset, byte_length) for every contiguous run of `box` inside a C-order array of

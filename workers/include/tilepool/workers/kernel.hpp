@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tilepool/shared/array_view.hpp"
+#include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/dtype.hpp"
 #include "tilepool/shared/shape.hpp"
 #include "tilepool/shared/tiling.hpp"
@@ -28,7 +29,6 @@ class Params {
   /// "key=value\n" lines, for a control block.
   [[nodiscard]] std::string to_text() const;
 
-  [[nodiscard]] bool has(std::string_view key) const { return values_.contains(std::string(key)); }
   /// The value as a double; throws Error(usage) if absent (and no default) or not a number.
   [[nodiscard]] double number(std::string_view key, std::string_view kernel) const;
   [[nodiscard]] const std::map<std::string, std::string>& values() const noexcept { return values_; }
@@ -48,11 +48,15 @@ struct ArraySpec {
 /// float64 or int64 after the output's dtype.
 enum class Reduction { none, sum };
 
-/// One tile's extra result: a partial value for reductions.
-struct TileResult {
-  double f64 = 0;
-  std::int64_t i64 = 0;
-};
+/// One tile's extra result: a reduction's partial value (float64 and int64 sums side by side;
+/// the output's dtype picks one).
+using TileResult = TilePartial;
+
+/// The total of a reduction's per-tile partials, added in tile order so that the result does
+/// not depend on which worker ran which tile; int64 wraps like numpy.
+TilePartial sum_in_tile_order(std::span<const TilePartial> partials) noexcept;
+/// Writes a reduction's total into its 0-d output: float64, or int64 for an int64 output.
+void store_total(const TilePartial& total, const AnyArray& output);
 
 /// A kernel bound to one job's arrays in one process: made once per job, then called per tile.
 /// Holds typed views of the inputs and output (which keep their mappings alive).
@@ -71,8 +75,11 @@ struct KernelDef {
   int arity = 1;
   /// The input dtypes it accepts (all inputs share one dtype).
   std::vector<DType> dtypes;
-  /// Elements of halo a tile reads beyond its box on the last two axes (copy mode ships them).
-  int halo = 0;
+  /// The region of input `input` that the tile `tile` (a box of the iteration space) reads, in
+  /// that input's coordinates: the tile itself grown by a halo, a row block, a column block...
+  /// nullptr means the tile's own box (an input shaped like the iteration space). A kernel must
+  /// read nothing outside it: copy mode ships exactly this region, and nothing else is there.
+  Box (*input_region)(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) = nullptr;
   Reduction reduction = Reduction::none;
   /// The output's dtype and shape for these inputs; throws Error(bad_input/usage) if they do not fit.
   ArraySpec (*output_spec)(std::span<const ArraySpec> inputs, const Params& params) = nullptr;
@@ -84,12 +91,26 @@ struct KernelDef {
 
 /// Every built-in kernel, in the order `tilepool kernels` lists them.
 std::span<const KernelDef* const> builtin_kernels() noexcept;
+/// Adds a kernel of this program's own to the registry, so find_kernel finds it (in this
+/// process, and in workers that are this program: serve_as_worker_if_asked). `kernel` must
+/// outlive every job (a static). Throws Error(usage) if its name is empty or taken. Thread-safe.
+void register_kernel(const KernelDef& kernel);
+/// Every kernel find_kernel knows: the built-ins, then the registered ones. Thread-safe.
+std::vector<const KernelDef*> known_kernels();
 /// The kernel called `name`; throws Error(usage) listing the known ones if there is none.
 const KernelDef& find_kernel(std::string_view name);
 
 /// Checks arity and dtypes and returns the output spec: the one place that validates a job's
 /// inputs against a kernel, with messages naming the kernel, the input and what was expected.
 ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& params);
+
+/// The region of input `input` that `kernel` reads for `tile` (KernelDef::input_region, or the
+/// tile itself). Throws Error(bad_input) if the kernel declares a region outside the input.
+Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs);
+
+/// `box` grown by `by` elements on each side of its last two axes, clamped to `shape`: the
+/// region of a kernel that reads a halo around its tile.
+Box grown_on_last_two_axes(const Box& box, std::int64_t by, const Shape& shape);
 
 /// "float32, float64" for error messages and listings.
 std::string format_dtypes(std::span<const DType> dtypes);

@@ -1,14 +1,16 @@
 #pragma once
 /// @file
-/// The worker's side of dispatch: bind a job (attach its segments once, build the kernel's
-/// views) and run the tile loop: claim a tile, run the kernel on it, mark it done.
-/// Worker processes (share mode), forked children (fork mode) and threads (threads mode) all
-/// run this same loop against a ControlBlock.
+/// The worker's side of dispatch, one loop for every mode: serve_jobs sleeps on the control
+/// block, enters each posted job and hands it to a JobHandler, the hook that differs between
+/// modes. LocalJobHandler runs kernels in this process (share-mode workers, fork-mode children,
+/// threads); copy mode's transport is another handler that moves each tile's bytes through a
+/// worker process's pipes (runner/src/copy_transport.cpp).
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/control_block.hpp"
@@ -16,15 +18,68 @@
 
 namespace tilepool {
 
+/// What one worker does with the jobs serve_jobs hands it. One per worker; not thread-safe.
+class JobHandler {
+ public:
+  virtual ~JobHandler() = default;
+  /// Gets ready for `job` (called once per job id, before run): attach or find its arrays and
+  /// bind its kernel, or tell a worker process about it. Throws Error: the job fails with it.
+  virtual void bind(const JobDescriptor& job) = 0;
+  /// Claims tiles of the bound job for `slot` (ControlBlock::claim_next_tile) and completes
+  /// them until none is left or the job failed. Throws Error: the job fails with it.
+  virtual void run(ControlBlock& control, int slot) = 0;
+  /// Called between idle waits; false ends serve_jobs (the parent is gone, say).
+  virtual bool still_wanted() { return true; }
+};
+
+/// The loop every worker runs until the control block asks it to stop: sleep on the epoch,
+/// enter each new job (or the same job again after tiles were requeued), bind it once per job
+/// id, run it, leave. Errors from the handler become the job's error, naming the worker.
+void serve_jobs(ControlBlock& control, int slot, JobHandler& handler);
+
+/// A job's arrays as one process sees them.
+struct JobArrays {
+  std::vector<AnyArray> inputs;
+  AnyArray output;
+};
+
+/// Where a tile is on its way through LocalJobHandler, for fault-injection tests.
+enum class TilePoint {
+  claimed,  ///< after claiming the tile, before computing it
+  written,  ///< after writing the tile's output, before marking it done
+};
+
+/// Runs kernels in this process on the arrays `find_arrays` gives for each job: its segments
+/// attached by name (share mode), or arrays this process already holds (fork and threads).
+class LocalJobHandler final : public JobHandler {
+ public:
+  using FindArrays = std::function<JobArrays(const JobDescriptor&)>;
+  /// Called at each TilePoint of each tile (tests install a fault there); may be empty.
+  using TileObserver = std::function<void(TilePoint, std::int64_t tile)>;
+
+  explicit LocalJobHandler(FindArrays find_arrays, TileObserver observer = {}, std::function<bool()> still_wanted = {});
+  void bind(const JobDescriptor& job) override;
+  void run(ControlBlock& control, int slot) override;
+  bool still_wanted() override { return !still_wanted_ || still_wanted_(); }
+
+ private:
+  FindArrays find_arrays_;
+  TileObserver observer_;
+  std::function<bool()> still_wanted_;
+  const KernelDef* kernel_ = nullptr;
+  std::unique_ptr<BoundKernel> bound_;
+  TileGrid grid_;
+};
+
 /// The segments a worker has attached, by name: each is attached once and reused by later
 /// jobs while it is still the same object (same inode). Not thread-safe; one per worker.
 class SegmentCache {
  public:
-  /// The attached segment `name`; attaches (pre-faulting it) on first use or if the name now
-  /// refers to a new object. Throws Error(bad_input) as ArraySegment::attach.
+  /// The attached segment `name`; attaches on first use or if the name now refers to a new
+  /// object. Throws Error(bad_input) as ArraySegment::attach.
   const ArraySegment& get(const std::string& name, const Backing& backing);
-  /// Drops every segment not named in `keep`.
-  void retain_only(const JobDescriptor& keep);
+  /// The arrays of `job`, attached through this cache; drops segments the job does not name.
+  JobArrays arrays_of(const JobDescriptor& job);
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
  private:
@@ -32,51 +87,8 @@ class SegmentCache {
     ArraySegment segment;
     unsigned long inode;
   };
-  std::map<std::string, Entry> entries_;
+  std::map<std::string, Entry, std::less<>> entries_;
 };
-
-/// A job bound in one process: the kernel with its typed views and the tile grid.
-struct BoundJob {
-  std::uint64_t job_id = 0;
-  const KernelDef* kernel = nullptr;
-  std::unique_ptr<BoundKernel> bound;
-  TileGrid grid;
-};
-
-/// Binds `job` to arrays already mapped in this process (fork and threads modes).
-BoundJob bind_job(const JobDescriptor& job, std::span<const AnyArray> inputs, const AnyArray& output);
-/// Binds `job` to its segments, attaching them through `cache` (share mode).
-BoundJob bind_job(const JobDescriptor& job, SegmentCache& cache);
-
-/// Claims and runs tiles of the current job until none is left or the job failed. A kernel
-/// error is reported to the control block with the kernel, tile, box and pid. Thread-safe:
-/// many workers (threads or processes) run it at once on one control block, each with its own
-/// slot and BoundJob.
-void run_tiles(ControlBlock& control, int slot, BoundJob& job);
-
-/// The loop every worker runs until the control block asks it to stop: sleep on the epoch,
-/// enter each new job, bind it with `bind` (once per job id), run its tiles, leave.
-/// `on_idle` runs after each idle wait; returning false ends the loop (e.g. parent gone).
-/// A bind failure is reported to the control block as the job's error.
-void serve_jobs(ControlBlock& control, int slot, const std::function<BoundJob(const JobDescriptor&)>& bind,
-                const std::function<bool()>& on_idle = {});
-
-/// Fault injection for supervision tests: where a worker kills (or stops) itself.
-enum class FaultPoint {
-  mid_tile,     ///< after claiming the tile, before computing it
-  before_done,  ///< after writing the tile's output, before marking it done
-  hang,         ///< stops itself (SIGSTOP) after claiming the tile, as a hung kernel would
-};
-/// A planned fault: at `point` on `tile`; with a `once_file`, only while that file does not
-/// exist yet (the first worker to fault creates it), so a respawned worker succeeds.
-struct FaultPlan {
-  FaultPoint point = FaultPoint::mid_tile;
-  std::int64_t tile = 0;
-  std::string once_file;
-};
-/// Reads TILEPOOL_FAULT="mid_tile|before_done|hang:TILE[:ONCE_FILE]" (tests only set it) and
-/// arms run_tiles in this process. Throws Error(usage) on a malformed value.
-void arm_fault_from_environment();
 
 /// "[0:365, 0:4, 4:8]": a box for messages.
 std::string format_box(const Box& box);

@@ -1,0 +1,32 @@
+#pragma once
+// Private to runner/: the one job runner. It owns a job's life in every mode — validate, post,
+// supervise, sample memory, collect stats — and asks its Launcher for what differs.
+
+#include <memory>
+
+#include "detail/launcher.hpp"
+#include "detail/supervisor.hpp"
+
+namespace tilepool::detail {
+
+/// Runs jobs on one launcher's workers. Not thread-safe: one job at a time, from one thread.
+class JobRunner {
+ public:
+  /// Starts the launcher for `options.mode`; see Pool::start.
+  JobRunner(const PoolOptions& options, const JobRequest* first_job);
+  JobStats run(const JobRequest& job);
+  [[nodiscard]] Launcher& launcher() noexcept { return *launcher_; }
+  [[nodiscard]] const Launcher& launcher() const noexcept { return *launcher_; }
+  [[nodiscard]] const PoolOptions& options() const noexcept { return options_; }
+
+ private:
+  // Sleeps until the posted job completes or fails, supervising and sampling between waits.
+  void wait(ControlBlock& control, const JobRequest& job, std::uint64_t& peak_pss);
+
+  PoolOptions options_;
+  Supervisor supervisor_;
+  std::unique_ptr<Launcher> launcher_;
+  std::uint64_t next_job_id_ = 1;
+};
+
+}  // namespace tilepool::detail

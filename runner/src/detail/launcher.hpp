@@ -1,0 +1,80 @@
+#pragma once
+// Private to runner/: a mode is a launcher. The job runner (job_runner.hpp) owns a job's life;
+// a launcher says how this mode's workers start, reach the arrays and die with their parent.
+// Adding a way to start workers (say, ranks of a distributed job) is one more Launcher.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/control_block.hpp"
+
+namespace tilepool::detail {
+
+class Supervisor;
+
+/// A job checked against its kernel: the output it needs and the tile grid it runs over.
+struct PreparedJob {
+  const KernelDef* kernel = nullptr;
+  ArraySpec output;
+  TileGrid grid;
+};
+
+/// One mode's way of running workers. Called from the job runner's thread only, except where
+/// a member says otherwise.
+class Launcher {
+ public:
+  virtual ~Launcher() = default;
+  [[nodiscard]] virtual Mode mode() const noexcept = 0;
+  [[nodiscard]] virtual int worker_count() const noexcept = 0;
+  /// The most tiles a job may have.
+  [[nodiscard]] virtual std::int64_t tile_capacity() const noexcept = 0;
+  /// The control block the next job is posted to, with room for `tiles` tiles.
+  virtual ControlBlock& control_for(std::int64_t tiles) = 0;
+  /// Refuses (Error(usage)) a job this mode cannot run as given.
+  virtual void check(const JobRequest& /*job*/, const PreparedJob& /*prepared*/) const {}
+  /// Hands the job's arrays to the workers' side; runs inside post_job's quiet window, while no
+  /// worker reads the job.
+  virtual void bind(const JobRequest& /*job*/, const PreparedJob& /*prepared*/) {}
+  /// Called once the job is posted: a mode that starts workers per job starts them now.
+  virtual void start_job() {}
+  /// The job is over: completed, or (`abandoned`) failed or interrupted. After it returns no
+  /// worker touches the job's arrays. Never throws.
+  virtual void end_job(bool /*abandoned*/) noexcept {}
+
+  // --- workers the job runner supervises through the control block's slots ----------------
+  /// True if the runner watches this mode's workers slot by slot (share, fork); false if they
+  /// cannot die (threads) or the mode watches them itself (copy's transport).
+  [[nodiscard]] virtual bool runner_supervises() const noexcept { return false; }
+  /// The wait status of the worker in `slot` if it exited since the last call (it is reaped).
+  virtual std::optional<int> poll_exit(int /*slot*/) { return std::nullopt; }
+  [[nodiscard]] virtual pid_t pid_of(int /*slot*/) const { return 0; }
+  /// SIGKILLs the worker in `slot` (a hung tile); its exit shows in poll_exit.
+  virtual void kill(int /*slot*/) noexcept {}
+  /// Starts a new worker in a dead worker's slot; false if this mode does not replace workers.
+  virtual bool replace(int /*slot*/) { return false; }
+  /// Workers alive now.
+  [[nodiscard]] virtual int live_workers() const { return worker_count(); }
+
+  /// The pids of the worker processes. Safe to call from any thread.
+  [[nodiscard]] virtual std::vector<pid_t> worker_pids() const { return {}; }
+  [[nodiscard]] virtual double spawn_seconds() const noexcept { return 0; }
+  /// Array bytes that crossed a pipe in the last job.
+  [[nodiscard]] virtual std::uint64_t bytes_copied() const noexcept { return 0; }
+};
+
+std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
+std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);
+std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
+
+/// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
+PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity);
+/// The job's description for a control block.
+JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const Backing& backing, std::uint64_t job_id);
+
+}  // namespace tilepool::detail

@@ -1,0 +1,51 @@
+#pragma once
+// Private to runner/: the one supervisor. Every mode's worker deaths, hung tiles and retry
+// limits go through it, so they are judged and worded once.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "detail/launcher.hpp"
+
+namespace tilepool::detail {
+
+/// Watches a job's workers: a dead worker's tiles go back to the queue and it is replaced (where
+/// the mode replaces workers); a tile that killed its worker more than max_tile_retries times,
+/// or the death of every worker, fails the job through the control block.
+class Supervisor {
+ public:
+  Supervisor(int max_tile_retries, std::chrono::milliseconds tile_timeout)
+      : max_tile_retries_(max_tile_retries), tile_timeout_(tile_timeout) {}
+
+  /// Starts watching a new job.
+  void begin(ControlBlock& control, const PreparedJob& prepared);
+  /// True if a tile held since `since_ns` (monotonic_ns) has outlived the tile timeout.
+  [[nodiscard]] bool overdue(std::int64_t since_ns) const noexcept;
+  /// "killed after the tile timeout of N ms": how a worker killed for holding a tile ended.
+  [[nodiscard]] std::string timeout_fate() const;
+  /// A worker died holding `tile` (-1: none); `fate` says how ("pid 12, signal 9 (Killed)").
+  /// Requeues its tiles; fails the job if `tile` has now killed too many workers. Thread-safe.
+  void worker_died(int slot, std::int64_t tile, const std::string& fate);
+  /// The runner's check between waits (launchers whose workers it supervises): kills workers
+  /// that hold a tile too long, handles deaths, replaces the dead.
+  void check(Launcher& launcher);
+  /// Before a job is posted: replaces workers that died while idle (no tile to blame).
+  static void replace_idle_deaths(Launcher& launcher);
+
+ private:
+  int max_tile_retries_;
+  std::chrono::milliseconds tile_timeout_;
+  ControlBlock* control_ = nullptr;
+  const PreparedJob* job_ = nullptr;
+  std::mutex mutex_;
+  std::map<std::int64_t, int> tile_failures_;
+  std::map<int, bool> killed_for_timeout_;
+};
+
+/// "signal 9 (Killed)" or "exit status 2", from a waitpid() status.
+std::string describe_wait_status(int status);
+
+}  // namespace tilepool::detail

@@ -1,0 +1,68 @@
+#pragma once
+// Private to runner/: one worker process, started with Boost.Process. Share and copy modes'
+// workers are both of this kind; only their arguments differ.
+
+#include <sys/types.h>
+
+#include <boost/process/child.hpp>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tilepool/runner/pool.hpp"
+
+namespace tilepool::detail {
+
+/// A worker process and our ends of its stdin and stdout pipes. EOF on its stdin tells it the
+/// runner is gone. Move-only; the destructor stops it (see stop) and never throws.
+class WorkerProcess {
+ public:
+  /// Starts `exe kWorkerFlag args...`. Its pipes are close-on-exec from birth (pipe2), so no
+  /// other worker, started at the same moment by another thread, inherits them. Throws
+  /// Error(system).
+  static std::unique_ptr<WorkerProcess> start(const std::filesystem::path& exe, const std::vector<std::string>& args);
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+  ~WorkerProcess();
+
+  /// Waits for the worker's "ready" line; throws Error(system) naming `who` if it exits first
+  /// or says nothing for 10 s.
+  void await_ready(const std::string& who);
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] int stdin_fd() const noexcept { return to_fd_; }
+  [[nodiscard]] int stdout_fd() const noexcept { return from_fd_; }
+  /// The wait status, once, if the process has exited (it is reaped then).
+  std::optional<int> poll_exit();
+  /// True once the process has exited (reaped, or reaped now).
+  [[nodiscard]] bool exited() { return reaped_ || poll_exit().has_value(); }
+  /// The wait status of an exited process.
+  [[nodiscard]] int exit_status() const noexcept { return status_; }
+  /// SIGKILL (works on stopped processes too).
+  void kill() noexcept;
+  /// Closes our pipe ends: the worker sees EOF.
+  void close_pipes() noexcept;
+  /// Lets it exit on its own until `deadline`, then SIGKILLs it, and reaps it. Never throws.
+  void stop(std::chrono::steady_clock::time_point deadline) noexcept;
+
+ private:
+  WorkerProcess() = default;
+  boost::process::child child_;
+  pid_t pid_ = 0;
+  int to_fd_ = -1;
+  int from_fd_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+/// Stops every worker at once: closes all their pipes, then reaps each by one shared deadline.
+void stop_all(const std::vector<WorkerProcess*>& workers, std::chrono::milliseconds grace) noexcept;
+
+/// The program started as workers: PoolOptions::worker_executable, else $TILEPOOL_WORKER, else
+/// tilepool-worker beside this executable. Throws Error(system) if it cannot be run.
+std::filesystem::path find_worker_executable(const PoolOptions& options);
+
+}  // namespace tilepool::detail

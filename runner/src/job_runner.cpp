@@ -1,0 +1,145 @@
+// The one job runner: a job's life, written once for every mode.
+#include "detail/job_runner.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "tilepool/runner/memory_stats.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool::detail {
+namespace {
+
+constexpr auto kWaitSlice = std::chrono::milliseconds(20);
+constexpr auto kSampleEvery = std::chrono::milliseconds(100);
+
+double seconds_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
+  if (from_ns == 0 || to_ns == 0 || to_ns < from_ns) return 0;
+  return static_cast<double>(to_ns - from_ns) * 1e-9;
+}
+
+// Adds the per-tile partials in tile order (so the result does not depend on who ran which
+// tile) into a reduction's 0-d output: float64, or int64 wrapping like numpy.
+void finish_reduction(ControlBlock& control, const PreparedJob& prepared, const AnyArray& output) {
+  if (prepared.kernel->reduction == Reduction::none) return;
+  store_total(sum_in_tile_order(control.partials(prepared.grid.tile_count())), output);
+}
+
+JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared) {
+  JobStats s;
+  s.tiles = prepared.grid.tile_count();
+  // The worker that finished the last tile stamps the time just after counting it.
+  std::int64_t last = control.last_done_ns();
+  for (int spin = 0; last == 0 && s.tiles > 0 && spin < 10000; ++spin) last = control.last_done_ns();
+  s.compute_s = seconds_between(control.first_claim_ns(), last == 0 ? monotonic_ns() : last);
+  s.retries = control.tiles_requeued_total();
+  return s;
+}
+
+}  // namespace
+
+JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
+    : options_(options), supervisor_(options.max_tile_retries, options.tile_timeout) {
+  switch (options.mode) {
+    case Mode::share: launcher_ = make_share_launcher(options, first_job); break;
+    case Mode::fork: launcher_ = make_fork_launcher(options); break;
+    case Mode::copy: launcher_ = make_copy_launcher(options, supervisor_); break;
+    case Mode::threads: launcher_ = make_thread_launcher(options); break;
+  }
+  TILEPOOL_CHECK(launcher_ != nullptr);
+}
+
+JobStats JobRunner::run(const JobRequest& job) {
+  const PreparedJob prepared = prepare(job, launcher_->tile_capacity());
+  launcher_->check(job, prepared);
+  ControlBlock& control = launcher_->control_for(prepared.grid.tile_count());
+  supervisor_.begin(control, prepared);
+  if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_);
+  control.post_job(describe(job, prepared, options_.backing, next_job_id_++), [&] { launcher_->bind(job, prepared); });
+  std::uint64_t peak = 0;
+  try {
+    launcher_->start_job();
+    wait(control, job, peak);
+  } catch (...) {
+    launcher_->end_job(/*abandoned=*/true);
+    throw;
+  }
+  launcher_->end_job(/*abandoned=*/false);
+  finish_reduction(control, prepared, job.output.array);
+  JobStats stats = stats_of(control, prepared);
+  stats.bytes_copied = launcher_->bytes_copied();
+  stats.peak_pss_bytes = peak;
+  return stats;
+}
+
+void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t& peak_pss) {
+  auto next_sample = std::chrono::steady_clock::now();
+  const auto sample = [&] {
+    if (options_.sample_memory) peak_pss = std::max(peak_pss, pss_bytes_with(launcher_->worker_pids()));
+  };
+  while (!control.job_complete() && !control.job_failed()) {
+    control.wait_for_progress(kWaitSlice);
+    if (const int sig = interrupt_signal(); sig != 0) {
+      throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed",
+                                                 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
+    }
+    if (launcher_->runner_supervises()) supervisor_.check(*launcher_);
+    if (std::chrono::steady_clock::now() >= next_sample) {
+      sample();
+      next_sample += kSampleEvery;
+    }
+    if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
+  }
+  if (control.job_failed()) throw Error(Errc::job_failed, control.error_message());
+  sample();  // every page is touched now: the peak
+}
+
+PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
+  PreparedJob p;
+  p.kernel = &find_kernel(job.kernel);
+  std::vector<ArraySpec> specs;
+  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  p.output = check_inputs(*p.kernel, specs, job.params);
+  const AnyArray& out = job.output.array;
+  if (out.dtype() != p.output.dtype || out.shape() != p.output.shape) {
+    throw Error(Errc::bad_input, fmt::format("{}: output is {} {}; expected {} {}", p.kernel->name, dtype_name(out.dtype()),
+                                             format_shape(out.shape()), dtype_name(p.output.dtype), format_shape(p.output.shape)));
+  }
+  const Shape space = p.kernel->iteration_shape(specs, p.output);
+  if (job.tile.size() > space.size()) {
+    throw Error(Errc::usage, fmt::format("{} tile extents, but {} tiles a {}-D space {}", job.tile.size(), p.kernel->name,
+                                         space.size(), format_shape(space)));
+  }
+  p.grid = TileGrid::make(space, job.tile);
+  if (p.grid.tile_count() > tile_capacity) {
+    throw Error(Errc::usage, fmt::format("the job has {} tiles; this pool takes at most {} (use larger tiles)",
+                                         p.grid.tile_count(), tile_capacity));
+  }
+  return p;
+}
+
+JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const Backing& backing, std::uint64_t job_id) {
+  if (job.inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", job.inputs.size(), kMaxInputs));
+  JobDescriptor desc;
+  desc.job_id = job_id;
+  JobDescriptor::set_text(desc.kernel, sizeof desc.kernel, job.kernel, "kernel name");
+  desc.input_count = static_cast<std::uint32_t>(job.inputs.size());
+  for (std::size_t i = 0; i < job.inputs.size(); ++i) {
+    JobDescriptor::set_text(desc.inputs[i], kNameCapacity, job.inputs[i].segment, "input segment name");
+  }
+  JobDescriptor::set_text(desc.output, kNameCapacity, job.output.segment, "output segment name");
+  JobDescriptor::set_text(desc.backing, kBackingCapacity, backing.spec(), "backing");
+  JobDescriptor::set_text(desc.params, kParamsCapacity, job.params.to_text(), "parameter list");
+  const Shape& space = prepared.grid.shape();
+  desc.ndim = static_cast<std::int32_t>(space.size());
+  std::copy(space.begin(), space.end(), desc.shape);
+  desc.tile_ndim = static_cast<std::int32_t>(job.tile.size());
+  std::copy(job.tile.begin(), job.tile.end(), desc.tile);
+  desc.tile_count = prepared.grid.tile_count();
+  return desc;
+}
+
+}  // namespace tilepool::detail

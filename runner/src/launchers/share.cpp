@@ -1,0 +1,109 @@
+// share mode: worker processes started with Boost.Process. The control block is a named segment;
+// its name on each worker's command line is the initializer's argument. Workers attach the job's
+// segments themselves: no array bytes cross a pipe.
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "detail/launcher.hpp"
+#include "detail/worker_process.hpp"
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool::detail {
+namespace {
+
+class ShareLauncher final : public Launcher {
+ public:
+  ShareLauncher(const PoolOptions& options, const JobRequest* first_job)
+      : options_(options),
+        worker_exe_(find_worker_executable(options)),
+        control_segment_(Segment::create(job_segment_name("control"), ControlBlock::bytes_for(options.tile_capacity),
+                                         options.backing, MapOptions{.populate = false})),
+        control_(ControlBlock::create_in(control_segment_.data(), control_segment_.size(), options.tile_capacity)) {
+    if (first_job != nullptr) {
+      // Staged, not posted: the initializer attaches these segments before saying ready.
+      control_->stage_job(describe(*first_job, prepare(*first_job, options.tile_capacity), options.backing, 0));
+    }
+    workers_.resize(static_cast<std::size_t>(options.workers));
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      for (int slot = 0; slot < options.workers; ++slot) spawn(slot);
+      for (int slot = 0; slot < options.workers; ++slot) ready(slot);
+    } catch (...) {
+      stop();
+      throw;
+    }
+    spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  ~ShareLauncher() override { stop(); }
+
+  Mode mode() const noexcept override { return Mode::share; }
+  int worker_count() const noexcept override { return static_cast<int>(workers_.size()); }
+  std::int64_t tile_capacity() const noexcept override { return options_.tile_capacity; }
+  double spawn_seconds() const noexcept override { return spawn_s_; }
+  ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
+
+  void check(const JobRequest& job, const PreparedJob& /*prepared*/) const override {
+    for (const JobArray& a : job.inputs) require_segment(a, "input");
+    require_segment(job.output, "output");
+  }
+
+  bool runner_supervises() const noexcept override { return true; }
+  std::optional<int> poll_exit(int slot) override { return worker(slot).poll_exit(); }
+  pid_t pid_of(int slot) const override { return workers_[static_cast<std::size_t>(slot)]->pid(); }
+  void kill(int slot) noexcept override { worker(slot).kill(); }
+  bool replace(int slot) override {
+    spawn(slot);
+    ready(slot);
+    return true;
+  }
+  std::vector<pid_t> worker_pids() const override {
+    std::vector<pid_t> pids;
+    for (int slot = 0; slot < worker_count(); ++slot) {
+      if (const pid_t pid = control_->worker(slot).pid.load(std::memory_order_acquire); pid > 0) pids.push_back(pid);
+    }
+    return pids;
+  }
+
+ private:
+  static void require_segment(const JobArray& a, const char* role) {
+    if (a.segment.empty()) {
+      throw Error(Errc::usage, fmt::format("share mode needs every {} in a named segment (JobArray::of(segment), or "
+                                           "Pool::placement())", role));
+    }
+  }
+
+  WorkerProcess& worker(int slot) const { return *workers_[static_cast<std::size_t>(slot)]; }
+
+  void spawn(int slot) {
+    control_->worker(slot).pid.store(0, std::memory_order_release);
+    workers_[static_cast<std::size_t>(slot)] = WorkerProcess::start(
+        worker_exe_, {"share", "--control", control_segment_.name(), "--slot", std::to_string(slot), "--parent",
+                      std::to_string(::getpid()), "--backing", options_.backing.spec()});
+  }
+  void ready(int slot) { worker(slot).await_ready(fmt::format("worker {}", slot)); }
+
+  void stop() noexcept {
+    control_->request_stop();
+    std::vector<WorkerProcess*> workers;
+    for (auto& w : workers_) workers.push_back(w.get());
+    stop_all(workers, std::chrono::milliseconds(500));
+    workers_.clear();
+  }
+
+  PoolOptions options_;
+  std::filesystem::path worker_exe_;
+  Segment control_segment_;
+  ControlBlock* control_;
+  std::vector<std::unique_ptr<WorkerProcess>> workers_;
+  double spawn_s_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job) {
+  return std::make_unique<ShareLauncher>(options, first_job);
+}
+
+}  // namespace tilepool::detail

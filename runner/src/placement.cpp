@@ -1,0 +1,42 @@
+// ArrayPlacement: where each mode keeps a job's arrays, the one place that decides it.
+#include <memory>
+
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/allocation.hpp"
+#include "tilepool/shared/error.hpp"
+
+namespace tilepool {
+namespace {
+
+// A job-owned segment as a JobArray: the array owns the segment, which removes its name when
+// the last copy of the array goes.
+JobArray owned(ArraySegment segment) {
+  auto owner = std::make_shared<ArraySegment>(std::move(segment));
+  const AnyArray view = owner->array();
+  return JobArray{AnyArray(owner, view.data(), view.dtype(), view.shape()), owner->name()};
+}
+
+const char* role_name(ArrayRole role) noexcept { return role == ArrayRole::input ? "in" : "out"; }
+
+Sharing sharing_for(Mode mode, ArrayRole role) noexcept {
+  return mode == Mode::fork && role == ArrayRole::output ? Sharing::shared_with_children : Sharing::private_to_process;
+}
+
+}  // namespace
+
+JobArray ArrayPlacement::make(DType dtype, const Shape& shape, ArrayRole role) const {
+  if (mode_ == Mode::share) return owned(ArraySegment::create(job_segment_name(role_name(role)), dtype, shape, backing_));
+  return JobArray{allocate_array(dtype, shape, sharing_for(mode_, role)), ""};
+}
+
+JobArray ArrayPlacement::load_npy(const std::filesystem::path& path, ArrayRole role) const {
+  // One read() of the file straight into the segment.
+  if (mode_ == Mode::share) return owned(ArraySegment::load_npy(path, job_segment_name(role_name(role)), backing_));
+  const npy::Header h = npy::read_file_header(path);
+  JobArray a{allocate_array(h.dtype, h.shape, sharing_for(mode_, role)), ""};
+  npy::read_file_data(path, h, std::span(a.array.data(), a.array.bytes()));
+  return a;
+}
+
+}  // namespace tilepool

@@ -1,0 +1,121 @@
+// The worker process: the share-mode initializer and serve loop, and the dispatch to copy mode.
+// It dies with its parent: PR_SET_PDEATHSIG, a getppid() check, and EOF on stdin.
+#include "tilepool/workers/worker.hpp"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <thread>
+
+#include "copy_worker.hpp"
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/error.hpp"
+#include "tilepool/shared/segment.hpp"
+
+namespace tilepool {
+namespace {
+
+void say_ready() {
+  constexpr std::string_view kReady = "ready\n";
+  if (::write(STDOUT_FILENO, kReady.data(), kReady.size()) != static_cast<ssize_t>(kReady.size())) std::_Exit(3);
+}
+
+// Share mode: attach the control block named on the command line (the initializer's argument)
+// and the staged job's segments, say ready, serve jobs.
+int serve_share(const std::string& control_name, int slot, pid_t parent, const std::string& backing_spec) {
+  die_with_parent(parent, /*watch_stdin=*/true);
+  const Backing backing = Backing::parse(backing_spec);
+  Segment segment = Segment::attach(control_name, backing, MapOptions{.populate = false});
+  ControlBlock& control = *ControlBlock::open_in(segment.data(), segment.size(), fmt::format("control block '{}'", control_name));
+  control.worker(slot).pid.store(::getpid(), std::memory_order_release);
+  SegmentCache cache;
+  // The initializer: the staged job's segments are attached now, so the first job starts warm.
+  if (control.job().output[0] != '\0') (void)cache.arrays_of(control.job());
+  say_ready();
+  LocalJobHandler handler([&](const JobDescriptor& job) { return cache.arrays_of(job); }, fault_observer_from_environment(),
+                          [parent] { return ::getppid() == parent; });
+  serve_jobs(control, slot, handler);
+  return 0;
+}
+
+}  // namespace
+
+void die_with_parent(pid_t parent, bool watch_stdin) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) std::_Exit(3);  // the parent died before prctl took effect
+  if (!watch_stdin) return;
+  std::thread([] {
+    char buf[64];
+    for (;;) {
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EINTR)) std::_Exit(0);
+    }
+  }).detach();
+}
+
+std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
+  if (argc < 2 || argv[1] != kWorkerFlag) return std::nullopt;
+  CLI::App app("a tilepool worker (started by a tilepool pool, not by hand)", std::string(kWorkerFlag));
+  app.require_subcommand(1);
+  std::string control_name;
+  std::string backing_spec = "shm";
+  int slot = -1;
+  pid_t parent = 0;
+  CLI::App* share = app.add_subcommand("share", "attach the control block's segments and run tiles");
+  share->add_option("--control", control_name, "control block segment name")->required();
+  share->add_option("--slot", slot, "worker slot")->required()->check(CLI::NonNegativeNumber);
+  share->add_option("--parent", parent, "runner pid")->required();
+  share->add_option("--backing", backing_spec, "shm or file:DIR");
+  CLI::App* copy = app.add_subcommand("copy", "compute tiles whose bytes arrive on stdin");
+  copy->add_option("--parent", parent, "runner pid")->required();
+  try {
+    app.parse(argc - 1, argv + 1);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (copy->parsed()) return run_copy_worker(parent);
+    return serve_share(control_name, slot, parent, backing_spec);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tilepool-worker: error: %s\n", e.what());
+    return 2;
+  }
+}
+
+LocalJobHandler::TileObserver fault_observer_from_environment() {
+  const char* env = std::getenv("TILEPOOL_FAULT");
+  if (env == nullptr || *env == '\0') return {};
+  const std::string spec(env);
+  const auto c1 = spec.find(':');
+  const auto c2 = c1 == std::string::npos ? c1 : spec.find(':', c1 + 1);
+  const std::string point = spec.substr(0, c1);
+  const bool hang = point == "hang";
+  if (point != "mid_tile" && point != "before_done" && !hang) {
+    throw Error(Errc::usage, fmt::format("TILEPOOL_FAULT='{}': expected mid_tile|before_done|hang:TILE[:ONCE_FILE]", spec));
+  }
+  std::int64_t tile = 0;
+  try {
+    tile = std::stoll(spec.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1));
+  } catch (const std::exception&) {
+    throw Error(Errc::usage, fmt::format("TILEPOOL_FAULT='{}': expected a tile number after the point", spec));
+  }
+  const TilePoint at = point == "before_done" ? TilePoint::written : TilePoint::claimed;
+  const std::string once_file = c2 == std::string::npos ? std::string() : spec.substr(c2 + 1);
+  return [at, tile, hang, once_file](TilePoint p, std::int64_t t) {
+    if (p != at || t != tile) return;
+    if (!once_file.empty()) {
+      const int fd = ::open(once_file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+      if (fd < 0) return;  // another worker faulted already
+      ::close(fd);
+    }
+    ::raise(hang ? SIGSTOP : SIGKILL);
+  };
+}
+
+}  // namespace tilepool
