@@ -1,5 +1,7 @@
 #include "tilepool/shared/backing.hpp"
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -38,8 +40,9 @@ void validate_segment_name(std::string_view name) {
                 c == '_' || c == '-');
   }
   if (!ok) {
-    throw Error(Errc::usage, "segment name '" + std::string(name) +
-                                 "' is invalid (expected 1-200 characters of A-Z a-z 0-9 . _ -, not starting with '.')");
+    throw Error(Errc::usage, fmt::format("segment name '{}' is invalid (expected 1-{} characters of A-Z a-z 0-9 . _ -, "
+                                         "not starting with '.')",
+                                         name, kMaxName));
   }
 }
 

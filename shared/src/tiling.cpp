@@ -4,6 +4,8 @@
 #include <charconv>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -30,10 +32,10 @@ bool operator==(const Box& a, const Box& b) noexcept {
 
 TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) {
   if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
-    throw Error(Errc::usage, "array has " + std::to_string(shape.size()) + " axes; at most " + std::to_string(kMaxDims) + " are supported");
+    throw Error(Errc::usage, fmt::format("array has {} axes; at most {} are supported", shape.size(), kMaxDims));
   }
   if (!element_count(shape)) {
-    throw Error(Errc::usage, "array shape " + format_shape(shape) + " has a negative extent or too many elements");
+    throw Error(Errc::usage, fmt::format("array shape {} has a negative extent or too many elements", format_shape(shape)));
   }
   if (tile.size() > shape.size()) {
     throw Error(Errc::usage, "--tile has " + std::to_string(tile.size()) + " extents but the array " +
