@@ -19,11 +19,11 @@ Backing Backing::parse(std::string_view spec) {
     std::filesystem::path dir(spec.substr(5));
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) {
-      throw Error(Errc::usage, "--backing " + std::string(spec) + ": " + dir.string() + " is not a directory");
+      throw Error(Errc::usage, fmt::format("file backing: {} is not a directory", dir.string()));
     }
     return file(std::move(dir));
   }
-  throw Error(Errc::usage, "--backing '" + std::string(spec) + "': expected shm or file:DIR");
+  throw Error(Errc::usage, fmt::format("unknown backing '{}': expected shm or file:DIR", spec));
 }
 
 std::filesystem::path Backing::directory() const { return kind_ == Kind::shm ? "/dev/shm" : dir_; }

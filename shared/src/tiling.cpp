@@ -38,19 +38,22 @@ TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) 
     throw Error(Errc::usage, fmt::format("array shape {} has a negative extent or too many elements", format_shape(shape)));
   }
   if (tile.size() > shape.size()) {
-    throw Error(Errc::usage, "--tile has " + std::to_string(tile.size()) + " extents but the array " +
-                                 format_shape(shape) + " has only " + std::to_string(shape.size()) + " axes");
+    throw Error(Errc::usage, fmt::format("tile {} has {} extents but the array {} has only {} axes",
+                                         format_shape(Shape(tile.begin(), tile.end())), tile.size(), format_shape(shape),
+                                         shape.size()));
   }
   if (tile.empty() && !shape.empty()) {
-    throw Error(Errc::usage, "--tile needs at least one extent (for the last axis)");
+    throw Error(Errc::usage, "a tile needs at least one extent (for the array's last axis)");
   }
-  for (const auto t : tile) {
-    if (t <= 0) throw Error(Errc::usage, "--tile extents must be positive, got " + std::to_string(t));
+  const std::size_t lead = shape.size() - tile.size();
+  for (std::size_t i = 0; i < tile.size(); ++i) {
+    if (tile[i] <= 0) {
+      throw Error(Errc::usage, fmt::format("tile extent {} on axis {}: extents must be positive", tile[i], lead + i));
+    }
   }
   TileGrid g;
   g.shape_ = shape;
   g.tiled_axes_ = static_cast<int>(tile.size());
-  const std::size_t lead = shape.size() - tile.size();
   g.tile_.resize(shape.size());
   g.grid_.resize(shape.size());
   g.count_ = 1;
@@ -75,7 +78,10 @@ Shape TileGrid::parse_extents(std::string_view text) {
     std::int64_t v = 0;
     const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
     if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v <= 0) {
-      throw Error(Errc::usage, "--tile '" + std::string(text) + "': expected positive integers separated by commas, like 4,4");
+      constexpr std::string_view kExpected = "expected positive integers separated by commas, like 4,4";
+      if (text.empty()) throw Error(Errc::usage, fmt::format("no tile extents ({})", kExpected));
+      if (part.empty()) throw Error(Errc::usage, fmt::format("item {} of the tile extents is empty ({})", out.size() + 1, kExpected));
+      throw Error(Errc::usage, fmt::format("'{}' is not a positive tile extent ({})", part, kExpected));
     }
     out.push_back(v);
     pos = comma + 1;

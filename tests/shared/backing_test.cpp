@@ -11,6 +11,7 @@
 namespace tilepool {
 namespace {
 
+using testing::error_message;
 using testing::TempDir;
 using testing::throws_error;
 
@@ -59,7 +60,7 @@ TEST(BackingTest, ParseRejectsAFileSpecWhoseDirectoryIsMissing) {
   const std::string missing = (dir / "missing").string();
 
   EXPECT_TRUE(throws_error([&] { (void)Backing::parse("file:" + missing); }, Errc::usage,
-                           {"--backing", missing, "is not a directory"}));
+                           {"file backing", missing, "is not a directory"}));
 }
 
 TEST(BackingTest, ParseRejectsAFileSpecNamingARegularFile) {
@@ -72,8 +73,19 @@ TEST(BackingTest, ParseRejectsAFileSpecNamingARegularFile) {
 
 TEST(BackingTest, ParseRejectsMalformedSpecs) {
   for (const std::string_view spec : {"", "SHM", "shm:", "shm ", "file", "file:", "tmpfs", "dir:/tmp", "File:/tmp"}) {
-    EXPECT_TRUE(throws_error([&] { (void)Backing::parse(spec); }, Errc::usage, {"--backing", "expected shm or file:DIR"}))
+    EXPECT_TRUE(throws_error([&] { (void)Backing::parse(spec); }, Errc::usage,
+                             {"unknown backing '" + std::string(spec) + "'", "expected shm or file:DIR"}))
         << "'" << spec << "'";
+  }
+}
+
+TEST(BackingTest, ParseErrorsNameNoCommandLineFlag) {
+  TempDir dir;
+  for (const std::string& spec : {std::string("tape"), "file:" + (dir / "missing").string()}) {
+    const std::string message = error_message([&] { (void)Backing::parse(spec); });
+
+    EXPECT_NE(message, "(no error)") << spec;
+    EXPECT_EQ(message.find("--"), std::string::npos) << message;
   }
 }
 

@@ -13,6 +13,7 @@
 namespace tilepool {
 namespace {
 
+using testing::error_message;
 using testing::throws_error;
 
 Box make_box(std::initializer_list<std::pair<std::int64_t, std::int64_t>> ranges) {
@@ -165,21 +166,26 @@ TEST(TilingTest, ArrayWithAZeroLengthAxisHasNoTiles) {
 
 TEST(TilingTest, MakeRejectsAZeroTileExtent) {
   EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{4, 4}, Shape{0, 2}); }, Errc::usage,
-                           {"--tile", "must be positive, got 0"}));
+                           {"tile extent 0 on axis 0", "must be positive"}));
 }
 
 TEST(TilingTest, MakeRejectsANegativeTileExtent) {
   EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{4, 4}, Shape{2, -3}); }, Errc::usage,
-                           {"--tile", "must be positive, got -3"}));
+                           {"tile extent -3 on axis 1", "must be positive"}));
 }
 
 TEST(TilingTest, MakeRejectsMoreTileExtentsThanAxes) {
   EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{4, 4}, Shape{2, 2, 2}); }, Errc::usage,
-                           {"--tile has 3 extents", "(4, 4)", "only 2 axes"}));
+                           {"tile (2, 2, 2) has 3 extents", "(4, 4)", "only 2 axes"}));
 }
 
 TEST(TilingTest, MakeRejectsAnEmptyTileForAnArrayWithAxes) {
-  EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{4, 4}, Shape{}); }, Errc::usage, {"--tile"}));
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{4, 4}, Shape{}); }, Errc::usage, {"at least one extent"}));
+}
+
+TEST(TilingTest, MakeRejectsAnExtentOnALeadingTiledAxisByItsArrayAxis) {
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::make(Shape{5, 4, 4}, Shape{0, 2}); }, Errc::usage,
+                           {"tile extent 0 on axis 1"}));
 }
 
 TEST(TilingTest, MakeRejectsMoreThanThirtyTwoAxes) {
@@ -365,9 +371,26 @@ TEST(TilingTest, ParseExtentsReadsCommaSeparatedPositiveIntegers) {
 TEST(TilingTest, ParseExtentsRejectsBadText) {
   for (const std::string_view text : {"", ",", "4,", ",4", "4,,4", "a", "4x4", "0", "4,0", "-1", "4, 4", " 4", "4 ",
                                       "+4", "4.5", "0x10", "99999999999999999999"}) {
-    EXPECT_TRUE(throws_error([&] { (void)TileGrid::parse_extents(text); }, Errc::usage,
-                             {"--tile '" + std::string(text) + "'", "positive integers"}))
+    EXPECT_TRUE(throws_error([&] { (void)TileGrid::parse_extents(text); }, Errc::usage, {"positive integers"}))
         << "'" << text << "'";
+  }
+}
+
+TEST(TilingTest, ParseExtentsNamesTheBadItem) {
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::parse_extents("4,x"); }, Errc::usage, {"'x' is not a positive tile extent"}));
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::parse_extents("0,8"); }, Errc::usage, {"'0' is not a positive tile extent"}));
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::parse_extents("4,,4"); }, Errc::usage, {"item 2 of the tile extents is empty"}));
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::parse_extents(""); }, Errc::usage, {"no tile extents"}));
+}
+
+TEST(TilingTest, ErrorsDescribeTheTileWithoutNamingACommandLineFlag) {
+  for (const std::string& message :
+       {error_message([] { (void)TileGrid::parse_extents("4,x"); }), error_message([] { (void)TileGrid::parse_extents(""); }),
+        error_message([] { (void)TileGrid::make(Shape{4, 4}, Shape{0, 2}); }),
+        error_message([] { (void)TileGrid::make(Shape{4, 4}, Shape{2, 2, 2}); }),
+        error_message([] { (void)TileGrid::make(Shape{4, 4}, Shape{}); })}) {
+    EXPECT_EQ(message.find("--"), std::string::npos) << message;
+    EXPECT_NE(message.find("tile"), std::string::npos) << message;
   }
 }
 

@@ -33,7 +33,7 @@ class TileGrid {
   /// Throws Error(usage) if `tile` is empty, has more axes than `shape`, or has a
   /// non-positive extent.
   static TileGrid make(const Shape& shape, std::span<const std::int64_t> tile);
-  /// Parses "4,4" into extents; throws Error(usage) naming the flag on bad text.
+  /// Parses "4,4" into extents; throws Error(usage) naming the bad item on bad text.
   static Shape parse_extents(std::string_view text);
 
   [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
