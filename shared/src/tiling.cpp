@@ -53,7 +53,6 @@ TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) 
   }
   TileGrid g;
   g.shape_ = shape;
-  g.tiled_axes_ = static_cast<int>(tile.size());
   g.tile_.resize(shape.size());
   g.grid_.resize(shape.size());
   g.count_ = 1;
@@ -98,28 +97,6 @@ Box TileGrid::box(std::int64_t index) const noexcept {
     index /= grid_[i];
     b.lo[i] = c * tile_[i];
     b.hi[i] = std::min(b.lo[i] + tile_[i], shape_[i]);
-  }
-  return b;
-}
-
-std::int64_t TileGrid::index_of(std::span<const std::int64_t> coords) const noexcept {
-  std::int64_t index = 0;
-  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + coords[a];
-  return index;
-}
-
-std::int64_t TileGrid::tile_containing(std::span<const std::int64_t> point) const noexcept {
-  std::int64_t index = 0;
-  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + point[a] / tile_[a];
-  return index;
-}
-
-Box TileGrid::with_halo(const Box& box, std::int64_t halo) const noexcept {
-  Box b = box;
-  for (int a = ndim() - tiled_axes_; a < ndim(); ++a) {
-    const auto i = static_cast<std::size_t>(a);
-    b.lo[i] = std::max<std::int64_t>(0, b.lo[i] - halo);
-    b.hi[i] = std::min(shape_[i], b.hi[i] + halo);
   }
   return b;
 }
