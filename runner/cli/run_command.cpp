@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "flag_errors.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/control_block.hpp"
@@ -117,9 +118,9 @@ RunReport run_job(const RunOptions& o) {
   const auto t_start = Clock::now();
   // Everything a user can get wrong is checked before any segment or process exists.
   const Mode mode = parse_mode(o.mode);
-  const Backing backing = Backing::parse(o.backing);
+  const Backing backing = for_flag("--backing", o.backing, Backing::parse);
   (void)find_kernel(o.kernel);
-  const Shape tile = TileGrid::parse_extents(o.tile);
+  const Shape tile = for_flag("--tile", o.tile, TileGrid::parse_extents);
   if (o.workers < 0 || o.workers > kMaxWorkers) {
     throw Error(Errc::usage, "--workers " + std::to_string(o.workers) + ": expected 1 to " + std::to_string(kMaxWorkers));
   }

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "flag_errors.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
@@ -22,6 +23,8 @@ struct SegmentInfo {
   std::string what;   // dtype and shape for arrays
   std::string state;  // "named", "live (pid N)", "stale (pid N gone)"
 };
+
+Backing backing_option(const std::string& spec) { return for_flag("--backing", spec, Backing::parse); }
 
 // Every segment of ours in the backing directory: regular files owned by this uid that are
 // arrays (NPY) or tilepool job segments.
@@ -94,7 +97,7 @@ void add_segment_commands(CLI::App& app) {
   put->add_option("name", name, "the segment name (numpy sees it at /dev/shm/NAME)")->required();
   put->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   put->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name] {
-    const Backing backing = Backing::parse(backing_spec);
+    const Backing backing = backing_option(backing_spec);
     validate_segment_name(name);
     if (segment_exists(name, backing)) {
       throw Error(Errc::exists, "segment '" + name + "' already exists (tilepool rm " + name + " first)");
@@ -111,14 +114,14 @@ void add_segment_commands(CLI::App& app) {
   get->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   get->add_flag("--force", force, "overwrite FILE.npy");
   get->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name, &force = args->force] {
-    const ArraySegment seg = ArraySegment::attach(name, Backing::parse(backing_spec), MapOptions{.populate = false, .read_only = true});
+    const ArraySegment seg = ArraySegment::attach(name, backing_option(backing_spec), MapOptions{.populate = false, .read_only = true});
     seg.save_npy(file, force);
   });
 
   CLI::App* ls = app.add_subcommand("ls", "list named segments and job segments (live or stale)");
   ls->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   ls->callback([args, &backing_spec = args->backing_spec] {
-    const auto list = list_segments(Backing::parse(backing_spec));
+    const auto list = list_segments(backing_option(backing_spec));
     if (list.empty()) return;
     std::printf("%-48s %-8s %-24s %12s  %s\n", "NAME", "KIND", "ARRAY", "BYTES", "STATE");
     for (const auto& s : list) {
@@ -130,7 +133,7 @@ void add_segment_commands(CLI::App& app) {
   rm->add_option("names", names, "segment names")->required();
   rm->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   rm->callback([args, &backing_spec = args->backing_spec, &names = args->names] {
-    const Backing backing = Backing::parse(backing_spec);
+    const Backing backing = backing_option(backing_spec);
     for (const auto& n : names) validate_segment_name(n);
     std::string missing;
     for (const auto& n : names) {
@@ -142,7 +145,7 @@ void add_segment_commands(CLI::App& app) {
   CLI::App* gc = app.add_subcommand("gc", "remove job segments whose owner process is gone");
   gc->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   gc->callback([args, &backing_spec = args->backing_spec] {
-    for (const auto& n : collect_garbage(Backing::parse(backing_spec))) std::printf("removed %s\n", n.c_str());
+    for (const auto& n : collect_garbage(backing_option(backing_spec))) std::printf("removed %s\n", n.c_str());
   });
 }
 

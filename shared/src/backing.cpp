@@ -1,5 +1,7 @@
 #include "tilepool/shared/backing.hpp"
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -17,11 +19,11 @@ Backing Backing::parse(std::string_view spec) {
     std::filesystem::path dir(spec.substr(5));
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) {
-      throw Error(Errc::usage, "--backing " + std::string(spec) + ": " + dir.string() + " is not a directory");
+      throw Error(Errc::usage, fmt::format("file backing: {} is not a directory", dir.string()));
     }
     return file(std::move(dir));
   }
-  throw Error(Errc::usage, "--backing '" + std::string(spec) + "': expected shm or file:DIR");
+  throw Error(Errc::usage, fmt::format("unknown backing '{}': expected shm or file:DIR", spec));
 }
 
 std::filesystem::path Backing::directory() const { return kind_ == Kind::shm ? "/dev/shm" : dir_; }
@@ -38,8 +40,9 @@ void validate_segment_name(std::string_view name) {
                 c == '_' || c == '-');
   }
   if (!ok) {
-    throw Error(Errc::usage, "segment name '" + std::string(name) +
-                                 "' is invalid (expected 1-200 characters of A-Z a-z 0-9 . _ -, not starting with '.')");
+    throw Error(Errc::usage, fmt::format("segment name '{}' is invalid (expected 1-{} characters of A-Z a-z 0-9 . _ -, "
+                                         "not starting with '.')",
+                                         name, kMaxName));
   }
 }
 

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <new>
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/futex.hpp"
 
@@ -29,8 +31,7 @@ std::int64_t monotonic_ns() noexcept {
 
 void JobDescriptor::set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field) {
   if (text.size() >= capacity || text.find('\0') != std::string_view::npos) {
-    throw Error(Errc::usage, std::string(field) + " is too long (" + std::to_string(text.size()) + " bytes; at most " +
-                                 std::to_string(capacity - 1) + ")");
+    throw Error(Errc::usage, fmt::format("{} is too long ({} bytes; at most {})", field, text.size(), capacity - 1));
   }
   std::memcpy(dest, text.data(), text.size());
   dest[text.size()] = '\0';
@@ -55,16 +56,15 @@ ControlBlock* ControlBlock::create_in(void* memory, std::size_t bytes, std::int6
 
 ControlBlock* ControlBlock::open_in(void* memory, std::size_t bytes, std::string_view what) {
   auto* cb = static_cast<ControlBlock*>(memory);
-  const std::string w(what);
   if (bytes < header_bytes() || std::memcmp(cb->magic_, kMagic, sizeof kMagic) != 0) {
-    throw Error(Errc::bad_input, w + ": not a tilepool control block");
+    throw Error(Errc::bad_input, fmt::format("{}: not a tilepool control block", what));
   }
   if (cb->version_ != kVersion) {
-    throw Error(Errc::bad_input, w + ": control block version " + std::to_string(cb->version_) + ", expected " +
-                                     std::to_string(kVersion) + " (runner and worker from different builds?)");
+    throw Error(Errc::bad_input, fmt::format("{}: control block version {}, expected {} (runner and worker from different builds?)",
+                                             what, cb->version_, kVersion));
   }
   if (cb->tile_capacity_ < 0 || bytes < bytes_for(cb->tile_capacity_) || cb->total_bytes_ != bytes) {
-    throw Error(Errc::bad_input, w + ": control block size " + std::to_string(bytes) + " does not match its header");
+    throw Error(Errc::bad_input, fmt::format("{}: control block size {} does not match its header", what, bytes));
   }
   return cb;
 }

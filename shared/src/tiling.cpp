@@ -4,6 +4,8 @@
 #include <charconv>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -30,25 +32,27 @@ bool operator==(const Box& a, const Box& b) noexcept {
 
 TileGrid TileGrid::make(const Shape& shape, std::span<const std::int64_t> tile) {
   if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
-    throw Error(Errc::usage, "array has " + std::to_string(shape.size()) + " axes; at most " + std::to_string(kMaxDims) + " are supported");
+    throw Error(Errc::usage, fmt::format("array has {} axes; at most {} are supported", shape.size(), kMaxDims));
   }
   if (!element_count(shape)) {
-    throw Error(Errc::usage, "array shape " + format_shape(shape) + " has a negative extent or too many elements");
+    throw Error(Errc::usage, fmt::format("array shape {} has a negative extent or too many elements", format_shape(shape)));
   }
   if (tile.size() > shape.size()) {
-    throw Error(Errc::usage, "--tile has " + std::to_string(tile.size()) + " extents but the array " +
-                                 format_shape(shape) + " has only " + std::to_string(shape.size()) + " axes");
+    throw Error(Errc::usage, fmt::format("tile {} has {} extents but the array {} has only {} axes",
+                                         format_shape(Shape(tile.begin(), tile.end())), tile.size(), format_shape(shape),
+                                         shape.size()));
   }
   if (tile.empty() && !shape.empty()) {
-    throw Error(Errc::usage, "--tile needs at least one extent (for the last axis)");
+    throw Error(Errc::usage, "a tile needs at least one extent (for the array's last axis)");
   }
-  for (const auto t : tile) {
-    if (t <= 0) throw Error(Errc::usage, "--tile extents must be positive, got " + std::to_string(t));
+  const std::size_t lead = shape.size() - tile.size();
+  for (std::size_t i = 0; i < tile.size(); ++i) {
+    if (tile[i] <= 0) {
+      throw Error(Errc::usage, fmt::format("tile extent {} on axis {}: extents must be positive", tile[i], lead + i));
+    }
   }
   TileGrid g;
   g.shape_ = shape;
-  g.tiled_axes_ = static_cast<int>(tile.size());
-  const std::size_t lead = shape.size() - tile.size();
   g.tile_.resize(shape.size());
   g.grid_.resize(shape.size());
   g.count_ = 1;
@@ -73,7 +77,10 @@ Shape TileGrid::parse_extents(std::string_view text) {
     std::int64_t v = 0;
     const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
     if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v <= 0) {
-      throw Error(Errc::usage, "--tile '" + std::string(text) + "': expected positive integers separated by commas, like 4,4");
+      constexpr std::string_view kExpected = "expected positive integers separated by commas, like 4,4";
+      if (text.empty()) throw Error(Errc::usage, fmt::format("no tile extents ({})", kExpected));
+      if (part.empty()) throw Error(Errc::usage, fmt::format("item {} of the tile extents is empty ({})", out.size() + 1, kExpected));
+      throw Error(Errc::usage, fmt::format("'{}' is not a positive tile extent ({})", part, kExpected));
     }
     out.push_back(v);
     pos = comma + 1;
@@ -90,28 +97,6 @@ Box TileGrid::box(std::int64_t index) const noexcept {
     index /= grid_[i];
     b.lo[i] = c * tile_[i];
     b.hi[i] = std::min(b.lo[i] + tile_[i], shape_[i]);
-  }
-  return b;
-}
-
-std::int64_t TileGrid::index_of(std::span<const std::int64_t> coords) const noexcept {
-  std::int64_t index = 0;
-  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + coords[a];
-  return index;
-}
-
-std::int64_t TileGrid::tile_containing(std::span<const std::int64_t> point) const noexcept {
-  std::int64_t index = 0;
-  for (std::size_t a = 0; a < shape_.size(); ++a) index = index * grid_[a] + point[a] / tile_[a];
-  return index;
-}
-
-Box TileGrid::with_halo(const Box& box, std::int64_t halo) const noexcept {
-  Box b = box;
-  for (int a = ndim() - tiled_axes_; a < ndim(); ++a) {
-    const auto i = static_cast<std::size_t>(a);
-    b.lo[i] = std::max<std::int64_t>(0, b.lo[i] - halo);
-    b.hi[i] = std::min(shape_[i], b.hi[i] + halo);
   }
   return b;
 }

@@ -132,8 +132,8 @@ TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
   expect_usage_error("run -k add -i " + a + " -o " + out + " -t 4,4", "add takes 2 inputs, got 1");
   expect_usage_error("run -k add -i " + a + " -i " + path("i.npy") + " -o " + out + " -t 4,4", "int32");
   expect_usage_error("run -k matmul -i " + a + " -i " + b + " -o " + out + " -t 4,4", "matmul");
-  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 0,4", "--tile");
-  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,x", "--tile");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 0,4", "--tile 0,4: '0' is not a positive tile extent");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,x", "--tile 4,x: 'x' is not a positive tile extent");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 1,1,1,4", "--tile");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 -w 1000", "--workers");
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value", "--param");
@@ -141,7 +141,8 @@ TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
   expect_usage_error("run -k add_scalar -i " + path("i.npy") + " -o " + out + " -t 4,4 -p value=2.5", "int32");
   expect_usage_error("run -k add -i shm:" + unique_name("absent") + " -i " + b + " -o " + out + " -t 4,4", "does not exist");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --mode sideways", "--mode");
-  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --backing tape", "--backing");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --backing tape", "--backing tape: unknown backing 'tape'");
+  expect_usage_error("ls --backing tape", "--backing tape: unknown backing 'tape'");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o shm:bad/name -t 4,4", "invalid");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --frobnicate", "frobnicate");
   EXPECT_FALSE(std::filesystem::exists(out));

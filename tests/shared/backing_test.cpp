@@ -11,13 +11,13 @@
 namespace tilepool {
 namespace {
 
+using testing::error_message;
 using testing::TempDir;
 using testing::throws_error;
 
 TEST(BackingTest, DefaultIsPosixSharedMemoryInDevShm) {
   const Backing b;
 
-  EXPECT_EQ(b.kind(), Backing::Kind::shm);
   EXPECT_TRUE(b.is_shm());
   EXPECT_EQ(b.directory(), "/dev/shm");
   EXPECT_EQ(b.path_of("abc"), "/dev/shm/abc");
@@ -27,7 +27,6 @@ TEST(BackingTest, DefaultIsPosixSharedMemoryInDevShm) {
 TEST(BackingTest, FileBackingPutsSegmentsUnderItsDirectory) {
   const Backing b = Backing::file("/var/tmp/pool");
 
-  EXPECT_EQ(b.kind(), Backing::Kind::file);
   EXPECT_FALSE(b.is_shm());
   EXPECT_EQ(b.directory(), "/var/tmp/pool");
   EXPECT_EQ(b.path_of("abc"), "/var/tmp/pool/abc");
@@ -59,7 +58,7 @@ TEST(BackingTest, ParseRejectsAFileSpecWhoseDirectoryIsMissing) {
   const std::string missing = (dir / "missing").string();
 
   EXPECT_TRUE(throws_error([&] { (void)Backing::parse("file:" + missing); }, Errc::usage,
-                           {"--backing", missing, "is not a directory"}));
+                           {"file backing", missing, "is not a directory"}));
 }
 
 TEST(BackingTest, ParseRejectsAFileSpecNamingARegularFile) {
@@ -72,8 +71,19 @@ TEST(BackingTest, ParseRejectsAFileSpecNamingARegularFile) {
 
 TEST(BackingTest, ParseRejectsMalformedSpecs) {
   for (const std::string_view spec : {"", "SHM", "shm:", "shm ", "file", "file:", "tmpfs", "dir:/tmp", "File:/tmp"}) {
-    EXPECT_TRUE(throws_error([&] { (void)Backing::parse(spec); }, Errc::usage, {"--backing", "expected shm or file:DIR"}))
+    EXPECT_TRUE(throws_error([&] { (void)Backing::parse(spec); }, Errc::usage,
+                             {"unknown backing '" + std::string(spec) + "'", "expected shm or file:DIR"}))
         << "'" << spec << "'";
+  }
+}
+
+TEST(BackingTest, ParseErrorsNameNoCommandLineFlag) {
+  TempDir dir;
+  for (const std::string& spec : {std::string("tape"), "file:" + (dir / "missing").string()}) {
+    const std::string message = error_message([&] { (void)Backing::parse(spec); });
+
+    EXPECT_NE(message, "(no error)") << spec;
+    EXPECT_EQ(message.find("--"), std::string::npos) << message;
   }
 }
 

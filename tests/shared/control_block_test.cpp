@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -201,6 +203,63 @@ TEST_F(ControlBlockTest, ManyJobsWithConcurrentWorkersNeverLoseOrRepeatATile) {
   std::int64_t expected = 0;
   for (int j = 1; j <= kJobs; ++j) expected += 1 + j % 37;
   EXPECT_EQ(total.load(), expected);
+}
+
+// ---- JobDescriptor ----------------------------------------------------------------------------
+
+TEST(JobDescriptorTest, AccessorsReturnTheTextsThatSetTextStored) {
+  JobDescriptor d;
+  JobDescriptor::set_text(d.kernel, sizeof d.kernel, "add", "kernel name");
+  d.input_count = 2;
+  JobDescriptor::set_text(d.inputs[0], kNameCapacity, "tilepool-1-in0", "input segment name");
+  JobDescriptor::set_text(d.inputs[1], kNameCapacity, "b", "input segment name");
+  JobDescriptor::set_text(d.output, kNameCapacity, "out", "output segment name");
+  JobDescriptor::set_text(d.backing, kBackingCapacity, "file:/tmp/x", "backing");
+  JobDescriptor::set_text(d.params, kParamsCapacity, "value=5\n", "parameters");
+
+  EXPECT_EQ(d.kernel_name(), "add");
+  EXPECT_EQ(d.input_name(0), "tilepool-1-in0");
+  EXPECT_EQ(d.input_name(1), "b");
+  EXPECT_EQ(d.output_name(), "out");
+  EXPECT_EQ(d.backing_spec(), "file:/tmp/x");
+  EXPECT_EQ(d.params_text(), "value=5\n");
+}
+
+TEST(JobDescriptorTest, UnsetFieldsAndInputsPastTheCountAreEmpty) {
+  JobDescriptor d;
+  d.input_count = 1;
+  JobDescriptor::set_text(d.inputs[0], kNameCapacity, "a", "input segment name");
+
+  EXPECT_EQ(d.kernel_name(), "");
+  EXPECT_EQ(d.input_name(kMaxInputs - 1), "");
+  EXPECT_EQ(d.output_name(), "");
+  EXPECT_EQ(d.backing_spec(), "");
+  EXPECT_EQ(d.params_text(), "");
+}
+
+TEST(JobDescriptorTest, AccessorsStopAtTheFieldsEndWhenItHasNoNul) {
+  // What another process may have written: every byte of each field set, no terminator.
+  JobDescriptor d;
+  std::memset(d.kernel, 'k', sizeof d.kernel);
+  std::memset(d.inputs, 'i', sizeof d.inputs);
+  std::memset(d.output, 'o', sizeof d.output);
+  std::memset(d.backing, 'b', sizeof d.backing);
+  std::memset(d.params, 'p', sizeof d.params);
+
+  EXPECT_EQ(d.kernel_name(), std::string(sizeof d.kernel, 'k'));
+  EXPECT_EQ(d.input_name(0), std::string(kNameCapacity, 'i'));
+  EXPECT_EQ(d.input_name(kMaxInputs - 1), std::string(kNameCapacity, 'i'));
+  EXPECT_EQ(d.output_name(), std::string(kNameCapacity, 'o'));
+  EXPECT_EQ(d.backing_spec(), std::string(kBackingCapacity, 'b'));
+  EXPECT_EQ(d.params_text(), std::string(kParamsCapacity, 'p'));
+}
+
+TEST(JobDescriptorTest, SetTextRefusesTextThatLeavesNoRoomForItsNul) {
+  JobDescriptor d;
+
+  EXPECT_THROW(JobDescriptor::set_text(d.kernel, sizeof d.kernel, std::string(sizeof d.kernel, 'k'), "kernel name"), Error);
+  EXPECT_NO_THROW(JobDescriptor::set_text(d.kernel, sizeof d.kernel, std::string(sizeof d.kernel - 1, 'k'), "kernel name"));
+  EXPECT_EQ(d.kernel_name().size(), sizeof d.kernel - 1);
 }
 
 }  // namespace

@@ -53,4 +53,15 @@ template <class F>
   return ::testing::AssertionFailure() << "did not throw; expected Error(" << errc_name(code) << ")";
 }
 
+/// The message of the tilepool::Error that `f()` throws; "(no error)" if it returns.
+template <class F>
+std::string error_message(F&& f) {
+  try {
+    std::forward<F>(f)();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace tilepool::testing

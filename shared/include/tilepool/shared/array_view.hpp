@@ -19,6 +19,9 @@ namespace tilepool {
 
 template <class T> class ArrayView;
 
+/// The Error(bad_input) for viewing an array of `actual` elements as `requested` ones.
+[[nodiscard]] Error dtype_mismatch(DType actual, DType requested);
+
 /// An untyped C-order array that keeps its memory alive (`owner` is usually a Mapping).
 /// Copies share ownership. Reading is thread/process-safe; writers must use disjoint tiles.
 class AnyArray {
@@ -55,10 +58,7 @@ class AnyArray {
   /// A typed view; throws Error(bad_input) if T (without const) is not dtype().
   template <class T>
   [[nodiscard]] ArrayView<T> as() const {
-    if (dtype_of_v<std::remove_const_t<T>> != dtype_) {
-      throw Error(Errc::bad_input, "array is " + std::string(dtype_name(dtype_)) + ", viewed as " +
-                                       std::string(dtype_name(dtype_of_v<std::remove_const_t<T>>)));
-    }
+    if (dtype_of_v<std::remove_const_t<T>> != dtype_) throw dtype_mismatch(dtype_, dtype_of_v<std::remove_const_t<T>>);
     return ArrayView<T>(owner_, reinterpret_cast<T*>(data_), shape_, windowed_ ? &region_ : nullptr);
   }
 

@@ -11,8 +11,6 @@ namespace tilepool {
 /// A segment's backing store. Copyable value type; holds no resources.
 class Backing {
  public:
-  enum class Kind { shm, file };
-
   /// POSIX shared memory (the default).
   Backing() = default;
   /// Files under `dir` (for hosts whose /dev/shm is small).
@@ -20,7 +18,6 @@ class Backing {
   /// Parses "shm" or "file:DIR"; throws Error(usage) otherwise.
   static Backing parse(std::string_view spec);
 
-  [[nodiscard]] Kind kind() const noexcept { return kind_; }
   [[nodiscard]] bool is_shm() const noexcept { return kind_ == Kind::shm; }
   /// The directory the segment files appear in: /dev/shm for shm.
   [[nodiscard]] std::filesystem::path directory() const;
@@ -32,6 +29,7 @@ class Backing {
   friend bool operator==(const Backing&, const Backing&) = default;
 
  private:
+  enum class Kind { shm, file };
   Kind kind_ = Kind::shm;
   std::filesystem::path dir_;
 };

@@ -13,11 +13,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "tilepool/shared/error.hpp"
 #include "tilepool/shared/shape.hpp"
 
 namespace tilepool {
@@ -42,7 +44,8 @@ struct TilePartial {
 };
 
 /// What a job asks of the workers: kernel, segment names, iteration grid, parameters.
-/// Plain data; written only while no worker is active (see ControlBlock::post_job).
+/// Plain data; written only while no worker is active (see ControlBlock::post_job). Read the
+/// text fields through the accessors: they never read past a field, NUL or not.
 struct JobDescriptor {
   std::uint64_t job_id = 0;
   char kernel[64] = {};
@@ -61,6 +64,27 @@ struct JobDescriptor {
   static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
   [[nodiscard]] Shape shape_vector() const { return Shape(shape, shape + ndim); }
   [[nodiscard]] Shape tile_vector() const { return Shape(tile, tile + tile_ndim); }
+
+  /// The kernel's registered name. Views this descriptor: valid while it is unchanged.
+  [[nodiscard]] std::string_view kernel_name() const noexcept { return text_of(kernel); }
+  /// Input `i`'s segment name (`i` < kMaxInputs; empty at and past input_count).
+  [[nodiscard]] std::string_view input_name(std::size_t i) const noexcept {
+    TILEPOOL_CHECK(i < kMaxInputs);
+    return text_of(inputs[i]);
+  }
+  /// The output's segment name (empty when the output is not a segment).
+  [[nodiscard]] std::string_view output_name() const noexcept { return text_of(output); }
+  /// Where the segments live, as Backing::parse() reads it ("shm" or "file:DIR").
+  [[nodiscard]] std::string_view backing_spec() const noexcept { return text_of(backing); }
+  /// The job's parameters as "key=value\n" lines.
+  [[nodiscard]] std::string_view params_text() const noexcept { return text_of(params); }
+
+ private:
+  // Up to the first NUL, or the whole field if it has none (another process wrote it).
+  template <std::size_t N>
+  static std::string_view text_of(const char (&field)[N]) noexcept {
+    return {field, ::strnlen(field, N)};
+  }
 };
 
 /// One worker's slot: who it is and what it is doing, for supervision.

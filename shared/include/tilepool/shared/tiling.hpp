@@ -33,7 +33,7 @@ class TileGrid {
   /// Throws Error(usage) if `tile` is empty, has more axes than `shape`, or has a
   /// non-positive extent.
   static TileGrid make(const Shape& shape, std::span<const std::int64_t> tile);
-  /// Parses "4,4" into extents; throws Error(usage) naming the flag on bad text.
+  /// Parses "4,4" into extents; throws Error(usage) naming the bad item on bad text.
   static Shape parse_extents(std::string_view text);
 
   [[nodiscard]] const Shape& shape() const noexcept { return shape_; }
@@ -46,19 +46,12 @@ class TileGrid {
 
   /// The box of tile `index` (0 <= index < tile_count()).
   [[nodiscard]] Box box(std::int64_t index) const noexcept;
-  /// The index of the tile at grid coordinates `coords`.
-  [[nodiscard]] std::int64_t index_of(std::span<const std::int64_t> coords) const noexcept;
-  /// The index of the tile holding the element at `point`.
-  [[nodiscard]] std::int64_t tile_containing(std::span<const std::int64_t> point) const noexcept;
-  /// `box` grown by `halo` elements on each side of every tiled axis, clamped to the array.
-  [[nodiscard]] Box with_halo(const Box& box, std::int64_t halo) const noexcept;
 
  private:
   Shape shape_;
   Shape tile_;
   Shape grid_;
   std::int64_t count_ = 0;
-  int tiled_axes_ = 0;
 };
 
 }  // namespace tilepool
