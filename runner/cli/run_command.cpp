@@ -117,14 +117,18 @@ class ProgressBar {
 RunReport run_job(const RunOptions& o) {
   const auto t_start = Clock::now();
   // Everything a user can get wrong is checked before any segment or process exists.
-  const Mode mode = parse_mode(o.mode);
+  const Mode mode = for_flag("--mode", o.mode, parse_mode);
   const Backing backing = for_flag("--backing", o.backing, Backing::parse);
   (void)find_kernel(o.kernel);
   const Shape tile = for_flag("--tile", o.tile, TileGrid::parse_extents);
   if (o.workers < 0 || o.workers > kMaxWorkers) {
     throw Error(Errc::usage, "--workers " + std::to_string(o.workers) + ": expected 1 to " + std::to_string(kMaxWorkers));
   }
-  const Params params = Params::parse(o.params);
+  Params params;
+  for (const std::string& item : o.params) {
+    const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
+    for (const auto& [key, value] : one.values()) params.set(key, value);
+  }
   if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
   std::vector<Location> in_locs;
   for (const auto& s : o.inputs) in_locs.push_back(parse_location(s, "--input"));
@@ -145,6 +149,7 @@ RunReport run_job(const RunOptions& o) {
   const ArrayPlacement placement(mode, backing);
   for (const Location& loc : in_locs) job.inputs.push_back(load_input(loc, placement, backing, arrays));
   const ArraySpec spec = output_spec(job);
+  (void)for_flag("--tile", o.tile, [&](auto) { return tile_grid(job); });
   job.output = make_output(out_loc, spec, placement, backing, arrays);
   report.load_s = seconds_since(t_start);
 

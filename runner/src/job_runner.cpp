@@ -97,6 +97,15 @@ void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t
   sample();  // every page is touched now: the peak
 }
 
+TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
+  const Shape space = kernel.iteration_shape(inputs, output);
+  if (tile.size() > space.size()) {
+    throw Error(Errc::usage, fmt::format("{} tile extents, but {} tiles a {}-D space {}", tile.size(), kernel.name, space.size(),
+                                         format_shape(space)));
+  }
+  return TileGrid::make(space, tile);
+}
+
 PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
   PreparedJob p;
   p.kernel = &find_kernel(job.kernel);
@@ -108,12 +117,7 @@ PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
     throw Error(Errc::bad_input, fmt::format("{}: output is {} {}; expected {} {}", p.kernel->name, dtype_name(out.dtype()),
                                              format_shape(out.shape()), dtype_name(p.output.dtype), format_shape(p.output.shape)));
   }
-  const Shape space = p.kernel->iteration_shape(specs, p.output);
-  if (job.tile.size() > space.size()) {
-    throw Error(Errc::usage, fmt::format("{} tile extents, but {} tiles a {}-D space {}", job.tile.size(), p.kernel->name,
-                                         space.size(), format_shape(space)));
-  }
-  p.grid = TileGrid::make(space, job.tile);
+  p.grid = tile_grid_of(*p.kernel, specs, p.output, job.tile);
   if (p.grid.tile_count() > tile_capacity) {
     throw Error(Errc::usage, fmt::format("the job has {} tiles; this pool takes at most {} (use larger tiles)",
                                          p.grid.tile_count(), tile_capacity));

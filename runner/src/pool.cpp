@@ -54,6 +54,13 @@ ArraySpec output_spec(const JobRequest& job) {
   return check_inputs(find_kernel(job.kernel), specs, job.params);
 }
 
+TileGrid tile_grid(const JobRequest& job) {
+  std::vector<ArraySpec> specs;
+  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  const KernelDef& kernel = find_kernel(job.kernel);
+  return detail::tile_grid_of(kernel, specs, check_inputs(kernel, specs, job.params), job.tile);
+}
+
 namespace {
 std::atomic<int> g_interrupt_signal{0};
 extern "C" void on_interrupt(int sig) { g_interrupt_signal.store(sig); }

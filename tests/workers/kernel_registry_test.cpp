@@ -201,7 +201,7 @@ TEST_F(KernelRegistryTest, MatmulOfArraysThatAreNotMatricesIsBadInput) {
 
 TEST_F(KernelRegistryTest, AddScalarWithoutValueIsAUsageErrorNamingTheParam) {
   EXPECT_TRUE(throws_error([] { check("add_scalar", {{DType::float64, {3}}}); }, Errc::usage,
-                           {"add_scalar", "--param value="}));
+                           {"add_scalar", "parameter value="}));
 }
 
 TEST_F(KernelRegistryTest, AddScalarWithAValueThatIsNotAFiniteNumberIsAUsageError) {
@@ -256,7 +256,7 @@ TEST_F(KernelRegistryTest, UnknownKernelIsAUsageErrorListingTheKnownOnes) {
 TEST_F(KernelRegistryTest, ParamThatIsNotKeyEqualsValueIsAUsageError) {
   for (const std::string item : {"value", "=5", "value=", "bad key=5"}) {
     const std::vector<std::string> items{item};
-    EXPECT_TRUE(throws_error([&] { (void)Params::parse(items); }, Errc::usage, {"--param '" + item + "'", "KEY=VALUE"}))
+    EXPECT_TRUE(throws_error([&] { (void)Params::parse(items); }, Errc::usage, {"parameter '" + item + "'", "KEY=VALUE"}))
         << item;
   }
 }

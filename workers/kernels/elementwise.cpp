@@ -65,13 +65,13 @@ T scalar_param(const Params& params) {
     const bool in_range = v >= static_cast<double>(std::numeric_limits<T>::min()) &&
                           v < std::ldexp(1.0, std::numeric_limits<T>::digits);
     if (!in_range || v != std::trunc(v)) {
-      throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") + " is not a " +
+      throw Error(Errc::usage, "add_scalar: parameter value=" + params.values().at("value") + " is not a " +
                                    std::string(dtype_name(dtype_of_v<T>)) + " (expected an integer in range)");
     }
   } else if constexpr (std::is_same_v<T, float>) {
     // A double beyond float's range does not convert (undefined behaviour), it is refused.
     if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
-      throw Error(Errc::usage, "add_scalar: --param value=" + params.values().at("value") +
+      throw Error(Errc::usage, "add_scalar: parameter value=" + params.values().at("value") +
                                    " is out of float32 range (expected |value| <= 3.4e38)");
     }
   }
@@ -105,7 +105,7 @@ const KernelDef kSquare{
     .name = "square", .summary = "a * a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
     .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeSquare>};
 const KernelDef kAddScalar{
-    .name = "add_scalar", .summary = "a + value (--param value=5)", .arity = 1, .dtypes = numeric_dtypes(),
+    .name = "add_scalar", .summary = "a + value (parameter value=5)", .arity = 1, .dtypes = numeric_dtypes(),
     .output_spec = add_scalar_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAddScalar>};
 
 }  // namespace tilepool::kernels

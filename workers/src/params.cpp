@@ -1,6 +1,8 @@
 #include <charconv>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/kernel.hpp"
 
@@ -15,7 +17,7 @@ Params Params::parse(std::span<const std::string> items) {
     for (const char c : key) key_ok = key_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
     const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (!key_ok || value.empty() || value.find('\n') != std::string::npos) {
-      throw Error(Errc::usage, "--param '" + item + "': expected KEY=VALUE, like value=5");
+      throw Error(Errc::usage, fmt::format("parameter '{}': expected KEY=VALUE, like value=5", item));
     }
     p.values_[key] = value;
   }
@@ -44,13 +46,13 @@ std::string Params::to_text() const {
 double Params::number(std::string_view key, std::string_view kernel) const {
   const auto it = values_.find(std::string(key));
   if (it == values_.end()) {
-    throw Error(Errc::usage, std::string(kernel) + " needs --param " + std::string(key) + "=NUMBER");
+    throw Error(Errc::usage, fmt::format("{} needs the parameter {}=NUMBER", kernel, key));
   }
   double v = 0;
   const std::string& text = it->second;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) {
-    throw Error(Errc::usage, std::string(kernel) + ": --param " + std::string(key) + "=" + text + " is not a finite number");
+    throw Error(Errc::usage, fmt::format("{}: parameter {}={} is not a finite number", kernel, key, text));
   }
   return v;
 }

@@ -72,6 +72,8 @@ std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
 std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);
 std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
 
+/// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.
+TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 /// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
 PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity);
 /// The job's description for a control block.

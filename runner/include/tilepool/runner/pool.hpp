@@ -146,6 +146,10 @@ class Pool {
 /// The output dtype and shape of `kernel` over `inputs` (validated); for making the output.
 ArraySpec output_spec(const JobRequest& job);
 
+/// The grid of tiles `job` runs over: its kernel's iteration space cut by `job.tile`. Throws
+/// Error(usage) if the tile does not fit that space, Error as output_spec for bad inputs.
+TileGrid tile_grid(const JobRequest& job);
+
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
 
