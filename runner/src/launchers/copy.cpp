@@ -1,0 +1,213 @@
+// copy mode: worker processes (WorkerProcess, `copy` arguments) that share nothing with the
+// runner. Each I/O thread runs serve_jobs with a Connection as its JobHandler; the Connection
+// moves its worker's tiles through a CopyChannel (the transport, workers/src/copy_transport.cpp,
+// beside the worker's side) and reports a dead worker to the Supervisor. What Python's pool.map
+// over slices does (pickling each slice), measured honestly: JobStats::bytes_copied counts
+// every array byte that crossed a pipe.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <fmt/format.h>
+#include <mutex>
+#include <thread>
+
+#include "detail/launcher.hpp"
+#include "detail/supervisor.hpp"
+#include "detail/worker_process.hpp"
+#include "tilepool/shared/allocation.hpp"
+#include "tilepool/shared/error.hpp"
+#include "tilepool/workers/copy_transport.hpp"
+#include "tilepool/workers/tile_loop.hpp"
+
+namespace tilepool::detail {
+namespace {
+
+constexpr int kPipeBytes = 1 << 20;  // asked of F_SETPIPE_SZ (the default limit)
+
+class CopyLauncher;
+
+// One worker process and the channel to it: the JobHandler its I/O thread runs.
+class Connection final : public JobHandler {
+ public:
+  Connection(CopyLauncher& owner, int slot) : owner_(owner), slot_(slot) {}
+  void bind(const JobDescriptor& job) override;
+  void run(ControlBlock& control, int slot) override;
+
+  void start_worker();
+  [[nodiscard]] WorkerProcess* process() const noexcept { return worker_.get(); }
+
+ private:
+  void worker_died(bool timed_out);
+
+  CopyLauncher& owner_;
+  const int slot_;
+  std::unique_ptr<WorkerProcess> worker_;
+  CopyChannel channel_;
+};
+
+class CopyLauncher final : public Launcher {
+ public:
+  CopyLauncher(const PoolOptions& options, Supervisor& supervisor)
+      : options_(options),
+        supervisor_(supervisor),
+        worker_exe_(find_worker_executable(options)),
+        memory_(allocate_bytes(ControlBlock::bytes_for(options.tile_capacity), Sharing::private_to_process)),
+        control_(ControlBlock::create_in(memory_.get(), ControlBlock::bytes_for(options.tile_capacity), options.tile_capacity)) {
+    for (int slot = 0; slot < options.workers; ++slot) connections_.push_back(std::make_unique<Connection>(*this, slot));
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      for (auto& c : connections_) c->start_worker();
+    } catch (...) {
+      stop();
+      throw;
+    }
+    spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (int slot = 0; slot < options.workers; ++slot) {
+      threads_.emplace_back([this, slot] {
+        // A write to a dead worker's pipe must be EPIPE here, not a process-wide SIGPIPE.
+        sigset_t pipe_signal;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+        serve_jobs(*control_, slot, *connections_[static_cast<std::size_t>(slot)]);
+      });
+    }
+  }
+  ~CopyLauncher() override { stop(); }
+
+  Mode mode() const noexcept override { return Mode::copy; }
+  int worker_count() const noexcept override { return static_cast<int>(connections_.size()); }
+  std::int64_t tile_capacity() const noexcept override { return options_.tile_capacity; }
+  double spawn_seconds() const noexcept override { return spawn_s_; }
+  std::uint64_t bytes_copied() const noexcept override { return bytes_copied_.load(std::memory_order_relaxed); }
+  ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
+
+  void bind(const JobRequest& job, const PreparedJob& prepared) override {
+    std::vector<ArraySpec> specs;
+    job_.inputs.clear();
+    for (const JobArray& in : job.inputs) {
+      specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+      job_.inputs.push_back(in.array);
+    }
+    job_.job_id = control_->job().job_id;
+    job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid);
+    job_.setup = CopyPlan::setup(job_.job_id, *prepared.kernel, specs, prepared.output, job.tile, job.params);
+    job_.output = job.output.array;
+    bytes_copied_.store(0, std::memory_order_relaxed);
+  }
+
+  void end_job(bool abandoned) noexcept override {
+    if (!abandoned) return;
+    // Failed or interrupted: no more tiles are handed out, and the I/O threads drain the
+    // replies of tiles still in flight into the output. Let them finish before the caller may
+    // free it.
+    interrupted_.store(true, std::memory_order_release);
+    control_->report_error("job stopped");  // the first error's text stays, if there was one
+    std::unique_lock lock(busy_mutex_);
+    busy_changed_.wait(lock, [this] { return busy_ == 0; });
+    interrupted_.store(false, std::memory_order_release);
+  }
+
+  // Safe to call from another thread while a job runs.
+  std::vector<pid_t> worker_pids() const override {
+    std::vector<pid_t> pids;
+    for (int slot = 0; slot < worker_count(); ++slot) {
+      if (const pid_t pid = control_->worker(slot).pid.load(std::memory_order_acquire); pid > 0) pids.push_back(pid);
+    }
+    return pids;
+  }
+
+ private:
+  friend class Connection;
+
+  void set_busy(int delta) {
+    const std::lock_guard lock(busy_mutex_);
+    busy_ += delta;
+    if (busy_ == 0) busy_changed_.notify_all();
+  }
+
+  void stop() noexcept {
+    control_->request_stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::vector<WorkerProcess*> workers;
+    for (auto& c : connections_) workers.push_back(c->process());
+    stop_all(workers, std::chrono::seconds(2));  // EOF on stdin ends each worker's loop
+  }
+
+  PoolOptions options_;
+  Supervisor& supervisor_;
+  std::filesystem::path worker_exe_;
+  std::shared_ptr<std::byte> memory_;
+  ControlBlock* control_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<std::thread> threads_;
+  double spawn_s_ = 0;
+  CopyJob job_;
+  std::atomic<std::uint64_t> bytes_copied_{0};
+  std::atomic<bool> interrupted_{false};  // the job is being abandoned: do not replace workers
+  std::mutex busy_mutex_;
+  std::condition_variable busy_changed_;
+  int busy_ = 0;
+};
+
+void Connection::start_worker() {
+  worker_.reset();  // reaps the dead one first: its pid may be reused
+  owner_.control_->worker(slot_).pid.store(0, std::memory_order_release);
+  worker_ = WorkerProcess::start(owner_.worker_exe_, {"copy", "--parent", std::to_string(::getpid())});
+  worker_->await_ready(fmt::format("copy worker {}", slot_));
+  // From now on the I/O thread never blocks on a pipe.
+  for (const int fd : {worker_->stdin_fd(), worker_->stdout_fd()}) {
+    (void)::fcntl(fd, F_SETPIPE_SZ, kPipeBytes);  // a smaller pipe still works, just in more steps
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
+  channel_.reset();
+  owner_.control_->worker(slot_).pid.store(worker_->pid(), std::memory_order_release);
+}
+
+void Connection::bind(const JobDescriptor& /*job*/) {}  // the setup message goes with the first batch
+
+void Connection::run(ControlBlock& control, int /*slot*/) {
+  if (control.job_failed()) return;  // nothing in flight here: nothing to do
+  owner_.set_busy(+1);
+  try {
+    if (!worker_ || worker_->exited()) start_worker();  // died while idle, or in a failed job: no tile to blame
+    const CopyChannel::Outcome outcome = channel_.transfer(
+        control, slot_, owner_.job_, worker_->stdin_fd(), worker_->stdout_fd(),
+        [this](std::int64_t since_ns) { return owner_.supervisor_.overdue(since_ns); }, owner_.bytes_copied_);
+    if (outcome != CopyChannel::Outcome::drained) worker_died(outcome == CopyChannel::Outcome::overdue);
+  } catch (...) {
+    // A respawn failed, or out of memory; its pipes may be mid-message: a fresh worker next job.
+    if (worker_) worker_->kill();
+    owner_.set_busy(-1);
+    throw;
+  }
+  owner_.set_busy(-1);
+}
+
+// The worker is gone: the Supervisor requeues its tiles and judges the tile it died on (workers
+// run tiles in order, so that is the oldest in flight), and a new worker takes its slot.
+void Connection::worker_died(bool timed_out) {
+  const std::int64_t tile = channel_.oldest_tile();
+  channel_.reset();
+  worker_->kill();
+  worker_->stop(std::chrono::steady_clock::now());
+  const std::string fate = fmt::format("pid {}, {}", worker_->pid(),
+                                       timed_out ? owner_.supervisor_.timeout_fate() : describe_wait_status(worker_->exit_status()));
+  owner_.control_->worker(slot_).pid.store(0, std::memory_order_release);
+  owner_.supervisor_.worker_died(slot_, tile, fate);
+  // A failed or interrupted job (Ctrl-C reaches the workers too) gets no new worker now: the
+  // next job starts one (run).
+  if (!owner_.control_->job_failed() && !owner_.interrupted_.load(std::memory_order_acquire)) start_worker();
+}
+
+}  // namespace
+
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor) {
+  return std::make_unique<CopyLauncher>(options, supervisor);
+}
+
+}  // namespace tilepool::detail
