@@ -97,6 +97,16 @@ void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t
   sample();  // every page is touched now: the peak
 }
 
+std::vector<pid_t> pids_in(const ControlBlock& control, int workers) {
+  std::vector<pid_t> pids;
+  for (int slot = 0; slot < workers; ++slot) {
+    if (const pid_t pid = control.worker(slot).pid.load(std::memory_order_acquire); pid > 0) {
+      pids.push_back(pid);
+    }
+  }
+  return pids;
+}
+
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
   const Shape space = kernel.iteration_shape(inputs, output);
   if (tile.size() > space.size()) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/test_support.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -16,15 +18,7 @@ namespace {
 using testing::error_message;
 using testing::throws_error;
 
-Box make_box(std::initializer_list<std::pair<std::int64_t, std::int64_t>> ranges) {
-  Box b;
-  for (const auto& [lo, hi] : ranges) {
-    b.lo[static_cast<std::size_t>(b.ndim)] = lo;
-    b.hi[static_cast<std::size_t>(b.ndim)] = hi;
-    ++b.ndim;
-  }
-  return b;
-}
+using testing::make_box;
 
 std::string describe(const Box& b) {
   std::string s = "[";

@@ -2,9 +2,13 @@
 // Helpers every tilepool test uses: unique segment names and a /dev/shm leak check.
 
 #include <filesystem>
+#include <initializer_list>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tilepool/shared/tiling.hpp"
 
 namespace tilepool::testing {
 
@@ -44,5 +48,16 @@ CommandResult run_command(const std::string& command_line);
 
 /// Runs `/usr/bin/python3 -c <code>` with numpy available; returns status and output.
 CommandResult run_python(const std::string& code);
+
+/// A box from [lo, hi) ranges, one per axis: make_box({{0, 4}, {4, 8}}).
+inline Box make_box(std::initializer_list<std::pair<std::int64_t, std::int64_t>> ranges) {
+  Box b;
+  for (const auto& [lo, hi] : ranges) {
+    b.lo[static_cast<std::size_t>(b.ndim)] = lo;
+    b.hi[static_cast<std::size_t>(b.ndim)] = hi;
+    ++b.ndim;
+  }
+  return b;
+}
 
 }  // namespace tilepool::testing

@@ -3,6 +3,8 @@
 // fit: the right Errc, and a message naming the kernel and what was expected.
 #include <gtest/gtest.h>
 
+#include "support/test_support.hpp"
+
 #include <string>
 #include <vector>
 
@@ -13,15 +15,7 @@
 namespace tilepool {
 namespace {
 
-Box make_box(std::initializer_list<std::pair<std::int64_t, std::int64_t>> ranges) {
-  Box b;
-  for (const auto& [lo, hi] : ranges) {
-    b.lo[static_cast<std::size_t>(b.ndim)] = lo;
-    b.hi[static_cast<std::size_t>(b.ndim)] = hi;
-    ++b.ndim;
-  }
-  return b;
-}
+using testing::make_box;
 
 using testing::throws_error;
 

@@ -67,6 +67,10 @@ class Launcher {
   [[nodiscard]] virtual std::uint64_t bytes_copied() const noexcept { return 0; }
 };
 
+/// The pids that the first `workers` slots of `control` hold (workers that started), for
+/// launchers whose workers record themselves there. Safe from any thread.
+std::vector<pid_t> pids_in(const ControlBlock& control, int workers);
+
 std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
 std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);

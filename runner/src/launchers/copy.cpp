@@ -112,13 +112,7 @@ class CopyLauncher final : public Launcher {
   }
 
   // Safe to call from another thread while a job runs.
-  std::vector<pid_t> worker_pids() const override {
-    std::vector<pid_t> pids;
-    for (int slot = 0; slot < worker_count(); ++slot) {
-      if (const pid_t pid = control_->worker(slot).pid.load(std::memory_order_acquire); pid > 0) pids.push_back(pid);
-    }
-    return pids;
-  }
+  std::vector<pid_t> worker_pids() const override { return pids_in(*control_, worker_count()); }
 
  private:
   friend class Connection;

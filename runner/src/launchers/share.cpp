@@ -58,13 +58,7 @@ class ShareLauncher final : public Launcher {
     ready(slot);
     return true;
   }
-  std::vector<pid_t> worker_pids() const override {
-    std::vector<pid_t> pids;
-    for (int slot = 0; slot < worker_count(); ++slot) {
-      if (const pid_t pid = control_->worker(slot).pid.load(std::memory_order_acquire); pid > 0) pids.push_back(pid);
-    }
-    return pids;
-  }
+  std::vector<pid_t> worker_pids() const override { return pids_in(*control_, worker_count()); }
 
  private:
   static void require_segment(const JobArray& a, const char* role) {

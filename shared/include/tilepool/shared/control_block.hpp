@@ -122,6 +122,7 @@ class ControlBlock {
     return {&partial(0), static_cast<std::size_t>(count)};
   }
   [[nodiscard]] WorkerSlot& worker(int slot) noexcept { return workers_[slot]; }
+  [[nodiscard]] const WorkerSlot& worker(int slot) const noexcept { return workers_[slot]; }
 
   // --- the runner's side -------------------------------------------------------------------
   /// Writes a job's description without posting it, before any worker exists, so that the
