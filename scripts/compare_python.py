@@ -24,12 +24,10 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +36,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import py_peers  # noqa: E402  (the blur reference: numpy, summed in tilepool's order)
+from process_runs import timed_run  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 TILEPOOL = os.path.join(ROOT, "build", "release", "bin", "tilepool")
@@ -119,53 +118,11 @@ def command(peer, w, out, workers):
             *w.inputs]
 
 
-def group_alive(pgid):
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
-
-
 def leftovers(pid):
     """/dev/shm entries that a run with this pid left: tilepool's, ours (py_peers names its
     SharedMemory blocks pypeer-PID-*), joblib's memmapping folders (they carry the pid)."""
     marks = (f"tilepool-{pid}-", f"pypeer-{pid}-", f"joblib_memmapping_folder_{pid}_")
     return [e for e in os.listdir("/dev/shm") if e.startswith(marks)]
-
-
-def timed_run(cmd, timeout, err_path):
-    """Runs cmd in its own process group; returns (seconds to its exit, status or None if
-    killed after `timeout`). Waits (untimed) until the whole group is gone, so a pool's
-    stragglers do not run into the next measurement."""
-    with open(err_path, "wb") as err:
-        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
-        t0 = time.perf_counter()
-        pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions, setpgroup=0)
-    killed = threading.Event()
-
-    def kill():
-        killed.set()
-        os.killpg(pid, signal.SIGKILL)
-
-    timer = threading.Timer(timeout, kill)
-    timer.start()
-    _, status = os.waitpid(pid, 0)
-    seconds = time.perf_counter() - t0
-    timer.cancel()
-    deadline = time.monotonic() + 30
-    while group_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if group_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    return seconds, pid, None if killed.is_set() else os.waitstatus_to_exitcode(status)
 
 
 def check(w, out_path):

@@ -10,7 +10,6 @@ packages=(
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
   python3-numpy python3-matplotlib python3-joblib python3-dask
-  time
 )
 
 missing=()

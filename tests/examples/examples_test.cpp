@@ -114,7 +114,8 @@ TEST_P(ExamplesTest, CppAndPythonTwinsPrintTheSameResultAndLeaveNothingBehind) {
 
 INSTANTIATE_TEST_SUITE_P(Patterns, ExamplesTest,
                          ::testing::Values("mp_array_lock", "raw_array", "pool_initializer", "fork_cow",
-                                           "shared_memory_manager", "sharedarray_create_attach", "pitfalls"),
+                                           "shared_memory_manager", "sharedarray_create_attach", "pitfalls",
+                                           "seed_patterns"),
                          [](const auto& param_info) { return param_info.param; });
 
 // The line of `output` that starts with `prefix`, or "" if there is none.
