@@ -9,7 +9,7 @@ packages=(
   libeigen3-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
-  python3-numpy python3-matplotlib
+  python3-numpy python3-matplotlib python3-joblib python3-dask
 )
 
 missing=()

@@ -9,9 +9,16 @@ each, three ways:
   read-modify-writes);
 - adding into a private array and taking the lock once at the end: correct and cheap.
 
+Then a process dies while it holds the lock (SIGKILL, half-way through an update). The lock
+is a semaphore that only its holder may release, so it stays taken forever: every later
+acquire() would wait forever (we give up after a timeout), and the half-done update can never
+be repaired under the lock. The C++ twin uses a robust mutex, which hands the lock to the next
+process with the news that its owner died.
+
 C++ twin: main.cpp. Run: /usr/bin/python3 examples/mp_array_lock/mp_array_lock.py
 """
 import multiprocessing as mp
+import signal
 import time
 
 import numpy as np
@@ -19,6 +26,7 @@ import numpy as np
 PROCESSES = 4
 ROUNDS = 2000
 COUNTERS = 4096
+TIMEOUT_S = 1.0  # how long the survivors try to take the dead process's lock
 
 
 def add_locked(arr):
@@ -67,6 +75,28 @@ def run(ctx, add):
     return sum(arr.get_obj()), 1e3 * max(seconds)
 
 
+def die_holding_lock(arr, holding):
+    """Takes the lock, does half of one update, and waits there to be killed."""
+    arr.get_lock().acquire()
+    np.frombuffer(arr.get_obj())[: COUNTERS // 2] += 1.0
+    holding.set()
+    time.sleep(60)
+
+
+def kill_lock_holder(ctx):
+    """A child dies (SIGKILL) holding the lock; returns (acquired?, half-updated counters, signal)."""
+    arr = ctx.Array("d", COUNTERS)
+    holding = ctx.Event()
+    doomed = ctx.Process(target=die_holding_lock, args=(arr, holding))
+    doomed.start()
+    holding.wait()
+    doomed.kill()  # SIGKILL: no finally, no atexit, no chance to release anything
+    doomed.join()
+    acquired = arr.get_lock().acquire(timeout=TIMEOUT_S)  # without a timeout: forever
+    half_done = int(np.count_nonzero(np.frombuffer(arr.get_obj())))
+    return acquired, half_done, -doomed.exitcode
+
+
 def main():
     ctx = mp.get_context("fork")  # children inherit the array, as on Linux by default
     expected = PROCESSES * ROUNDS * COUNTERS
@@ -77,6 +107,10 @@ def main():
     print(f"no lock:              {unlocked:8.0f} of {expected} updates kept, slowest process {unlocked_ms:6.2f} ms"
           f"  ({expected - unlocked:.0f} lost: varies from run to run, 0 if the processes did not overlap)")
     print(f"one lock per process: {batched:8.0f} of {expected} updates kept, slowest process {batched_ms:6.2f} ms")
+    acquired, half_done, sig = kill_lock_holder(ctx)
+    print(f"owner died: a child holding the lock was killed by {signal.Signals(sig).name} half-way through an update; "
+          f"acquire(timeout={TIMEOUT_S:g}) -> {acquired}: the lock stays taken forever, and the {half_done} of "
+          f"{COUNTERS} counters it half-updated cannot be repaired under it")
     print(f"result: {PROCESSES} processes x {ROUNDS} rounds x {COUNTERS} counters: "
           f"locked total={locked:.0f} batched total={batched:.0f} expected={expected}")
     return 0 if locked == expected and batched == expected else 1

@@ -65,10 +65,10 @@ std::vector<std::string> left_behind(const std::set<std::string>& before, const 
 }
 
 // Runs an example and checks what every example promises on its own: exit 0, one result
-// line, no resource-tracker warning, nothing left in /dev/shm. Returns the result line.
-std::string run_and_check(const std::string& what, const std::string& command) {
+// line, no resource-tracker warning, nothing left in /dev/shm. Returns the run.
+ExampleRun checked_run(const std::string& what, const std::string& command) {
   const auto before = shm_entries();
-  const ExampleRun run = run_example(command);
+  ExampleRun run = run_example(command);
   const auto after = shm_entries();
 
   EXPECT_EQ(run.status, 0) << what << " failed:\n" << run.output;
@@ -76,8 +76,13 @@ std::string run_and_check(const std::string& what, const std::string& command) {
   EXPECT_EQ(run.output.find("resource_tracker"), std::string::npos) << what << " printed a tracker warning:\n" << run.output;
   const auto left = left_behind(before, after, run.pid);
   EXPECT_TRUE(left.empty()) << what << " left in /dev/shm: " << ::testing::PrintToString(left);
-  const auto lines = result_lines(run.output);
-  EXPECT_EQ(lines.size(), 1u) << what << " should print one result line:\n" << run.output;
+  EXPECT_EQ(result_lines(run.output).size(), 1u) << what << " should print one result line:\n" << run.output;
+  return run;
+}
+
+// checked_run, returning the result line.
+std::string run_and_check(const std::string& what, const std::string& command) {
+  const auto lines = result_lines(checked_run(what, command).output);
   return lines.empty() ? std::string() : lines.front();
 }
 
@@ -109,8 +114,48 @@ TEST_P(ExamplesTest, CppAndPythonTwinsPrintTheSameResultAndLeaveNothingBehind) {
 
 INSTANTIATE_TEST_SUITE_P(Patterns, ExamplesTest,
                          ::testing::Values("mp_array_lock", "raw_array", "pool_initializer", "fork_cow",
-                                           "shared_memory_manager", "sharedarray_create_attach", "pitfalls"),
+                                           "shared_memory_manager", "sharedarray_create_attach", "pitfalls",
+                                           "seed_patterns"),
                          [](const auto& param_info) { return param_info.param; });
+
+// The line of `output` that starts with `prefix`, or "" if there is none.
+std::string line_starting(const std::string& output, const std::string& prefix) {
+  std::istringstream in(output);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(prefix)) return line;
+  }
+  return {};
+}
+
+// mp_array_lock kills (SIGKILL, for real) a child that holds the lock half-way through an update.
+// Python's mp.Array lock then stays taken: acquire with a timeout gives up.
+TEST(ExamplesLockTest, PythonLockStaysTakenAfterItsHolderIsKilled) {
+  const std::string pattern = "mp_array_lock";
+
+  const ExampleRun run = checked_run(pattern + ".py", std::string(TILEPOOL_PYTHON) + " " + python_example(pattern));
+  const std::string died = line_starting(run.output, "owner died: ");
+
+  ASSERT_FALSE(died.empty()) << run.output;
+  EXPECT_NE(died.find("killed by SIGKILL"), std::string::npos) << died;
+  EXPECT_NE(died.find("acquire(timeout=1) -> False"), std::string::npos) << died;
+  EXPECT_NE(died.find("the 2048 of 4096 counters it half-updated"), std::string::npos) << died;
+}
+
+// The C++ twin's robust mutex hands the lock to the next locker with EOWNERDEAD; it repairs the
+// half-done update, marks the mutex consistent, and the counters end right.
+TEST(ExamplesLockTest, RobustMutexReportsItsKilledHolderAndTheNextLockerRepairsTheData) {
+  const std::string pattern = "mp_array_lock";
+  if (!std::filesystem::exists(cpp_example(pattern))) GTEST_SKIP() << cpp_example(pattern) << " is not built";
+
+  const ExampleRun run = checked_run("example-" + pattern, cpp_example(pattern));
+  const std::string died = line_starting(run.output, "owner died: ");
+
+  ASSERT_FALSE(died.empty()) << run.output;
+  EXPECT_NE(died.find("killed by SIGKILL"), std::string::npos) << died;
+  EXPECT_NE(died.find("lock() -> EOWNERDEAD"), std::string::npos) << died;
+  EXPECT_NE(died.find("repaired the 2048 of 4096 counters"), std::string::npos) << died;
+  EXPECT_NE(died.find("every counter=4 right=yes"), std::string::npos) << died;
+}
 
 // The third twin of sharedarray_create_attach: the same workflow with the tilepool CLI.
 TEST(ExamplesCliTest, SharedArrayWorkflowWithTheCliPrintsTheSameResult) {
