@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool {
 
@@ -32,7 +35,11 @@ ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& sh
 ArraySegment ArraySegment::attach(std::string name, const Backing& backing, MapOptions options) {
   Segment seg = Segment::attach(std::move(name), backing, options, /*min_size=*/0);
   const std::string what = fmt::format("segment '{}'", seg.name());
-  npy::Header h = npy::parse_header(std::span<const std::byte>(seg.data(), seg.size()), what);
+  // Parse a copy of the header bytes, taken under a fault guard: a segment truncated since
+  // Segment::attach checked its size is then an error, not a SIGBUS.
+  std::vector<std::byte> head(std::min(seg.size(), npy::kPreambleBytes + npy::kMaxHeaderBytes));
+  guard_faults([&] { std::memcpy(head.data(), seg.data(), head.size()); });
+  npy::Header h = npy::parse_header(head, what);
   if (h.big_endian) {
     throw Error(Errc::bad_input,
                 fmt::format("{}: big-endian data cannot be shared in place (expected little-endian; use a .npy file input)", what));

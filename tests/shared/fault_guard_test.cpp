@@ -96,6 +96,12 @@ TEST_F(FaultGuardTest, AGuardReturnsWhatTheCallReturns) {
 
   EXPECT_EQ(guard_faults([&] { return touch(seg.data() + 5); }), std::byte{42});
   EXPECT_EQ(guard_faults([] { return std::string("whole"); }), "whole");
+  const auto read_fifth = [&] { return touch(seg.data() + 5); };
+  EXPECT_EQ(guard_faults(read_fifth), std::byte{42});
+  int calls = 0;
+  const auto count = [&calls] { ++calls; };
+  guard_faults(count);
+  EXPECT_EQ(calls, 1);
 }
 
 TEST_F(FaultGuardTest, AnExceptionFromTheCallPassesThroughTheGuardUnchanged) {

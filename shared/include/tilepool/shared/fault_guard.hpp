@@ -22,6 +22,7 @@
 /// - No per-call system call: a guard costs a sigsetjmp without the signal mask.
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,15 +68,17 @@ void run_guarded(void (*body)(void*), void* context);
 /// nest. Read the limits at the top of this file. Thread-safe: each thread has its own guard.
 template <class F>
 decltype(auto) guard_faults(F&& f) {
-  using Result = std::invoke_result_t<F&>;
+  using Callable = std::remove_reference_t<F>;
+  using Result = std::invoke_result_t<Callable&>;
   static_assert(!std::is_reference_v<Result>, "guard_faults returns by value");
   if constexpr (std::is_void_v<Result>) {
-    detail::run_guarded([](void* c) { (*static_cast<std::remove_reference_t<F>*>(c))(); }, &f);
+    Callable* target = std::addressof(f);
+    detail::run_guarded([](void* c) { (**static_cast<Callable**>(c))(); }, &target);
   } else {
     struct Call {
-      std::remove_reference_t<F>* f;
+      Callable* f;
       std::optional<Result> result;
-    } call{&f, std::nullopt};
+    } call{std::addressof(f), std::nullopt};
     detail::run_guarded([](void* c) { auto* k = static_cast<Call*>(c); k->result.emplace((*k->f)()); }, &call);
     return Result(std::move(*call.result));
   }
