@@ -1,8 +1,13 @@
 #include "tilepool/shared/array_segment.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool {
 
@@ -11,11 +16,14 @@ ArraySegment::ArraySegment(Segment segment, npy::Header header) : segment_(std::
 ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& shape, const Backing& backing,
                                   MapOptions options) {
   if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
-    throw Error(Errc::usage, "shape " + format_shape(shape) + " has " + std::to_string(shape.size()) +
-                                 " axes; at most " + std::to_string(kMaxDims) + " are supported");
+    throw Error(Errc::usage, fmt::format("shape {} has {} axes; at most {} are supported", format_shape(shape),
+                                         shape.size(), kMaxDims));
   }
   const auto data_bytes = byte_count(shape, dtype_size(dtype));
-  if (!data_bytes) throw Error(Errc::usage, "shape " + format_shape(shape) + " is too large: its byte size overflows");
+  if (!data_bytes) {
+    throw Error(Errc::usage, fmt::format("shape {} is too large for {}: its byte size overflows a signed 64-bit size",
+                                         format_shape(shape), dtype_name(dtype)));
+  }
   const std::string header_text = npy::make_header(dtype, shape);
   // A 0-byte array still needs a mapping: the header is never empty.
   Segment seg = Segment::create(std::move(name), header_text.size() + *data_bytes, backing, options);
@@ -26,18 +34,23 @@ ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& sh
 
 ArraySegment ArraySegment::attach(std::string name, const Backing& backing, MapOptions options) {
   Segment seg = Segment::attach(std::move(name), backing, options, /*min_size=*/0);
-  const std::string what = "segment '" + seg.name() + "'";
-  npy::Header h = npy::parse_header(std::span<const std::byte>(seg.data(), seg.size()), what);
+  const std::string what = fmt::format("segment '{}'", seg.name());
+  // Parse a copy of the header bytes, taken under a fault guard: a segment truncated since
+  // Segment::attach checked its size is then an error, not a SIGBUS.
+  std::vector<std::byte> head(std::min(seg.size(), npy::kPreambleBytes + npy::kMaxHeaderBytes));
+  guard_faults([&] { std::memcpy(head.data(), seg.data(), head.size()); });
+  npy::Header h = npy::parse_header(head, what);
   if (h.big_endian) {
-    throw Error(Errc::bad_input, what + ": big-endian data cannot be shared in place (expected little-endian; use a .npy file input)");
+    throw Error(Errc::bad_input,
+                fmt::format("{}: big-endian data cannot be shared in place (expected little-endian; use a .npy file input)", what));
   }
   if (h.data_offset % dtype_size(h.dtype) != 0) {
-    throw Error(Errc::bad_input, what + ": data offset " + std::to_string(h.data_offset) + " is not aligned to the " +
-                                     std::to_string(dtype_size(h.dtype)) + "-byte element size");
+    throw Error(Errc::bad_input, fmt::format("{}: data offset {} is not aligned to the {}-byte element size", what,
+                                             h.data_offset, dtype_size(h.dtype)));
   }
   if (seg.size() - h.data_offset < h.data_bytes) {
-    throw Error(Errc::bad_input, what + ": truncated: header says " + std::to_string(h.data_bytes) +
-                                     " bytes of data, segment has " + std::to_string(seg.size() - h.data_offset));
+    throw Error(Errc::bad_input, fmt::format("{}: truncated: header says {} bytes of data, segment has {}", what,
+                                             h.data_bytes, seg.size() - h.data_offset));
   }
   return ArraySegment(std::move(seg), std::move(h));
 }

@@ -1,6 +1,7 @@
 #include "tilepool/shared/npy.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,14 +15,21 @@
 
 #include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace tilepool::npy {
 namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
 
-[[noreturn]] void fail(std::string_view what, const std::string& message) {
-  throw Error(Errc::bad_input, std::string(what) + ": " + message);
+// `what` (a path or segment name) and every piece of the file quoted in `message` may hold any
+// byte: they are escaped so that the message stays one printable line.
+[[noreturn]] void fail(std::string_view what, std::string_view message) {
+  throw Error(Errc::bad_input, fmt::format("{}: {}", escape_for_message(what), message));
+}
+
+Error system_failure(std::string_view what, std::string_view doing, int err) {
+  return system_error(fmt::format("{}: {}", escape_for_message(what), doing), err);
 }
 
 std::uint32_t load_le(const std::byte* p, int n) {
@@ -67,7 +75,7 @@ class DictParser {
         r.shape = tuple();
         have_shape = !std::exchange(have_shape, true) || bad("duplicate key 'shape'");
       } else {
-        bad("unexpected key '" + key + "' (expected descr, fortran_order, shape)");
+        bad(fmt::format("unexpected key '{}' (expected descr, fortran_order, shape)", escape_for_message(key)));
       }
       skip_ws();
       if (peek() == ',') {
@@ -87,14 +95,14 @@ class DictParser {
 
  private:
   [[noreturn]] bool bad(const std::string& message) {
-    fail(what_, "malformed header: " + message + " at offset " + std::to_string(pos_));
+    fail(what_, fmt::format("malformed header: {} at offset {}", message, pos_));
   }
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_ws() {
     while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) ++pos_;
   }
   void expect(char c) {
-    if (peek() != c) bad(std::string("expected '") + c + "'");
+    if (peek() != c) bad(fmt::format("expected '{}'", c));
     ++pos_;
   }
   std::string string_literal() {
@@ -147,7 +155,7 @@ class DictParser {
       if (peek() == ')') break;  // trailing comma
       shape.push_back(integer());
       if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
-        bad("more than " + std::to_string(kMaxDims) + " axes");
+        bad(fmt::format("more than {} axes", kMaxDims));
       }
       skip_ws();
       if (peek() == ',') {
@@ -178,15 +186,13 @@ std::size_t header_length(std::span<const std::byte> prefix, std::string_view wh
   const auto major = static_cast<unsigned>(prefix[6]);
   const auto minor = static_cast<unsigned>(prefix[7]);
   if (major < 1 || major > 3 || minor != 0) {
-    fail(what, "unsupported NPY version " + std::to_string(major) + "." + std::to_string(minor) +
-                   " (expected 1.0, 2.0 or 3.0)");
+    fail(what, fmt::format("unsupported NPY version {}.{} (expected 1.0, 2.0 or 3.0)", major, minor));
   }
   const std::size_t fixed = major == 1 ? 10 : 12;
   if (prefix.size() < fixed) fail(what, "truncated: the NPY preamble is cut short");
   const std::size_t len = load_le(prefix.data() + 8, major == 1 ? 2 : 4);
   if (len > kMaxHeaderBytes) {
-    fail(what, "header of " + std::to_string(len) + " bytes is larger than the " +
-                   std::to_string(kMaxHeaderBytes) + "-byte limit");
+    fail(what, fmt::format("header of {} bytes is larger than the {}-byte limit", len, kMaxHeaderBytes));
   }
   return fixed + len;
 }
@@ -194,7 +200,7 @@ std::size_t header_length(std::span<const std::byte> prefix, std::string_view wh
 Header parse_header(std::span<const std::byte> bytes, std::string_view what) {
   const std::size_t total = header_length(bytes, what);
   if (bytes.size() < total) {
-    fail(what, "truncated: header says " + std::to_string(total) + " bytes, only " + std::to_string(bytes.size()) + " present");
+    fail(what, fmt::format("truncated: header says {} bytes, only {} present", total, bytes.size()));
   }
   const std::size_t fixed = static_cast<unsigned>(bytes[6]) == 1 ? 10 : 12;
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + fixed, total - fixed);
@@ -202,8 +208,8 @@ Header parse_header(std::span<const std::byte> bytes, std::string_view what) {
 
   const auto ts = parse_typestr(dict.descr);
   if (!ts) {
-    fail(what, "unsupported dtype '" + dict.descr +
-                   "' (expected one of bool, int8-64, uint8-64, float32, float64)");
+    fail(what, fmt::format("unsupported dtype '{}' (expected one of bool, int8-64, uint8-64, float32, float64)",
+                           escape_for_message(dict.descr)));
   }
   Header h;
   h.dtype = ts->dtype;
@@ -216,7 +222,11 @@ Header parse_header(std::span<const std::byte> bytes, std::string_view what) {
     fail(what, "Fortran-order arrays are not supported (expected C order; save np.ascontiguousarray(a))");
   }
   const auto bytes_needed = byte_count(h.shape, dtype_size(h.dtype));
-  if (!bytes_needed) fail(what, "shape " + format_shape(h.shape) + " is too large: its byte size overflows");
+  if (!bytes_needed) {
+    // numpy's rule (see byte_count): numpy refuses to make this array, so tilepool does too.
+    fail(what, fmt::format("shape {} is too large for {}: its byte size overflows a signed 64-bit size",
+                           format_shape(h.shape), dtype_name(h.dtype)));
+  }
   h.data_offset = total;
   h.data_bytes = *bytes_needed;
   return h;
@@ -253,28 +263,29 @@ Header read_file_header(const std::filesystem::path& path) {
   if (!fd) {
     const int err = errno;
     if (err == ENOENT) fail(what, "no such file (expected an .npy file)");
-    throw Error(err == EACCES ? Errc::bad_input : Errc::system, what + ": cannot open: " + std::strerror(err));
+    throw Error(err == EACCES ? Errc::bad_input : Errc::system,
+                fmt::format("{}: cannot open: {}", escape_for_message(what), std::strerror(err)));
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw system_error(what + ": fstat", errno);
+  if (::fstat(fd.get(), &st) != 0) throw system_failure(what, "fstat", errno);
   if (!S_ISREG(st.st_mode)) fail(what, "not a regular file (expected an .npy file)");
 
   std::vector<std::byte> buf(kPreambleBytes);
   long n = detail::read_full(fd.get(), buf, 0);
-  if (n < 0) throw system_error(what + ": read", errno);
+  if (n < 0) throw system_failure(what, "read", errno);
   buf.resize(static_cast<std::size_t>(n));
   const std::size_t total = header_length(buf, what);
   buf.resize(total);
   n = detail::read_full(fd.get(), buf, 0);
-  if (n < 0) throw system_error(what + ": read", errno);
+  if (n < 0) throw system_failure(what, "read", errno);
   if (static_cast<std::size_t>(n) < total) {
-    fail(what, "truncated: header says " + std::to_string(total) + " bytes, file has " + std::to_string(n));
+    fail(what, fmt::format("truncated: header says {} bytes, file has {}", total, n));
   }
   Header h = parse_header(buf, what);
   const auto file_size = static_cast<std::size_t>(st.st_size);
   if (file_size - h.data_offset < h.data_bytes) {
-    fail(what, "truncated: header says " + std::to_string(h.data_bytes) + " bytes of data, file has " +
-                   std::to_string(file_size - h.data_offset));
+    fail(what, fmt::format("truncated: header says {} bytes of data, file has {}", h.data_bytes,
+                           file_size < h.data_offset ? 0 : file_size - h.data_offset));
   }
   return h;
 }
@@ -283,11 +294,11 @@ void read_file_data(const std::filesystem::path& path, const Header& header, std
   const std::string what = path.string();
   TILEPOOL_CHECK(dest.size() == header.data_bytes);
   detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw system_error(what + ": cannot open", errno);
+  if (!fd) throw system_failure(what, "cannot open", errno);
   const long n = detail::read_full(fd.get(), dest, static_cast<long long>(header.data_offset));
-  if (n < 0) throw system_error(what + ": read", errno);
+  if (n < 0) throw system_failure(what, "read", errno);
   if (static_cast<std::size_t>(n) != dest.size()) {
-    fail(what, "truncated: header says " + std::to_string(dest.size()) + " bytes of data, file has " + std::to_string(n));
+    fail(what, fmt::format("truncated: header says {} bytes of data, file has {}", dest.size(), n));
   }
   if (header.big_endian) {
     const std::size_t item = dtype_size(header.dtype);
@@ -305,13 +316,12 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   TILEPOOL_CHECK(expected && *expected == data.size());
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
-    throw Error(Errc::exists, what + ": already exists (pass --force to overwrite)");
+    throw Error(Errc::exists, fmt::format("{}: already exists", escape_for_message(what)));
   }
   std::random_device rd;
-  const std::filesystem::path tmp =
-      path.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+  const std::filesystem::path tmp = fmt::format("{}.tmp-{}-{}", path.string(), ::getpid(), rd());
   detail::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
-  if (!fd) throw system_error(what + ": cannot create", errno);
+  if (!fd) throw system_failure(what, "cannot create", errno);
   const std::string header = make_header(dtype, shape);
   const bool ok = detail::write_full(fd.get(), std::as_bytes(std::span(header))) && detail::write_full(fd.get(), data);
   const int write_err = errno;
@@ -319,7 +329,7 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   if (!ok || !closed) {
     const int err = ok ? errno : write_err;
     ::unlink(tmp.c_str());
-    throw system_error(what + ": write", err);
+    throw system_failure(what, "write", err);
   }
   int rc = 0;
   if (overwrite) {
@@ -331,8 +341,8 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   const int link_err = errno;
   if (!overwrite || rc != 0) ::unlink(tmp.c_str());
   if (rc != 0) {
-    if (link_err == EEXIST) throw Error(Errc::exists, what + ": already exists (pass --force to overwrite)");
-    throw system_error(what + ": cannot rename into place", link_err);
+    if (link_err == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists", escape_for_message(what)));
+    throw system_failure(what, "cannot rename into place", link_err);
   }
 }
 

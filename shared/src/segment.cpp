@@ -1,8 +1,11 @@
 #include "tilepool/shared/segment.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <boost/interprocess/exceptions.hpp>
@@ -10,10 +13,13 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstring>
+#include <ostream>
 #include <utility>
 
 #include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -37,36 +43,56 @@ class FdMappable {
   bip::mode_t mode_;
 };
 
-class RegionMapping final : public Mapping {
- public:
-  explicit RegionMapping(bip::mapped_region region) : region_(std::move(region)) {}
-  std::byte* data() const noexcept override { return static_cast<std::byte*>(region_.get_address()); }
-  std::size_t size() const noexcept override { return region_.get_size(); }
-
- private:
-  bip::mapped_region region_;
-};
-
-// An open segment object: a descriptor (owned by the Boost object or by us) and where it is.
+// An open segment object: a descriptor (owned by the Boost object or by us).
 struct OpenObject {
   bip::shared_memory_object shm;  // used for shm backing
   detail::UniqueFd fd;            // used for file backing
   [[nodiscard]] int native() const noexcept { return fd ? fd.get() : shm.get_mapping_handle().handle; }
 };
 
+// A mapped segment. It keeps its descriptor open, so that a fault report can fstat how large
+// the object is now, and registers its range with guard_faults while it is mapped.
+class RegionMapping final : public Mapping {
+ public:
+  RegionMapping(OpenObject object, bip::mapped_region region, std::string_view name, bool read_only)
+      : object_(std::move(object)),
+        region_(std::move(region)),
+        registration_(std::span<const std::byte>(data(), size()), fmt::format("segment '{}'", name), object_.native(),
+                      read_only) {}
+  std::byte* data() const noexcept override { return static_cast<std::byte*>(region_.get_address()); }
+  std::size_t size() const noexcept override { return region_.get_size(); }
+
+ private:
+  // Members are destroyed in reverse: unregister, then unmap, then close the descriptor.
+  OpenObject object_;
+  bip::mapped_region region_;
+  FaultRegistration registration_;
+};
+
+// "segment 'x' (/dev/shm/x)": the name is validated; the backing directory may hold any byte.
 std::string where(std::string_view name, const Backing& backing) {
-  return "segment '" + std::string(name) + "' (" + backing.path_of(name).string() + ")";
+  return fmt::format("segment '{}' ({})", escape_for_message(name), escape_for_message(backing.path_of(name).string()));
 }
 
 Error ipc_error(const std::string& context, const bip::interprocess_exception& e) {
   const int err = e.get_native_error();
   if (e.get_error_code() == bip::already_exists_error || err == EEXIST) {
-    return Error(Errc::exists, context + ": already exists");
+    return Error(Errc::exists, fmt::format("{}: already exists", context));
   }
   if (e.get_error_code() == bip::not_found_error || err == ENOENT) {
-    return Error(Errc::bad_input, context + ": does not exist");
+    return Error(Errc::bad_input, fmt::format("{}: does not exist", context));
   }
-  return err != 0 ? system_error(context, err) : Error(Errc::system, context + ": " + e.what());
+  return err != 0 ? system_error(context, err) : Error(Errc::system, fmt::format("{}: {}", context, e.what()));
+}
+
+// Opening an existing segment was refused by permissions or a read-only filesystem: the user
+// can fix that (or only needed to read it), so it is bad input, not a system failure.
+Error open_error(const std::string& context, int err, bool read_only) {
+  if (err == EACCES || err == EPERM || err == EROFS) {
+    return Error(Errc::bad_input, fmt::format("{}: cannot open for {}: {}", context,
+                                              read_only ? "reading" : "reading and writing", std::strerror(err)));
+  }
+  return system_error(context, err);
 }
 
 // Refuses an existing entry that is not a plain file before opening it: shm_open follows no
@@ -75,8 +101,8 @@ Error ipc_error(const std::string& context, const bip::interprocess_exception& e
 void check_entry_kind(const std::string& ctx, const Backing& backing, const std::string& name) {
   struct stat st {};
   if (::lstat(backing.path_of(name).c_str(), &st) != 0) return;  // absent: open reports it
-  if (S_ISLNK(st.st_mode)) throw Error(Errc::bad_input, ctx + ": is a symlink; refusing to follow it");
-  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, ctx + ": not a regular file");
+  if (S_ISLNK(st.st_mode)) throw Error(Errc::bad_input, fmt::format("{}: is a symlink; refusing to follow it", ctx));
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, fmt::format("{}: not a regular file", ctx));
 }
 
 OpenObject open_object(const std::string& name, const Backing& backing, bool create, bool read_only) {
@@ -90,9 +116,13 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
         perms.set_permissions(kSegmentMode);
         obj.shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write, perms);
       } else {
+        // read_only: shm_open(O_RDONLY), so a segment this user may only read can be attached.
         obj.shm = bip::shared_memory_object(bip::open_only, name.c_str(), read_only ? bip::read_only : bip::read_write);
       }
     } catch (const bip::interprocess_exception& e) {
+      if (!create && e.get_native_error() != 0 && e.get_native_error() != ENOENT) {
+        throw open_error(ctx, e.get_native_error(), read_only);
+      }
       throw ipc_error(ctx, e);
     }
     return obj;
@@ -102,9 +132,10 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
   obj.fd = detail::UniqueFd(::open(path.c_str(), flags, kSegmentMode));
   if (!obj.fd) {
     const int err = errno;
-    if (err == EEXIST) throw Error(Errc::exists, ctx + ": already exists");
-    if (err == ENOENT) throw Error(Errc::bad_input, ctx + ": does not exist");
-    if (err == ELOOP) throw Error(Errc::bad_input, ctx + ": is a symlink; refusing to follow it");
+    if (err == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists", ctx));
+    if (err == ENOENT) throw Error(Errc::bad_input, fmt::format("{}: does not exist", ctx));
+    if (err == ELOOP) throw Error(Errc::bad_input, fmt::format("{}: is a symlink; refusing to follow it", ctx));
+    if (!create) throw open_error(ctx, err, read_only);
     throw system_error(ctx, err);
   }
   // The umask may have narrowed the mode; make it exactly owner read/write.
@@ -116,18 +147,23 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
   return obj;
 }
 
-std::shared_ptr<Mapping> map_object(const OpenObject& obj, std::size_t size, MapOptions options, const std::string& ctx) {
+std::shared_ptr<Mapping> map_object(OpenObject obj, std::size_t size, const MapOptions& options, std::string_view name,
+                                    const std::string& ctx) {
   const auto mode = options.read_only ? bip::read_only : bip::read_write;
   const bip::map_options_t flags = options.populate ? MAP_POPULATE : bip::default_map_options;
   // mmap can fail (ENOMEM for a segment larger than the address space): report it as ours.
   try {
-    if (obj.fd) {
-      return std::make_shared<RegionMapping>(bip::mapped_region(FdMappable(obj.fd.get(), mode), mode, 0, size, nullptr, flags));
-    }
-    return std::make_shared<RegionMapping>(bip::mapped_region(obj.shm, mode, 0, size, nullptr, flags));
+    bip::mapped_region region = obj.fd ? bip::mapped_region(FdMappable(obj.fd.get(), mode), mode, 0, size, nullptr, flags)
+                                       : bip::mapped_region(obj.shm, mode, 0, size, nullptr, flags);
+    return std::make_shared<RegionMapping>(std::move(obj), std::move(region), name, options.read_only);
   } catch (const bip::interprocess_exception& e) {
     throw ipc_error(ctx + ": mmap", e);
   }
+}
+
+SegmentIdentity identity_of(const struct stat& st) {
+  return SegmentIdentity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                         static_cast<std::uint64_t>(st.st_size)};
 }
 
 void unlink_name(const std::string& name, const Backing& backing) noexcept {
@@ -155,15 +191,63 @@ class CreateGuard {
   bool armed_ = true;
 };
 
+// The entry under a name, checked as a segment this user may move or replace: a regular file
+// of this uid. Returns false if there is none.
+bool stat_own_segment(std::string_view name, const Backing& backing, struct stat& st) {
+  if (::lstat(backing.path_of(name).c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    throw system_error(where(name, backing), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(Errc::bad_input, fmt::format("{}: not a regular file; refusing to move or replace it", where(name, backing)));
+  }
+  if (st.st_uid != ::geteuid()) {
+    throw Error(Errc::bad_input,
+                fmt::format("{}: owned by uid {}, not by this user; refusing to move or replace it", where(name, backing),
+                            st.st_uid));
+  }
+  return true;
+}
+
+// renameat2(RENAME_NOREPLACE) through the system call (glibc 2.28+ has a wrapper, older ones
+// do not, and the number is the same either way). Returns 0 or an errno value.
+int rename_noreplace(const char* from, const char* to) noexcept {
+#if defined(SYS_renameat2) && defined(RENAME_NOREPLACE)
+  if (::syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  return errno;
+#elif defined(SYS_renameat2)
+  if (::syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1U) == 0) return 0;
+  return errno;
+#else
+  (void)from, (void)to;
+  return ENOSYS;
+#endif
+}
+
 }  // namespace
 
-Segment::Segment(std::string name, Backing backing, std::shared_ptr<Mapping> mapping, bool owns)
-    : name_(std::move(name)), backing_(std::move(backing)), mapping_(std::move(mapping)), owns_name_(owns) {}
+std::string to_string(const SegmentIdentity& identity) {
+  const auto dev = static_cast<dev_t>(identity.device);
+  return fmt::format("device {}:{}, inode {}, {} bytes", major(dev), minor(dev), identity.inode, identity.size);
+}
+
+std::ostream& operator<<(std::ostream& out, const SegmentIdentity& identity) { return out << to_string(identity); }
+
+Segment::Segment(std::string name, Backing backing, std::shared_ptr<Mapping> mapping, SegmentIdentity identity,
+                 bool read_only, bool owns)
+    : name_(std::move(name)),
+      backing_(std::move(backing)),
+      mapping_(std::move(mapping)),
+      identity_(identity),
+      read_only_(read_only),
+      owns_name_(owns) {}
 
 Segment::Segment(Segment&& other) noexcept
     : name_(std::move(other.name_)),
       backing_(std::move(other.backing_)),
       mapping_(std::move(other.mapping_)),
+      identity_(other.identity_),
+      read_only_(other.read_only_),
       owns_name_(std::exchange(other.owns_name_, false)) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
@@ -172,6 +256,8 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     name_ = std::move(other.name_);
     backing_ = std::move(other.backing_);
     mapping_ = std::move(other.mapping_);
+    identity_ = other.identity_;
+    read_only_ = other.read_only_;
     owns_name_ = std::exchange(other.owns_name_, false);
   }
   return *this;
@@ -180,45 +266,75 @@ Segment& Segment::operator=(Segment&& other) noexcept {
 Segment::~Segment() { remove_name(); }
 
 void Segment::remove_name() noexcept {
-  if (owns_name_) unlink_name(name_, backing_);
+  // Only if the name still holds this handle's object: another object that took the name
+  // after ours was removed (by `rm` or by hand) is not ours to remove.
+  struct stat st {};
+  if (owns_name_ && ::lstat(backing_.path_of(name_).c_str(), &st) == 0 &&
+      static_cast<std::uint64_t>(st.st_dev) == identity_.device && static_cast<std::uint64_t>(st.st_ino) == identity_.inode) {
+    unlink_name(name_, backing_);
+  }
+  owns_name_ = false;
+}
+
+void Segment::publish(std::string to, bool replace) {
+  if (!owns_name_) {
+    throw Error(Errc::usage, fmt::format("{}: only the segment's creator can publish it", where(name_, backing_)));
+  }
+  publish_segment(name_, to, backing_, replace, identity_);
+  name_ = std::move(to);
   owns_name_ = false;
 }
 
 Segment Segment::create(std::string name, std::size_t size, const Backing& backing, MapOptions options) {
   validate_segment_name(name);
   TILEPOOL_CHECK(size > 0);
+  TILEPOOL_CHECK(!options.read_only && !options.expected_identity);
   OpenObject obj = open_object(name, backing, /*create=*/true, /*read_only=*/false);
   CreateGuard guard(name, backing);
   if (const int err = ::posix_fallocate(obj.native(), 0, static_cast<off_t>(size)); err != 0) {
     if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
-      throw Error(Errc::no_space, where(name, backing) + ": not enough space: needs " + std::to_string(size) +
-                                      " bytes in " + backing.directory().string() +
-                                      " (make room, or use --backing file:DIR on a larger filesystem)");
+      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", where(name, backing), size,
+                                              escape_for_message(backing.directory().string())));
     }
     throw system_error(where(name, backing) + ": posix_fallocate", err);
   }
-  auto mapping = map_object(obj, size, options, where(name, backing));
+  struct stat st {};
+  if (::fstat(obj.native(), &st) != 0) throw system_error(where(name, backing) + ": fstat", errno);
+  auto mapping = map_object(std::move(obj), size, options, name, where(name, backing));
   guard.dismiss();
-  return Segment(std::move(name), backing, std::move(mapping), /*owns=*/true);
+  return Segment(std::move(name), backing, std::move(mapping), identity_of(st), /*read_only=*/false, /*owns=*/true);
 }
 
 Segment Segment::attach(std::string name, const Backing& backing, MapOptions options, std::size_t min_size) {
   validate_segment_name(name);
   const std::string ctx = where(name, backing);
-  OpenObject obj = open_object(name, backing, /*create=*/false, options.read_only);
+  const auto& expected = options.expected_identity;
   struct stat st {};
+  if (expected && ::lstat(backing.path_of(name).c_str(), &st) != 0 && errno == ENOENT) {
+    throw Error(Errc::bad_input, fmt::format("segment '{}' was removed since the job started: {} does not exist", name,
+                                             escape_for_message(backing.path_of(name).string())));
+  }
+  OpenObject obj = open_object(name, backing, /*create=*/false, options.read_only);
   if (::fstat(obj.native(), &st) != 0) throw system_error(ctx + ": fstat", errno);
-  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, ctx + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, fmt::format("{}: not a regular file", ctx));
   if (st.st_uid != ::geteuid()) {
-    throw Error(Errc::bad_input, ctx + ": owned by uid " + std::to_string(st.st_uid) + ", not by this user (uid " +
-                                     std::to_string(::geteuid()) + ")");
+    throw Error(Errc::bad_input,
+                fmt::format("{}: owned by uid {}, not by this user (uid {})", ctx, st.st_uid, ::geteuid()));
+  }
+  const SegmentIdentity found = identity_of(st);
+  if (expected && found != *expected) {
+    throw Error(Errc::bad_input, fmt::format("segment '{}' was replaced or resized since the job started: it was {}, "
+                                             "{} now holds {}",
+                                             name, to_string(*expected),
+                                             escape_for_message(backing.path_of(name).string()), to_string(found)));
   }
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size == 0 || size < min_size) {
-    throw Error(Errc::bad_input, ctx + ": too small: " + std::to_string(size) + " bytes, expected at least " +
-                                     std::to_string(std::max<std::size_t>(min_size, 1)));
+    throw Error(Errc::bad_input, fmt::format("{}: too small: {} bytes, expected at least {}", ctx, size,
+                                             std::max<std::size_t>(min_size, 1)));
   }
-  return Segment(std::move(name), backing, map_object(obj, size, options, ctx), /*owns=*/false);
+  auto mapping = map_object(std::move(obj), size, options, name, ctx);
+  return Segment(std::move(name), backing, std::move(mapping), found, options.read_only, /*owns=*/false);
 }
 
 bool remove_segment(std::string_view name, const Backing& backing) {
@@ -230,11 +346,11 @@ bool remove_segment(std::string_view name, const Backing& backing) {
     throw system_error(where(name, backing), errno);
   }
   if (!S_ISREG(st.st_mode)) {
-    throw Error(Errc::bad_input, where(name, backing) + ": not a regular file; refusing to remove it");
+    throw Error(Errc::bad_input, fmt::format("{}: not a regular file; refusing to remove it", where(name, backing)));
   }
   if (st.st_uid != ::geteuid()) {
-    throw Error(Errc::bad_input, where(name, backing) + ": owned by uid " + std::to_string(st.st_uid) +
-                                     "; refusing to remove it");
+    throw Error(Errc::bad_input,
+                fmt::format("{}: owned by uid {}; refusing to remove it", where(name, backing), st.st_uid));
   }
   unlink_name(std::string(name), backing);
   return true;
@@ -244,6 +360,46 @@ bool segment_exists(std::string_view name, const Backing& backing) {
   validate_segment_name(name);
   struct stat st {};
   return ::lstat(backing.path_of(name).c_str(), &st) == 0;
+}
+
+void publish_segment(std::string_view from, std::string_view to, const Backing& backing, bool replace,
+                     std::optional<SegmentIdentity> expected) {
+  validate_segment_name(from);
+  validate_segment_name(to);
+  struct stat st {};
+  if (!stat_own_segment(from, backing, st)) {
+    throw Error(Errc::bad_input, fmt::format("{}: does not exist; nothing to publish", where(from, backing)));
+  }
+  if (expected && identity_of(st) != *expected) {
+    throw Error(Errc::bad_input,
+                fmt::format("segment '{}' was replaced or resized before it was published: it was {}, now {}", from,
+                            to_string(*expected), to_string(identity_of(st))));
+  }
+  if (from == to) return;
+  const auto from_path = backing.path_of(from);
+  const auto to_path = backing.path_of(to);
+  const auto exists_error = [&] { return Error(Errc::exists, fmt::format("{}: already exists", where(to, backing))); };
+  if (replace) {
+    struct stat old {};
+    (void)stat_own_segment(to, backing, old);  // refuses a directory, symlink or another user's file
+    if (::rename(from_path.c_str(), to_path.c_str()) != 0) {
+      throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), errno);
+    }
+    return;
+  }
+  const int err = rename_noreplace(from_path.c_str(), to_path.c_str());
+  if (err == 0) return;
+  if (err == EEXIST) throw exists_error();
+  if (err != EINVAL && err != ENOSYS) {
+    throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), err);
+  }
+  // The filesystem cannot rename without replacing: link(2) never replaces either, and readers
+  // of `to` see the whole object from the start; then drop the old name.
+  if (::link(from_path.c_str(), to_path.c_str()) != 0) {
+    if (errno == EEXIST) throw exists_error();
+    throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), errno);
+  }
+  ::unlink(from_path.c_str());
 }
 
 }  // namespace tilepool

@@ -50,6 +50,10 @@ SEEDS = {
     "py2-longs-double-quotes": raw('{"descr": "<i2", "fortran_order": False, "shape": (3L, 4L)}'),
     "keys-reordered-no-trailing-comma": raw("{'shape': (6,), 'fortran_order': False, 'descr': '=u4'}"),
     "f8-file-v1": saved(np.arange(6, dtype=np.float64).reshape(2, 3)),
+    # Refused, and their messages must stay inert: control bytes in the descr, a zero axis
+    # that numpy's size rule does not let hide an overflow.
+    "descr-ansi-escape-v1": raw("{'descr': '<f8\r\x1b[2J\xff', 'fortran_order': False, 'shape': (3,), }"),
+    "zero-axis-overflow-v1": raw("{'descr': '|u1', 'fortran_order': False, 'shape': (4611686018427387904, 0, 4611686018427387904), }"),
 }
 
 os.makedirs(HERE, exist_ok=True)

@@ -1,6 +1,7 @@
 #include "tilepool/shared/array_segment.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <bit>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "shared/child_process.hpp"
 #include "shared/error_expectations.hpp"
 #include "shared/small_tmpfs.hpp"
 #include "shared/value_pattern.hpp"
@@ -399,6 +401,94 @@ TEST(ArraySegmentTest, SaveNpyOverwritesWithTheFlag) {
   seg.save_npy(path, /*overwrite=*/true);
 
   EXPECT_EQ(npy::read_file_header(path).shape, Shape{2});
+}
+
+// ---- shapes at the edges, read-only inputs, identity, publishing ----------------------------
+
+TEST(ArraySegmentTest, CreateRejectsAShapeNumpyRefusesWhereverItsZeroExtentIs) {
+  constexpr std::int64_t k62 = std::int64_t{1} << 62;
+  for (const Shape& shape : {Shape{k62, 0, k62}, Shape{k62, k62, 0}}) {
+    const std::string name = unique_name();
+
+    EXPECT_TRUE(throws_error([&] { (void)ArraySegment::create(name, DType::uint8, shape); }, Errc::usage,
+                             {format_shape(shape), "is too large"}));
+    EXPECT_FALSE(segment_exists(name));
+  }
+}
+
+TEST(ArraySegmentTest, AZeroDArrayRoundTripsThroughAnNpyFileAndNumpy) {
+  TempDir dir;
+  ArraySegment seg = ArraySegment::create(unique_name(), DType::int64, Shape{});
+  seg.view<std::int64_t>().data()[0] = -123456789;
+
+  seg.save_npy(dir / "sum.npy");
+  const ArraySegment loaded = ArraySegment::load_npy(dir / "sum.npy", unique_name());
+
+  EXPECT_EQ(loaded.shape(), Shape{});
+  EXPECT_EQ(loaded.view<const std::int64_t>().data()[0], -123456789);
+  const auto numpy = testing::run_python("import numpy as np\nfor p in ['" + (dir / "sum.npy").string() + "', '" +
+                                         seg.segment().backing().path_of(seg.name()).string() +
+                                         "']:\n  a = np.load(p, mmap_mode='r')\n"
+                                         "  assert a.shape == () and a.dtype == np.int64 and a == -123456789, (p, a)");
+  EXPECT_EQ(numpy.status, 0) << numpy.output;
+}
+
+TEST(ArraySegmentTest, AZeroDArrayAttachesReadOnly) {
+  const std::string name = unique_name();
+  ArraySegment seg = ArraySegment::create(name, DType::float64, Shape{});
+  seg.view<double>().data()[0] = 6.25;
+
+  const ArraySegment reader = ArraySegment::attach(name, {}, MapOptions{.read_only = true});
+
+  EXPECT_EQ(reader.shape(), Shape{});
+  EXPECT_EQ(reader.view<const double>().data()[0], 6.25);
+  EXPECT_TRUE(reader.segment().read_only());
+}
+
+TEST(ArraySegmentTest, ReadOnlyAttachOpensAnArrayThisUserMayOnlyRead) {
+  const std::string name = unique_name();
+  ArraySegment owner = ArraySegment::create(name, DType::int32, Shape{3});
+  owner.view<std::int32_t>().data()[2] = 77;
+  ASSERT_EQ(::chmod(owner.segment().backing().path_of(name).c_str(), 0400), 0);
+
+  const int status = testing::run_in_child([&] {
+    if (!testing::drop_permission_override()) return 10;
+    try {
+      (void)ArraySegment::attach(name);
+      return 11;  // read-write attach of a 0400 segment succeeded: the test proves nothing
+    } catch (const Error&) {
+    }
+    const ArraySegment reader = ArraySegment::attach(name, {}, MapOptions{.read_only = true});
+    return reader.view<const std::int32_t>().data()[2] == 77 ? 0 : 12;
+  });
+
+  EXPECT_TRUE(testing::exited_cleanly(status));
+}
+
+TEST(ArraySegmentTest, AttachWithTheExpectedIdentityRefusesAnArrayPutAgainUnderTheName) {
+  const std::string name = unique_name();
+  ArraySegment first = ArraySegment::create(name, DType::float64, Shape{4, 4});
+  const SegmentIdentity pinned = first.segment().identity();
+  first.segment().remove_name();
+  const ArraySegment second = ArraySegment::create(name, DType::float64, Shape{4, 4});
+
+  EXPECT_TRUE(throws_error([&] { (void)ArraySegment::attach(name, {}, MapOptions{.expected_identity = pinned}); },
+                           Errc::bad_input, {"segment '" + name + "' was replaced or resized since the job started"}));
+  EXPECT_NO_THROW((void)ArraySegment::attach(name, {}, MapOptions{.expected_identity = second.segment().identity()}));
+}
+
+TEST(ArraySegmentTest, APublishedArrayAttachesUnderItsNewName) {
+  const std::string to = unique_name("out");
+  ArraySegment job = ArraySegment::create(unique_name("job"), DType::uint16, Shape{2, 3});
+  job.view<std::uint16_t>().data()[5] = 65535;
+
+  job.segment().publish(to, /*replace=*/false);
+
+  const ArraySegment published = ArraySegment::attach(to);
+  EXPECT_EQ(published.shape(), (Shape{2, 3}));
+  EXPECT_EQ(published.view<const std::uint16_t>().data()[5], 65535);
+  EXPECT_EQ(job.name(), to);
+  EXPECT_TRUE(remove_segment(to));
 }
 
 // ---- views ----------------------------------------------------------------------------------

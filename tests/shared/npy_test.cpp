@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -374,6 +376,55 @@ TEST(NpyTest, ParseHeaderFailsOnAShapeWhoseByteSizeOverflows) {
                               "shape (1152921504606846976,) is too large"));
 }
 
+TEST(NpyTest, ParseHeaderRefusesAnOverflowingShapeWhereverItsZeroExtentIs) {
+  for (const std::string_view shape : {"(4611686018427387904, 0, 4611686018427387904)",
+                                       "(4611686018427387904, 4611686018427387904, 0)",
+                                       "(0, 4611686018427387904, 4611686018427387904)"}) {
+    const std::string dict = "{'descr': '|u1', 'fortran_order': False, 'shape': " + std::string(shape) + ", }";
+
+    EXPECT_TRUE(dict_is_refused(dict, "is too large")) << shape;
+  }
+}
+
+TEST(NpyTest, ParseHeaderAcceptsExactlyTheShapesNumpyAccepts) {
+  constexpr std::int64_t k = 1;
+  const std::vector<Shape> shapes = {
+      {k << 62, 0, k << 62}, {k << 62, k << 62, 0}, {0, k << 62, k << 62}, {k << 60, 0},   {0, k << 60},
+      {k << 59, 0},          {std::numeric_limits<std::int64_t>::max(), 0},               {k << 61, 0, 2}, {k << 61, 0, 4},
+      {3037000500, 3037000500, 0},                  {k << 31, k << 31, 0}, {0},            {},
+      {k << 62, 2},          {0, 0, 0},             {k << 62, 0, 1, 2}};
+  const std::vector<std::string> typestrs = {"|u1", "|b1", "<i4", "<f8"};
+  std::string program = "import numpy as np\nfor d, s in [";
+  for (const auto& t : typestrs) {
+    for (const auto& shape : shapes) program += "('" + t + "', " + format_shape(shape) + "), ";
+  }
+  // Acceptance is numpy's size check; MemoryError means the shape passed it.
+  program += "]:\n  try:\n    np.empty(s, dtype=d); print(1)\n  except MemoryError:\n    print(1)\n"
+             "  except ValueError:\n    print(0)\n";
+
+  const auto numpy = testing::run_python(program);
+
+  ASSERT_EQ(numpy.status, 0) << "needs numpy for /usr/bin/python3 (python3-numpy): " << numpy.output;
+  std::size_t line = 0;
+  for (const auto& t : typestrs) {
+    for (const auto& shape : shapes) {
+      const std::string dict = "{'descr': '" + t + "', 'fortran_order': False, 'shape': " + format_shape(shape) + ", }";
+      const std::string header = npy_header(dict);
+      bool ours = true;
+      try {
+        (void)npy::parse_header(bytes_of(header));
+      } catch (const Error&) {
+        ours = false;
+      }
+      ASSERT_LT(2 * line, numpy.output.size()) << numpy.output;
+      const bool theirs = numpy.output[2 * line] == '1';
+      EXPECT_EQ(ours, theirs) << t << " " << format_shape(shape) << ": tilepool " << (ours ? "accepts" : "refuses")
+                              << ", numpy " << (theirs ? "accepts" : "refuses");
+      ++line;
+    }
+  }
+}
+
 TEST(NpyTest, ParseHeaderFailsOnAnExtentThatDoesNotFitInt64) {
   EXPECT_TRUE(dict_is_refused("{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999,), }",
                               "shape extent too large"));
@@ -409,6 +460,56 @@ TEST(NpyTest, ParseHeaderAcceptsFortranOrderWithAtMostOneLongAxis) {
       npy::parse_header(bytes_of(npy_header("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 5, 1), }")));
   EXPECT_EQ(h.shape, (Shape{1, 5, 1}));
   EXPECT_EQ(h.data_bytes, 40u);
+}
+
+// True if `message` is one line with no byte a terminal could act on.
+bool is_one_inert_line(const std::string& message) {
+  return std::none_of(message.begin(), message.end(), [](char c) {
+    const auto b = static_cast<unsigned char>(c);
+    return b < 0x20 || b == 0x7F;
+  });
+}
+
+// The message parse_header throws for a header made of `dict`, read from `what`.
+std::string refusal_of(const std::string& dict, std::string_view what = "x.npy") {
+  const std::string header = npy_header(dict);
+  try {
+    (void)npy::parse_header(bytes_of(header), what);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+TEST(NpyTest, ABadDescrIsEscapedInTheMessage) {
+  const std::string message = refusal_of("{'descr': '<f8\r\x1b[2J\x1b]0;owned\x07\xff', 'fortran_order': False, 'shape': (3,), }");
+
+  EXPECT_TRUE(is_one_inert_line(message)) << message;
+  EXPECT_NE(message.find("unsupported dtype '<f8\\r\\x1b[2J\\x1b]0;owned\\x07\\xff'"), std::string::npos) << message;
+}
+
+TEST(NpyTest, AnUnexpectedKeyIsEscapedInTheMessage) {
+  const std::string message = refusal_of("{'\x1b[31mred\r': 1, 'descr': '<f8', 'fortran_order': False, 'shape': (3,), }");
+
+  EXPECT_TRUE(is_one_inert_line(message)) << message;
+  EXPECT_NE(message.find("unexpected key '\\x1b[31mred\\r'"), std::string::npos) << message;
+}
+
+TEST(NpyTest, TheNameOfTheInputIsEscapedInTheMessage) {
+  const std::string message = refusal_of("{'descr': '<c16', 'fortran_order': False, 'shape': (3,), }", "in\nput\x1b[2J.npy");
+
+  EXPECT_TRUE(is_one_inert_line(message)) << message;
+  EXPECT_TRUE(message.starts_with("in\\nput\\x1b[2J.npy: ")) << message;
+}
+
+TEST(NpyTest, ReadFileHeaderEscapesAPathWithControlCharacters) {
+  TempDir dir;
+  const auto path = dir / "bad\r\x1b[2Jname.npy";
+  write_bytes(path, "not npy at all");
+
+  EXPECT_TRUE(throws_error([&] { (void)npy::read_file_header(path); }, Errc::bad_input, {"bad\\r\\x1b[2Jname.npy: "}));
+  EXPECT_TRUE(throws_error([&] { (void)npy::read_file_header(dir / "gone\n.npy"); }, Errc::bad_input,
+                           {"gone\\n.npy: no such file"}));
 }
 
 TEST(NpyTest, ErrorsNameTheInputAsNpyDataByDefault) {
@@ -591,6 +692,38 @@ TEST(NpyTest, WriteFileRefusesToOverwriteWithoutTheFlag) {
   EXPECT_TRUE(throws_error([&] { npy::write_file(path, DType::uint8, Shape{2}, std::as_bytes(std::span(values))); },
                            Errc::exists, {path.string() + ": ", "already exists"}));
   EXPECT_EQ(read_bytes(path), "precious");
+}
+
+TEST(NpyTest, WriteFileRefusalDescribesTheFileNotACommandLineFlag) {
+  TempDir dir;
+  const auto path = dir / "out.npy";
+  write_bytes(path, "precious");
+  const std::array<std::uint8_t, 2> values = {1, 2};
+
+  try {
+    npy::write_file(path, DType::uint8, Shape{2}, std::as_bytes(std::span(values)));
+    FAIL() << "overwrote an existing file";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path.string() + ": already exists");
+  }
+}
+
+TEST(NpyTest, WriteFileAndReadFileRoundTripAZeroDArray) {
+  TempDir dir;
+  const auto path = dir / "scalar.npy";
+  const double value = 42.5;
+
+  npy::write_file(path, DType::float64, Shape{}, std::as_bytes(std::span(&value, 1)));
+
+  const npy::Header h = npy::read_file_header(path);
+  EXPECT_EQ(h.shape, Shape{});
+  EXPECT_EQ(h.data_bytes, 8u);
+  double got = 0;
+  npy::read_file_data(path, h, std::as_writable_bytes(std::span(&got, 1)));
+  EXPECT_EQ(got, value);
+  const auto numpy = testing::run_python("import numpy as np\na = np.load('" + path.string() +
+                                         "')\nassert a.shape == () and a.dtype == np.float64 and a == 42.5, (a.shape, a)");
+  EXPECT_EQ(numpy.status, 0) << numpy.output;
 }
 
 TEST(NpyTest, WriteFileRefusesToReplaceASymlinkWithoutTheFlag) {

@@ -8,9 +8,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "shared/child_process.hpp"
 #include "shared/error_expectations.hpp"
 #include "shared/fifo_guard.hpp"
 #include "shared/small_tmpfs.hpp"
@@ -433,6 +435,209 @@ TEST(SegmentTest, ReadOnlyAttachCannotWrite) {
 
   EXPECT_DEATH(*target = 'x', "");
   EXPECT_EQ(owner.data()[0], std::byte{0});
+}
+
+TEST(SegmentTest, WritingThroughAReadOnlyMappingKillsWithSigsegv) {
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, 64);
+  Segment reader = Segment::attach(name, {}, MapOptions{.read_only = true});
+
+  const int status = testing::run_in_child([&] {
+    *reinterpret_cast<volatile char*>(reader.data()) = 'x';
+    return 0;
+  });
+
+  EXPECT_TRUE(testing::died_of(status, SIGSEGV));
+  EXPECT_EQ(owner.data()[0], std::byte{0});
+}
+
+TEST(SegmentTest, ReadOnlyAttachReportsThatItIsReadOnly) {
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, 64);
+
+  EXPECT_TRUE(Segment::attach(name, {}, MapOptions{.read_only = true}).read_only());
+  EXPECT_FALSE(Segment::attach(name).read_only());
+  EXPECT_FALSE(owner.read_only());
+}
+
+// In a child that has lost root's power to bypass permissions: 0 if a read-only attach of
+// `name` sees `expected` and a read-write attach is refused as bad input; another status says
+// which step went wrong.
+int read_only_attach_works_but_read_write_does_not(const std::string& name, const Backing& backing,
+                                                   std::string_view expected) {
+  if (!testing::drop_permission_override()) return 10;
+  try {
+    const Segment reader = Segment::attach(name, backing, MapOptions{.read_only = true});
+    if (std::memcmp(reader.data(), expected.data(), expected.size()) != 0) return 11;
+  } catch (const Error&) {
+    return 12;
+  }
+  try {
+    (void)Segment::attach(name, backing);
+    return 13;  // the permissions did not bite: the test proves nothing
+  } catch (const Error& e) {
+    if (e.code() != Errc::bad_input) return 14;
+    if (std::string(e.what()).find(name) == std::string::npos) return 15;
+  }
+  return 0;
+}
+
+TEST(SegmentTest, ReadOnlyAttachOpensASegmentThisUserMayOnlyRead) {
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, 64);
+  std::memcpy(owner.data(), "mine to read", 12);
+  ASSERT_EQ(::chmod((kShm / name).c_str(), 0400), 0);
+
+  const int status = testing::run_in_child([&] { return read_only_attach_works_but_read_write_does_not(name, {}, "mine to read"); });
+
+  EXPECT_TRUE(testing::exited_cleanly(status));
+}
+
+TEST(SegmentTest, ReadOnlyAttachOpensAFileBackedSegmentInADirectoryThisUserMayNotWrite) {
+  TempDir dir;
+  const Backing backing = Backing::file(dir / "store");
+  std::filesystem::create_directory(dir / "store");
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, 64, backing);
+  std::memcpy(owner.data(), "read-only dir", 13);
+  owner.release_name();  // TempDir removes it
+  ASSERT_EQ(::chmod((dir / "store" / name).c_str(), 0400), 0);
+  ASSERT_EQ(::chmod((dir / "store").c_str(), 0500), 0);
+
+  const int status =
+      testing::run_in_child([&] { return read_only_attach_works_but_read_write_does_not(name, backing, "read-only dir"); });
+
+  ::chmod((dir / "store").c_str(), 0700);
+  EXPECT_TRUE(testing::exited_cleanly(status));
+}
+
+TEST(SegmentTest, ReadOnlyAttachOpensASegmentOnAReadOnlyMount) {
+  testing::SmallTmpfs fs("1m");
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  const Backing backing = Backing::file(fs.path());
+  const std::string name = unique_name();
+  {
+    Segment owner = Segment::create(name, 64, backing);
+    std::memcpy(owner.data(), "frozen", 6);
+    owner.release_name();
+  }
+  ASSERT_EQ(::mount(nullptr, fs.path().c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0) << std::strerror(errno);
+
+  const Segment reader = Segment::attach(name, backing, MapOptions{.read_only = true});
+
+  EXPECT_EQ(std::memcmp(reader.data(), "frozen", 6), 0);
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, backing); }, Errc::bad_input,
+                           {name, "cannot open for reading and writing", "Read-only file system"}));
+}
+
+// ---- identity -------------------------------------------------------------------------------
+
+TEST(SegmentTest, IdentityIsTheDeviceInodeAndSizeOfTheObject) {
+  const std::string name = unique_name();
+  const Segment seg = Segment::create(name, 4096);
+  struct stat st {};
+  ASSERT_EQ(::stat((kShm / name).c_str(), &st), 0);
+
+  EXPECT_EQ(seg.identity().device, st.st_dev);
+  EXPECT_EQ(seg.identity().inode, st.st_ino);
+  EXPECT_EQ(seg.identity().size, 4096u);
+}
+
+TEST(SegmentTest, EveryHandleOnOneObjectHasItsIdentity) {
+  const std::string name = unique_name();
+  const Segment owner = Segment::create(name, 4096);
+
+  EXPECT_EQ(Segment::attach(name).identity(), owner.identity());
+  EXPECT_EQ(Segment::attach(name, {}, MapOptions{.read_only = true}).identity(), owner.identity());
+}
+
+TEST(SegmentTest, IdentityPrintsItsDeviceInodeAndSize) {
+  const SegmentIdentity id{.device = (std::uint64_t{8} << 8) | 1, .inode = 1234, .size = 4096};
+  std::ostringstream out;
+
+  out << id;
+
+  EXPECT_EQ(to_string(id), "device 8:1, inode 1234, 4096 bytes");
+  EXPECT_EQ(out.str(), to_string(id));
+}
+
+TEST(SegmentTest, AnObjectRecreatedUnderTheSameNameHasAnotherIdentity) {
+  const std::string name = unique_name();
+  Segment first = Segment::create(name, 4096);
+  ASSERT_TRUE(remove_segment(name));
+
+  const Segment second = Segment::create(name, 4096);
+
+  EXPECT_NE(second.identity(), first.identity());
+  EXPECT_EQ(second.identity().size, first.identity().size);
+}
+
+TEST(SegmentTest, AttachWithTheExpectedIdentityAttachesTheSameObject) {
+  const std::string name = unique_name();
+  const Segment owner = Segment::create(name, 4096);
+
+  const Segment again = Segment::attach(name, {}, MapOptions{.expected_identity = owner.identity()});
+
+  EXPECT_EQ(again.identity(), owner.identity());
+}
+
+TEST(SegmentTest, AttachWithTheExpectedIdentityRefusesAnObjectRecreatedUnderTheName) {
+  const std::string name = unique_name();
+  Segment first = Segment::create(name, 4096);
+  const SegmentIdentity pinned = Segment::attach(name).identity();
+  ASSERT_TRUE(remove_segment(name));
+  const Segment second = Segment::create(name, 4096);
+
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, {}, MapOptions{.expected_identity = pinned}); },
+                           Errc::bad_input,
+                           {"segment '" + name + "' was replaced or resized since the job started: ", to_string(pinned),
+                            to_string(second.identity())}));
+}
+
+TEST(SegmentTest, AttachWithTheExpectedIdentityRefusesATruncatedSegment) {
+  for (const off_t new_size : {off_t{0}, off_t{1024}, off_t{8192}}) {
+    const std::string name = unique_name();
+    const Segment owner = Segment::create(name, 4096);
+    ASSERT_EQ(::truncate((kShm / name).c_str(), new_size), 0);
+
+    EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, {}, MapOptions{.expected_identity = owner.identity()}); },
+                             Errc::bad_input, {"segment '" + name + "' was replaced or resized", "4096 bytes"}))
+        << new_size;
+  }
+}
+
+TEST(SegmentTest, AttachWithTheExpectedIdentityReportsARemovedSegment) {
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, 4096);
+  owner.remove_name();
+
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, {}, MapOptions{.expected_identity = owner.identity()}); },
+                           Errc::bad_input, {"segment '" + name + "' was removed since the job started"}));
+}
+
+TEST(SegmentTest, AttachWithTheExpectedIdentityRefusesAReplacedFileBackedSegment) {
+  TempDir dir;
+  const Backing backing = Backing::file(dir.path());
+  const std::string name = unique_name();
+  Segment first = Segment::create(name, 4096, backing);
+  first.remove_name();
+  const Segment second = Segment::create(name, 4096, backing);
+
+  EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name, backing, MapOptions{.expected_identity = first.identity()}); },
+                           Errc::bad_input, {"segment '" + name + "' was replaced or resized since the job started"}));
+}
+
+TEST(SegmentTest, ACreatorDoesNotRemoveAnotherObjectThatTookItsName) {
+  const std::string name = unique_name();
+  {
+    Segment first = Segment::create(name, 64);
+    ASSERT_TRUE(remove_segment(name));
+    Segment second = Segment::create(name, 64);
+    second.release_name();
+  }  // `first` is destroyed here, owning a name that now holds `second`
+
+  EXPECT_TRUE(segment_exists(name));
+  EXPECT_TRUE(remove_segment(name));
 }
 
 // ---- file backing ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -59,6 +60,34 @@ TEST(ShapeTest, ByteCountRefusesSizesThatOverflowSizeT) {
 TEST(ShapeTest, ByteCountRefusesNegativeExtentsAndOverflowingShapes) {
   EXPECT_EQ(byte_count(Shape{-4}, 1), std::nullopt);
   EXPECT_EQ(byte_count(Shape{kMax, 2}, 1), std::nullopt);
+}
+
+TEST(ShapeTest, AZeroExtentDoesNotHideAnOverflowWhereverItIs) {
+  // numpy refuses all three ("array is too big"): zero axes are skipped in its size check.
+  constexpr std::int64_t k62 = std::int64_t{1} << 62;
+  for (const Shape& shape : {Shape{k62, 0, k62}, Shape{k62, k62, 0}, Shape{0, k62, k62}}) {
+    EXPECT_EQ(element_count(shape), std::nullopt) << format_shape(shape);
+    EXPECT_EQ(byte_count(shape, 1), std::nullopt) << format_shape(shape);
+  }
+}
+
+TEST(ShapeTest, AZeroSizeArrayIsRefusedWhenItsOtherExtentsTimesTheItemSizeOverflow) {
+  constexpr std::int64_t k60 = std::int64_t{1} << 60;
+  EXPECT_EQ(byte_count(Shape{k60, 0}, 8), std::nullopt);  // 2^63 bytes if the 0 were 1
+  EXPECT_EQ(byte_count(Shape{0, k60}, 8), std::nullopt);
+  EXPECT_EQ(byte_count(Shape{k60, 0}, 1), 0u);
+  EXPECT_EQ(byte_count(Shape{k60 / 2, 0}, 8), 0u);
+  EXPECT_EQ(element_count(Shape{kMax, 0}), 0);
+}
+
+TEST(ShapeTest, TheVerdictDoesNotDependOnAxisOrder) {
+  const Shape shape{3037000500, 0, 3037000500, 2};
+  Shape permuted = shape;
+  std::sort(permuted.begin(), permuted.end());
+  do {
+    EXPECT_EQ(element_count(permuted), std::nullopt) << format_shape(permuted);
+    EXPECT_EQ(byte_count(permuted, 1), std::nullopt) << format_shape(permuted);
+  } while (std::next_permutation(permuted.begin(), permuted.end()));
 }
 
 TEST(ShapeTest, FormatShapePrintsLikeNumpy) {

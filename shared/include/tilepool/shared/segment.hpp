@@ -3,9 +3,13 @@
 /// Named shared-memory segments: move-only RAII handles over a mapping that views keep alive.
 
 #include <cstddef>
+#include <cstdint>
+#include <iosfwd>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "tilepool/shared/backing.hpp"
 
@@ -22,10 +26,33 @@ class Mapping {
   [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
 };
 
+/// What a segment is rather than what it is called: the device and inode of the object and
+/// its size, read with fstat on the descriptor it was opened with. Two handles with equal
+/// identities map the same object; an object removed and re-created under the same name, or
+/// truncated, has another identity. A plain value (trivially copyable: it can be stored in a
+/// control block or passed to another process).
+struct SegmentIdentity {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size = 0;
+  friend bool operator==(const SegmentIdentity&, const SegmentIdentity&) = default;
+};
+
+/// "device 0:26, inode 1234, 4096 bytes".
+std::string to_string(const SegmentIdentity& identity);
+std::ostream& operator<<(std::ostream& out, const SegmentIdentity& identity);
+
 /// Options for Segment::create / Segment::attach.
 struct MapOptions {
   bool populate = true;  ///< pre-fault every page (MAP_POPULATE) so first touch costs nothing later
+  /// Open O_RDONLY and map PROT_READ: attaches a segment this user may only read (mode 0400, a
+  /// read-only mount or directory); a write through the mapping faults (SIGSEGV; see
+  /// guard_faults) instead of changing the data.
   bool read_only = false;
+  /// Attach only: the identity the segment had when it was first attached (Segment::identity).
+  /// Attach refuses with Error(bad_input) if the object now under the name is another object
+  /// or has another size, so a job never reads or writes an object that merely took the name.
+  std::optional<SegmentIdentity> expected_identity;
 };
 
 /// A named segment: a handle that maps it and, if this handle created it, removes the
@@ -40,8 +67,10 @@ class Segment {
   static Segment create(std::string name, std::size_t size, const Backing& backing = {},
                         MapOptions options = {});
 
-  /// Maps an existing segment by name. Checks it is a regular file owned by this uid and at
-  /// least `min_size` bytes. Throws Error(bad_input) if absent or wrong.
+  /// Maps an existing segment by name. Checks it is a regular file owned by this uid, at
+  /// least `min_size` bytes and, if options.expected_identity is set, still that object:
+  /// "segment 'x' was replaced or resized since the job started: ...". Throws
+  /// Error(bad_input) if absent or wrong.
   static Segment attach(std::string name, const Backing& backing = {}, MapOptions options = {},
                         std::size_t min_size = 0);
 
@@ -49,7 +78,7 @@ class Segment {
   Segment& operator=(Segment&& other) noexcept;
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
-  /// Drops this handle's reference to the mapping; removes the name if this handle owns it.
+  /// Drops this handle's reference to the mapping; removes the name as remove_name() does.
   ~Segment();
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
@@ -57,21 +86,44 @@ class Segment {
   [[nodiscard]] std::byte* data() const noexcept { return mapping_->data(); }
   [[nodiscard]] std::size_t size() const noexcept { return mapping_->size(); }
   [[nodiscard]] const std::shared_ptr<Mapping>& mapping() const noexcept { return mapping_; }
+  /// The object this handle mapped (device, inode, size when it was opened).
+  [[nodiscard]] const SegmentIdentity& identity() const noexcept { return identity_; }
+  /// True if the mapping is read-only (MapOptions::read_only).
+  [[nodiscard]] bool read_only() const noexcept { return read_only_; }
   /// True if destroying this handle removes the name.
   [[nodiscard]] bool owns_name() const noexcept { return owns_name_; }
   /// Keeps the name after this handle is destroyed (user-named segments: `tilepool put`).
   void release_name() noexcept { owns_name_ = false; }
-  /// Removes the name now (if owned); the mapping stays valid for existing views.
+  /// Removes the name now (if owned, and only while it still names this handle's object: a
+  /// new object that took the name is left alone); the mapping stays valid for existing views.
   void remove_name() noexcept;
+  /// Moves this handle's segment onto the name `to` in one step (publish_segment, checking the
+  /// object is still this handle's) and gives the name up: afterwards name() is `to` and
+  /// destroying the handle removes nothing. Needs a handle that owns its name (a creator);
+  /// throws as publish_segment, leaving the handle unchanged.
+  void publish(std::string to, bool replace);
 
  private:
-  Segment(std::string name, Backing backing, std::shared_ptr<Mapping> mapping, bool owns);
+  Segment(std::string name, Backing backing, std::shared_ptr<Mapping> mapping, SegmentIdentity identity,
+          bool read_only, bool owns);
 
   std::string name_;
   Backing backing_;
   std::shared_ptr<Mapping> mapping_;
+  SegmentIdentity identity_;
+  bool read_only_ = false;
   bool owns_name_ = false;
 };
+
+/// Publishes a finished segment: renames `from` to `to` in the same backing in one step, so
+/// readers of `to` see the old object or the whole new one, never a partial one. With
+/// `replace == false` an existing `to` is never overwritten (Error(exists); renameat2 with
+/// RENAME_NOREPLACE, or link + unlink where the filesystem lacks it). With `replace == true`
+/// an existing `to` is replaced atomically; processes that mapped the old object keep it.
+/// `from` must be a regular file owned by this uid (and, if `expected` is given, still that
+/// object); an existing `to` that is not, is refused. Throws Error(bad_input|exists|system).
+void publish_segment(std::string_view from, std::string_view to, const Backing& backing, bool replace,
+                     std::optional<SegmentIdentity> expected = std::nullopt);
 
 /// Removes a segment by name if it is a regular file owned by this uid. Returns false if it
 /// did not exist; throws Error(bad_input) if it belongs to someone else or is not a file.

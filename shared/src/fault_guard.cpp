@@ -1,0 +1,258 @@
+#include "tilepool/shared/fault_guard.hpp"
+
+#include <fmt/format.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <mutex>
+
+#include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
+
+namespace tilepool {
+namespace {
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uintptr_t>::is_always_lock_free &&
+                  std::atomic<bool>::is_always_lock_free,
+              "the signal handler reads the registry with lock-free atomics only");
+
+// One registered range. The signal handler reads `begin`, `end` and `read_only` without a
+// lock, as a seqlock: `sequence` is odd while a registering thread rewrites them, and changes
+// whenever the slot is reused, so a reader sees one registration's values or none. `what` and
+// `fd` are read and written only under g_mutex, never by the handler.
+struct Slot {
+  std::atomic<std::uint64_t> sequence{0};
+  std::atomic<std::uintptr_t> begin{0};  // 0: free
+  std::atomic<std::uintptr_t> end{0};
+  std::atomic<bool> read_only{false};
+  std::string what;
+  int fd = -1;
+};
+
+// Slots come in chunks that are linked once and never freed, so the handler can walk them
+// while another thread adds one: the registry has no fixed capacity.
+constexpr std::size_t kSlotsPerChunk = 64;
+struct Chunk {
+  Slot slots[kSlotsPerChunk];
+  std::atomic<Chunk*> next{nullptr};
+};
+
+std::atomic<Chunk*> g_chunks{nullptr};
+std::mutex g_mutex;  // serializes registering and unregistering, and reading `what`/`fd`
+
+// Rewrites a slot's range (under g_mutex): readers see the old values, the new ones, or an
+// odd sequence, never a mix.
+void write_range(Slot& s, std::uintptr_t begin, std::uintptr_t end, bool read_only) noexcept {
+  const std::uint64_t seq = s.sequence.load(std::memory_order_relaxed);
+  s.sequence.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  s.begin.store(begin, std::memory_order_relaxed);
+  s.end.store(end, std::memory_order_relaxed);
+  s.read_only.store(read_only, std::memory_order_relaxed);
+  s.sequence.store(seq + 2, std::memory_order_release);
+}
+
+Slot& free_slot() {
+  Chunk* last = nullptr;
+  for (Chunk* c = g_chunks.load(std::memory_order_acquire); c != nullptr; c = c->next.load(std::memory_order_acquire)) {
+    for (Slot& s : c->slots) {
+      if (s.begin.load(std::memory_order_relaxed) == 0) return s;
+    }
+    last = c;
+  }
+  auto* fresh = new Chunk;  // never freed: the handler may be walking the list
+  (last == nullptr ? g_chunks : last->next).store(fresh, std::memory_order_release);
+  return fresh->slots[0];
+}
+
+// What the handler found: the registration the address belongs to, as it was at that moment.
+struct Hit {
+  Slot* slot = nullptr;
+  std::uint64_t sequence = 0;
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool read_only = false;
+};
+
+// Async-signal-safe: atomic loads only.
+bool find_range(std::uintptr_t address, Hit& hit) noexcept {
+  for (Chunk* c = g_chunks.load(std::memory_order_acquire); c != nullptr; c = c->next.load(std::memory_order_acquire)) {
+    for (Slot& s : c->slots) {
+      const std::uint64_t seq = s.sequence.load(std::memory_order_acquire);
+      if ((seq & 1) != 0) continue;
+      const std::uintptr_t begin = s.begin.load(std::memory_order_relaxed);
+      const std::uintptr_t end = s.end.load(std::memory_order_relaxed);
+      const bool read_only = s.read_only.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.sequence.load(std::memory_order_relaxed) != seq) continue;
+      if (begin != 0 && address >= begin && address < end) {
+        hit = Hit{&s, seq, begin, end, read_only};
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+struct Fault {
+  int signal = 0;
+  std::uintptr_t address = 0;
+  Hit hit;
+};
+
+// One active guard_faults() call, on the stack of the thread that made it.
+struct GuardFrame {
+  sigjmp_buf jump;
+  GuardFrame* enclosing = nullptr;
+  Fault fault;
+};
+
+// initial-exec: the handler must not make the TLS allocator run (it is not async-signal-safe).
+[[gnu::tls_model("initial-exec")]] thread_local GuardFrame* tl_guard = nullptr;
+
+struct sigaction g_previous_bus {};
+struct sigaction g_previous_segv {};
+
+// Hands a fault that is not ours to whoever handled the signal before us, or to the default
+// action: reinstated, it applies when the faulting instruction runs again on return (a signal
+// sent with kill() is raised again instead), so the process dies of the signal as it would have.
+void chain(int sig, siginfo_t* info, void* context) noexcept {
+  const struct sigaction& previous = sig == SIGBUS ? g_previous_bus : g_previous_segv;
+  if ((previous.sa_flags & SA_SIGINFO) != 0) {
+    if (previous.sa_sigaction != nullptr) previous.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    previous.sa_handler(sig);
+    return;
+  }
+  const bool sent = info->si_code <= 0;
+  if (previous.sa_handler == SIG_IGN && sent) return;
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  sigemptyset(&default_action.sa_mask);
+  ::sigaction(sig, &default_action, nullptr);
+  if (sent) ::raise(sig);
+}
+
+void on_fault(int sig, siginfo_t* info, void* context) {
+  const int saved_errno = errno;
+  GuardFrame* guard = tl_guard;
+  const bool shrank = sig == SIGBUS && info->si_code == BUS_ADRERR;
+  const bool denied = sig == SIGSEGV && info->si_code == SEGV_ACCERR;
+  if (guard != nullptr && (shrank || denied)) {
+    const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    Hit hit;
+    if (find_range(address, hit) && (shrank || hit.read_only)) {
+      guard->fault = Fault{sig, address, hit};
+      tl_guard = guard->enclosing;
+      // SA_NODEFER left the signal unblocked, so no mask needs restoring on the way out.
+      siglongjmp(guard->jump, 1);
+    }
+  }
+  chain(sig, info, context);
+  errno = saved_errno;
+}
+
+bool install_handler() noexcept {
+  struct sigaction action {};
+  action.sa_sigaction = on_fault;
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&action.sa_mask);
+  // Read the previous handler before replacing it, so a fault in between finds it in place.
+  ::sigaction(SIGBUS, nullptr, &g_previous_bus);
+  ::sigaction(SIGBUS, &action, nullptr);
+  ::sigaction(SIGSEGV, nullptr, &g_previous_segv);
+  ::sigaction(SIGSEGV, &action, nullptr);
+  return true;
+}
+
+Error fault_error(const Fault& fault) {
+  std::string what = "a shared mapping";
+  std::optional<long long> now;
+  {
+    const std::lock_guard lock(g_mutex);
+    // The slot may have been unregistered (and reused) since: then only the range is known.
+    if (fault.hit.slot->sequence.load(std::memory_order_relaxed) == fault.hit.sequence) {
+      what = fault.hit.slot->what;
+      struct stat st {};
+      if (fault.hit.slot->fd >= 0 && ::fstat(fault.hit.slot->fd, &st) == 0) now = st.st_size;
+    }
+  }
+  const std::uintptr_t needs = fault.hit.end - fault.hit.begin;
+  const std::uintptr_t offset = fault.address - fault.hit.begin;
+  if (fault.signal == SIGSEGV) {
+    return Error(Errc::job_failed, fmt::format("{} is read-only: a write to byte {} of it faulted", what, offset));
+  }
+  if (now) {
+    return Error(Errc::job_failed,
+                 fmt::format("{} shrank under the job: it is now {} bytes, the job needs {}", what, *now, needs));
+  }
+  return Error(Errc::job_failed,
+               fmt::format("{} shrank under the job: byte {} of the {} the job needs is gone", what, offset, needs));
+}
+
+}  // namespace
+
+FaultRegistration::FaultRegistration(std::span<const std::byte> range, std::string what, int fd, bool read_only) {
+  if (range.empty()) return;
+  std::string escaped = escape_for_message(what);
+  const std::lock_guard lock(g_mutex);
+  Slot& s = free_slot();
+  s.what = std::move(escaped);
+  s.fd = fd;
+  const auto begin = reinterpret_cast<std::uintptr_t>(range.data());
+  write_range(s, begin, begin + range.size(), read_only);
+  slot_ = &s;
+}
+
+FaultRegistration::FaultRegistration(FaultRegistration&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
+
+FaultRegistration& FaultRegistration::operator=(FaultRegistration&& other) noexcept {
+  if (this != &other) {
+    reset();
+    slot_ = std::exchange(other.slot_, nullptr);
+  }
+  return *this;
+}
+
+FaultRegistration::~FaultRegistration() { reset(); }
+
+void FaultRegistration::reset() noexcept {
+  if (slot_ == nullptr) return;
+  auto& s = *static_cast<Slot*>(slot_);
+  const std::lock_guard lock(g_mutex);
+  write_range(s, 0, 0, false);
+  s.what.clear();
+  s.fd = -1;
+  slot_ = nullptr;
+}
+
+namespace detail {
+
+void run_guarded(void (*body)(void*), void* context) {
+  static const bool installed = install_handler();
+  (void)installed;
+  GuardFrame frame;
+  frame.enclosing = tl_guard;
+  // Puts the enclosing guard back however this call ends: return, exception or fault.
+  struct Restore {
+    GuardFrame* enclosing;
+    ~Restore() { tl_guard = enclosing; }
+  } restore{frame.enclosing};
+  if (sigsetjmp(frame.jump, 0) == 0) {
+    tl_guard = &frame;
+    body(context);
+    return;
+  }
+  // Back from the handler: it filled frame.fault before jumping.
+  std::atomic_signal_fence(std::memory_order_acquire);
+  throw fault_error(frame.fault);
+}
+
+}  // namespace detail
+}  // namespace tilepool
