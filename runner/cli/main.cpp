@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tilepool: error: %s (see tilepool --help)\n", e.what());
     return 2;
   } catch (const tilepool::Error& e) {
-    std::fprintf(stderr, "tilepool: error: %s\n", e.what());
+    // The library describes the data; the command line adds the remedy it offers.
+    const char* remedy = e.code() == tilepool::Errc::no_space ? " (for a larger store, use --backing file:DIR)" : "";
+    std::fprintf(stderr, "tilepool: error: %s%s\n", e.what(), remedy);
     return exit_status(e);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tilepool: error: %s\n", e.what());
