@@ -18,6 +18,8 @@ namespace tilepool {
 /// A live memory mapping of a segment. Shared: every view of the segment holds a
 /// shared_ptr to it, so the memory stays mapped while any view exists, even after the
 /// Segment handle is gone or the name was removed. Safe to share across threads.
+/// A segment's mapping keeps the object's descriptor open and is registered with
+/// guard_faults (fault_guard.hpp) while it exists, so a fault on it can name the segment.
 class Mapping {
  public:
   virtual ~Mapping() = default;
