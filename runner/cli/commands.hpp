@@ -44,7 +44,7 @@ struct RunReport {
 void add_run_command(CLI::App& app, RunOptions& options);
 /// Runs a job as `tilepool run` does and reports what it measured.
 RunReport run_job(const RunOptions& options);
-/// Prints a report as one JSON object (DESIGN.md's --json fields).
+/// Prints a report as one JSON object (the --json fields the README lists).
 std::string report_json(const RunReport& report);
 
 void add_segment_commands(CLI::App& app);  // put, get, ls, rm, gc
