@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "commands.hpp"
 #include "flag_errors.hpp"
 #include "tilepool/runner/job_names.hpp"
@@ -122,7 +124,7 @@ RunReport run_job(const RunOptions& o) {
   (void)find_kernel(o.kernel);
   const Shape tile = for_flag("--tile", o.tile, TileGrid::parse_extents);
   if (o.workers < 0 || o.workers > kMaxWorkers) {
-    throw Error(Errc::usage, "--workers " + std::to_string(o.workers) + ": expected 1 to " + std::to_string(kMaxWorkers));
+    throw Error(Errc::usage, fmt::format("--workers {}: expected 1 to {}", o.workers, kMaxWorkers));
   }
   Params params;
   for (const std::string& item : o.params) {

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "commands.hpp"
 #include "flag_errors.hpp"
 #include "tilepool/runner/job_names.hpp"
@@ -51,8 +53,7 @@ std::vector<SegmentInfo> list_segments(const Backing& backing) {
       info.kind = control ? "control" : "other";
     }
     if (const auto owner = parse_job_segment_name(info.name)) {
-      info.state = owner_alive(*owner) ? "live (pid " + std::to_string(owner->pid) + ")"
-                                       : "stale (pid " + std::to_string(owner->pid) + " gone)";
+      info.state = owner_alive(*owner) ? fmt::format("live (pid {})", owner->pid) : fmt::format("stale (pid {} gone)", owner->pid);
     } else if (info.kind == "array") {
       info.state = "named";
     } else {

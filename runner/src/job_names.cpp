@@ -1,5 +1,7 @@
 #include "tilepool/runner/job_names.hpp"
 
+#include <fmt/format.h>
+
 #include <unistd.h>
 
 #include <charconv>
@@ -31,7 +33,7 @@ std::string job_segment_name(std::string_view role) {
   const unsigned long long r = (static_cast<unsigned long long>(rd()) << 32) | rd();
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", r);
-  return "tilepool-" + std::to_string(::getpid()) + "-" + std::to_string(start) + "-" + hex + "-" + std::string(role);
+  return fmt::format("tilepool-{}-{}-{}-{}", ::getpid(), start, hex, role);
 }
 
 std::optional<SegmentOwner> parse_job_segment_name(std::string_view name) {

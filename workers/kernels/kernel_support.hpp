@@ -9,6 +9,8 @@
 #include <limits>
 #include <type_traits>
 
+#include <fmt/format.h>
+
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/kernel.hpp"
 

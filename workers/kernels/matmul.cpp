@@ -48,11 +48,11 @@ ArraySpec matmul_spec(std::span<const ArraySpec> inputs, const Params& /*params*
   const Shape& a = inputs[0].shape;
   const Shape& b = inputs[1].shape;
   if (a.size() != 2 || b.size() != 2) {
-    throw Error(Errc::bad_input, "matmul: inputs have shapes " + format_shape(a) + " and " + format_shape(b) +
+    throw Error(Errc::bad_input, fmt::format("matmul: inputs have shapes {} and {}", format_shape(a), format_shape(b)) +
                                      "; expected two 2-D arrays (M x K and K x N)");
   }
   if (a[1] != b[0]) {
-    throw Error(Errc::bad_input, "matmul: inner dimensions differ: " + format_shape(a) + " x " + format_shape(b) +
+    throw Error(Errc::bad_input, fmt::format("matmul: inner dimensions differ: {} x {}", format_shape(a), format_shape(b)) +
                                      " (expected A's columns == B's rows)");
   }
   return ArraySpec{inputs[0].dtype, Shape{a[0], b[1]}};

@@ -109,25 +109,24 @@ Box grown_on_last_two_axes(const Box& box, std::int64_t by, const Shape& shape) 
 
 std::string format_dtypes(std::span<const DType> dtypes) {
   std::string s;
-  for (const DType d : dtypes) s += (s.empty() ? "" : ", ") + std::string(dtype_name(d));
+  for (const DType d : dtypes) s += fmt::format("{}{}", s.empty() ? "" : ", ", dtype_name(d));
   return s;
 }
 
 ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& params) {
   const std::string k(kernel.name);
   if (static_cast<int>(inputs.size()) != kernel.arity) {
-    throw Error(Errc::usage, k + " takes " + std::to_string(kernel.arity) + " input" + (kernel.arity == 1 ? "" : "s") +
-                                 ", got " + std::to_string(inputs.size()));
+    throw Error(Errc::usage, fmt::format("{} takes {} input{}, got {}", k, kernel.arity, kernel.arity == 1 ? "" : "s", inputs.size()));
   }
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const DType d = inputs[i].dtype;
     if (std::find(kernel.dtypes.begin(), kernel.dtypes.end(), d) == kernel.dtypes.end()) {
-      throw Error(Errc::bad_input, k + ": input " + std::to_string(i + 1) + " is " + std::string(dtype_name(d)) +
-                                       "; expected one of " + format_dtypes(kernel.dtypes));
+      throw Error(Errc::bad_input, fmt::format("{}: input {} is {}; expected one of {}", k, i + 1, dtype_name(d),
+                                               format_dtypes(kernel.dtypes)));
     }
     if (d != inputs[0].dtype) {
-      throw Error(Errc::bad_input, k + ": input " + std::to_string(i + 1) + " is " + std::string(dtype_name(d)) +
-                                       " but input 1 is " + std::string(dtype_name(inputs[0].dtype)) +
+      throw Error(Errc::bad_input, fmt::format("{}: input {} is {} but input 1 is {}", k, i + 1, dtype_name(d),
+                                               dtype_name(inputs[0].dtype)) +
                                        " (expected the same dtype)");
     }
   }
@@ -137,7 +136,7 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
     return kernel.output_spec(inputs, params);
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(k)) throw;
-    throw Error(e.code(), k + ": " + e.what());
+    throw Error(e.code(), fmt::format("{}: {}", k, e.what()));
   }
 }
 
@@ -146,8 +145,8 @@ namespace kernels {
 ArraySpec same_as_inputs(std::span<const ArraySpec> inputs, const Params& /*params*/) {
   for (std::size_t i = 1; i < inputs.size(); ++i) {
     if (inputs[i].shape != inputs[0].shape) {
-      throw Error(Errc::bad_input, "input " + std::to_string(i + 1) + " has shape " + format_shape(inputs[i].shape) +
-                                       " but input 1 has " + format_shape(inputs[0].shape) + " (expected the same shape)");
+      throw Error(Errc::bad_input, fmt::format("input {} has shape {} but input 1 has {} (expected the same shape)", i + 1,
+                                               format_shape(inputs[i].shape), format_shape(inputs[0].shape)));
     }
   }
   return inputs[0];

@@ -205,7 +205,7 @@ CopyChannel::Outcome CopyChannel::transfer(ControlBlock& control, int slot, cons
     }
     if (s.out_.empty() && s.in_flight_.empty()) return Outcome::drained;
     pollfd fds[2] = {{from_fd, POLLIN, 0}, {to_fd, static_cast<short>(s.out_.empty() ? 0 : POLLOUT), 0}};
-    if (::poll(fds, 2, 200) < 0 && errno != EINTR) throw system_error("poll on copy worker pipes", errno);
+    if (retry_on_eintr([&] { return ::poll(fds, 2, 200); }) < 0) throw system_error("poll on copy worker pipes", errno);
     if (!s.out_.empty() && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0 && !s.write_some()) return Outcome::worker_gone;
     if ((fds[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0 && !s.read_replies()) return Outcome::worker_gone;
     if (!s.in_flight_.empty() && overdue && overdue(s.front_since_ns_)) return Outcome::overdue;

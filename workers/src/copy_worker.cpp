@@ -27,6 +27,7 @@
 
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/posix_call.hpp"
 #include "tilepool/workers/copy_protocol.hpp"
 #include "tilepool/workers/tile_loop.hpp"
 #include "tilepool/workers/worker.hpp"
@@ -69,9 +70,9 @@ class RequestReader {
       }
       before_block();
       const bool direct = n - got >= kDirectRead;
-      const ssize_t r = direct ? ::read(fd_, out + got, n - got) : ::read(fd_, buf_.get(), std::min(chunk, kInputBuffer));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) protocol_error(std::string("read from the runner: ") + std::strerror(errno));
+      const ssize_t r = retry_on_eintr(
+          [&] { return direct ? ::read(fd_, out + got, n - got) : ::read(fd_, buf_.get(), std::min(chunk, kInputBuffer)); });
+      if (r < 0) protocol_error(fmt::format("read from the runner: {}", std::strerror(errno)));
       if (r == 0) {
         if (got == 0 && eof_ok) return false;
         runner_gone();
@@ -125,10 +126,9 @@ class ReplyWriter {
 
   void write_all(iovec* iov, int count) {
     while (count > 0) {
-      const ssize_t w = ::writev(fd_, iov, count);
-      if (w < 0 && errno == EINTR) continue;
+      const ssize_t w = retry_on_eintr([&] { return ::writev(fd_, iov, count); });
       if (w < 0 && errno == EPIPE) runner_gone();
-      if (w < 0) protocol_error(std::string("write to the runner: ") + std::strerror(errno));
+      if (w < 0) protocol_error(fmt::format("write to the runner: {}", std::strerror(errno)));
       auto left = static_cast<std::size_t>(w);
       while (count > 0 && left >= iov->iov_len) {
         left -= iov->iov_len;

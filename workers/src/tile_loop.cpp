@@ -9,12 +9,6 @@
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
-namespace {
-
-std::string text_of(const char* field, std::size_t capacity) { return std::string(field, strnlen(field, capacity)); }
-
-}  // namespace
-
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
   std::uint64_t bound_job = 0;
   std::uint32_t seen = 0;
@@ -32,7 +26,7 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
     seen = epoch;
     const JobDescriptor& job = control.job();
     if (job.job_id != 0) {
-      const std::string kernel = text_of(job.kernel, sizeof job.kernel);
+      const std::string kernel(job.kernel_name());
       try {
         if (bound_job != job.job_id) {
           bound_job = 0;
@@ -58,8 +52,8 @@ LocalJobHandler::LocalJobHandler(FindArrays find_arrays, TileObserver observer, 
 void LocalJobHandler::bind(const JobDescriptor& job) {
   bound_.reset();  // drop the old job's views before finding the new job's arrays
   const JobArrays arrays = find_arrays_(job);
-  kernel_ = &find_kernel(text_of(job.kernel, sizeof job.kernel));
-  const Params params = Params::from_text(text_of(job.params, sizeof job.params));
+  kernel_ = &find_kernel(job.kernel_name());
+  const Params params = Params::from_text(job.params_text());
   bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
   TILEPOOL_CHECK(grid_.tile_count() == job.tile_count);
@@ -96,10 +90,10 @@ const ArraySegment& SegmentCache::get(const std::string& name, const Backing& ba
 }
 
 JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
-  const Backing backing = Backing::parse(text_of(job.backing, sizeof job.backing));
+  const Backing backing = Backing::parse(job.backing_spec());
   std::vector<std::string> names;
-  for (std::uint32_t i = 0; i < job.input_count; ++i) names.push_back(text_of(job.inputs[i], sizeof job.inputs[i]));
-  names.push_back(text_of(job.output, sizeof job.output));
+  for (std::uint32_t i = 0; i < job.input_count; ++i) names.emplace_back(job.input_name(i));
+  names.emplace_back(job.output_name());
   std::erase_if(entries_, [&](const auto& kv) { return std::find(names.begin(), names.end(), kv.first) == names.end(); });
   JobArrays arrays;
   for (std::size_t i = 0; i + 1 < names.size(); ++i) arrays.inputs.push_back(get(names[i], backing).array());

@@ -16,6 +16,7 @@
 #include "copy_worker.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/posix_call.hpp"
 #include "tilepool/shared/segment.hpp"
 
 namespace tilepool {
@@ -53,8 +54,7 @@ void die_with_parent(pid_t parent, bool watch_stdin) {
   std::thread([] {
     char buf[64];
     for (;;) {
-      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-      if (n == 0 || (n < 0 && errno != EINTR)) std::_Exit(0);
+      if (retry_on_eintr([&] { return ::read(STDIN_FILENO, buf, sizeof buf); }) <= 0) std::_Exit(0);
     }
   }).detach();
 }
