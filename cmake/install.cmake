@@ -48,9 +48,9 @@ install(EXPORT tilepoolTargets
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/tilepoolConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/tilepoolConfig.cmake
   INSTALL_DESTINATION ${TILEPOOL_INSTALL_CMAKEDIR})
-# 0.x: a minor release may change the API and the plugin ABI, so 0.2 only accepts 0.2.x.
-# SameMajorVersion would let 0.3 satisfy find_package(tilepool 0.2) and let plugins built
-# against 0.2 load into 0.3. Switch to SameMajorVersion at 1.0.
+# 0.x: a minor release may change the API and the plugin ABI, so a 0.2.x install satisfies
+# find_package(tilepool 0.2) and nothing else; SameMajorVersion would let 0.3 satisfy it
+# (and 0.2 satisfy a request for 0.1). Switch to SameMajorVersion at 1.0.
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/tilepoolConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
 install(FILES
