@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The installed package works for a user (ctest label: package).
+# Usage: tests/package/install_test.sh BUILD_DIR
+#
+# Installs BUILD_DIR into a temporary prefix, then checks that:
+#   - the prefix holds the executables, libraries, CMake package and public headers, and no
+#     header from src/ or detail/;
+#   - the installed executables find their libraries in the prefix (install RPATH), and the
+#     installed tilepool runs;
+#   - consumer/ (find_package(tilepool 0.2 CONFIG REQUIRED), tilepool::runner, and a plugin
+#     from tilepool_add_kernel_plugin) configures, builds and runs against the prefix;
+#   - find_package(tilepool 9.0) and (0.x: SameMinorVersion) find_package(tilepool 0.1) fail.
+# The consumer is built with the build's compiler and flags (a sanitizer build's libraries need
+# a sanitizer-built program). Temporary files go away on exit; nothing is left in /dev/shm.
+set -euo pipefail
+
+build=$(cd "${1:?usage: install_test.sh BUILD_DIR}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(cd "$(mktemp -d "${TMPDIR:-/tmp}/tilepool-package-test.XXXXXX")" && pwd -P)
+consumer_pid=
+cleanup() {
+  rm -rf "$tmp"
+  if [ -n "$consumer_pid" ]; then
+    rm -f /dev/shm/tpconsumer-"$consumer_pid"-* /dev/shm/tilepool-"$consumer_pid"-*
+  fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "install_test: FAIL: $*" >&2
+  exit 1
+}
+
+cache_value() {  # cache_value NAME: a variable of BUILD_DIR's CMake cache ("" if unset)
+  sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt" | head -n 1
+}
+
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" || { cat "$tmp/install.log" >&2; fail "cmake --install failed"; }
+
+# --- what was installed -------------------------------------------------------------------
+for f in bin/tilepool bin/tilepool-worker \
+         lib/libtilepool_shared.so lib/libtilepool_kernels.so lib/libtilepool_runner.so \
+         lib/cmake/tilepool/tilepoolConfig.cmake lib/cmake/tilepool/tilepoolConfigVersion.cmake \
+         lib/cmake/tilepool/tilepoolTargets.cmake lib/cmake/tilepool/tilepoolKernelPlugin.cmake \
+         include/tilepool/shared/array_segment.hpp include/tilepool/workers/kernel.hpp \
+         include/tilepool/runner/pool.hpp; do
+  [ -e "$prefix/$f" ] || fail "not installed: $f"
+done
+detail=$(find "$prefix" -path '*/detail*')
+[ -z "$detail" ] || fail "detail/ installed: $detail"
+stray=$(find "$prefix/include" -type f ! -path "$prefix/include/tilepool/shared/*" \
+          ! -path "$prefix/include/tilepool/workers/*" ! -path "$prefix/include/tilepool/runner/*")
+[ -z "$stray" ] || fail "headers outside the public trees installed: $stray"
+for h in $(cd "$prefix/include" && find tilepool -name '*.hpp'); do
+  folder=$(cut -d/ -f2 <<<"$h")
+  [ -f "$here/../../$folder/include/$h" ] || fail "installed header is not a public one: $h"
+done
+
+# --- installed executables use the prefix's libraries -------------------------------------
+for exe in "$prefix/bin/tilepool" "$prefix/bin/tilepool-worker"; do
+  runpath=$(readelf -d "$exe" | sed -n 's/.*R\(UN\)\{0,1\}PATH.*\[\(.*\)\]/\2/p')
+  [ "$runpath" = '$ORIGIN/../lib' ] || fail "$exe: RUNPATH is '$runpath', expected '\$ORIGIN/../lib'"
+  while read -r lib _ path _; do
+    case $(realpath -e "$path" 2>/dev/null) in
+      "$prefix"/lib/*) ;;
+      *) fail "$exe loads $lib from '$path', not from $prefix/lib" ;;
+    esac
+  done < <(ldd "$exe" | grep libtilepool)
+done
+kernels=$(env -u TILEPOOL_WORKER "$prefix/bin/tilepool" kernels) || fail "installed tilepool kernels failed"
+grep -q '^add' <<<"$kernels" || fail "installed tilepool kernels does not list add: $kernels"
+
+# --- an out-of-tree consumer ---------------------------------------------------------------
+generator=()
+if command -v ninja >/dev/null; then generator=(-G Ninja); fi
+build_type=$(cache_value CMAKE_BUILD_TYPE)
+configure=(cmake "${generator[@]}" -Wno-dev
+  -DCMAKE_PREFIX_PATH="$prefix"
+  -DCMAKE_BUILD_TYPE="${build_type:-Release}"
+  -DCMAKE_CXX_COMPILER="$(cache_value CMAKE_CXX_COMPILER)"
+  -DCMAKE_CXX_FLAGS="$(cache_value CMAKE_CXX_FLAGS)"
+  -DCMAKE_EXE_LINKER_FLAGS="$(cache_value CMAKE_EXE_LINKER_FLAGS)"
+  -DCMAKE_MODULE_LINKER_FLAGS="$(cache_value CMAKE_MODULE_LINKER_FLAGS)")
+
+"${configure[@]}" -S "$here/consumer" -B "$tmp/consumer" >"$tmp/consumer.log" 2>&1 \
+  || { cat "$tmp/consumer.log" >&2; fail "configuring the consumer against the package failed"; }
+cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1 \
+  || { cat "$tmp/consumer.log" >&2; fail "building the consumer against the package failed"; }
+
+plugin=$tmp/consumer/libconsumer_plugin.so
+exported=$(nm -DC --defined-only "$plugin" | grep -E 'tilepool|consumer' || true)
+[ "$(awk '{print $NF}' <<<"$exported")" = consumer_plugin_find_kernel ] \
+  || fail "the plugin should export only consumer_plugin_find_kernel, exports: $exported"
+
+env -u TILEPOOL_WORKER "$tmp/consumer/consumer" "$prefix/bin/tilepool-worker" "$plugin" >"$tmp/run.log" 2>&1 &
+consumer_pid=$!
+wait "$consumer_pid" || { cat "$tmp/run.log" >&2; fail "the consumer failed"; }
+grep -q '^consumer: ok$' "$tmp/run.log" || { cat "$tmp/run.log" >&2; fail "the consumer did not say ok"; }
+left=$(ls /dev/shm | grep -E "^(tpconsumer|tilepool)-$consumer_pid-" || true)
+[ -z "$left" ] || fail "the consumer left in /dev/shm: $left"
+
+# --- the version file refuses incompatible requests ----------------------------------------
+mkdir "$tmp/version"
+cat >"$tmp/version/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.25)
+project(tilepool_version_probe LANGUAGES CXX)
+find_package(tilepool ${REQUEST} CONFIG REQUIRED)
+EOF
+for request in 9.0 0.1; do
+  if "${configure[@]}" -S "$tmp/version" -B "$tmp/version/build-$request" -DREQUEST="$request" \
+       >"$tmp/version.log" 2>&1; then
+    fail "find_package(tilepool $request) succeeded against version 0.2"
+  fi
+  grep -q 'considered but not accepted' "$tmp/version.log" && grep -q '0\.2\.0' "$tmp/version.log" \
+    || { cat "$tmp/version.log" >&2; fail "find_package(tilepool $request) failed, but not on the version"; }
+done
+
+echo "install_test: ok (prefix layout, install RPATH, consumer, plugin, version checks)"
