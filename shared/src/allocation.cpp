@@ -1,8 +1,13 @@
 #include "tilepool/shared/allocation.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <fstream>
+#include <string>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
@@ -28,6 +33,40 @@ AnyArray allocate_array(DType dtype, const Shape& shape, Sharing sharing) {
   std::shared_ptr<std::byte> memory = allocate_bytes(*bytes, sharing);
   std::byte* data = memory.get();
   return AnyArray(std::move(memory), data, dtype, shape);
+}
+
+bool is_shared_with_children(const void* p, std::size_t n) {
+  if (n == 0) return true;
+  const auto lo = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t hi = lo + n;
+  std::uintptr_t covered = lo;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    // "start-end perms offset dev inode [path]", addresses in hex, ascending.
+    std::uintptr_t start = 0, end = 0;
+    const char* s = line.data();
+    const char* e = s + line.size();
+    auto r1 = std::from_chars(s, e, start, 16);
+    if (r1.ec != std::errc() || r1.ptr == e || *r1.ptr != '-') continue;
+    auto r2 = std::from_chars(r1.ptr + 1, e, end, 16);
+    if (r2.ec != std::errc() || e - r2.ptr < 5) continue;
+    const char* perms = r2.ptr + 1;
+    if (end <= covered) continue;
+    if (start > covered) return false;  // a hole
+    if (perms[1] != 'w' || perms[3] != 's') return false;
+    covered = end;
+    if (covered >= hi) return true;
+  }
+  return false;
+}
+
+void prefault_for_writing(void* p, std::size_t n) noexcept {
+  if (n == 0) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<std::uintptr_t>(p) / page * page;
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + n;
+  (void)::madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
 }
 
 }  // namespace tilepool

@@ -6,13 +6,10 @@
 // framework, CLI) runs twice. Dead children are not replaced (a fork now would not be "after
 // loading"); the others finish the job.
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <fmt/format.h>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -26,45 +23,6 @@ namespace tilepool::detail {
 namespace {
 
 constexpr auto kStopGrace = std::chrono::seconds(2);
-
-// True if [p, p+n) lies in writable mappings shared with children ('s' in /proc/self/maps):
-// what a forked child writes there, the parent sees.
-bool in_shared_writable_memory(const void* p, std::size_t n) {
-  if (n == 0) return true;
-  const auto lo = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t hi = lo + n;
-  std::uintptr_t covered = lo;
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  while (std::getline(maps, line)) {
-    // "start-end perms offset dev inode [path]", addresses in hex, ascending.
-    std::uintptr_t start = 0, end = 0;
-    const char* s = line.data();
-    const char* e = s + line.size();
-    auto r1 = std::from_chars(s, e, start, 16);
-    if (r1.ec != std::errc() || r1.ptr == e || *r1.ptr != '-') continue;
-    auto r2 = std::from_chars(r1.ptr + 1, e, end, 16);
-    if (r2.ec != std::errc() || e - r2.ptr < 5) continue;
-    const char* perms = r2.ptr + 1;
-    if (end <= covered) continue;
-    if (start > covered) return false;  // a hole
-    if (perms[1] != 'w' || perms[3] != 's') return false;
-    covered = end;
-    if (covered >= hi) return true;
-  }
-  return false;
-}
-
-// Touches every page of a map's output once, writable, in a child, so the compute phase takes no
-// page faults (MAP_SHARED pages are not inherited mapped: each child faults them in on first
-// write). Older kernels lack MADV_POPULATE_WRITE (EINVAL): then the first write faults.
-void prefault_for_writing(const AnyArray& output) {
-  if (output.bytes() == 0) return;
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto start = reinterpret_cast<std::uintptr_t>(output.data()) / page * page;
-  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(output.data()) + output.bytes();
-  (void)::madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
-}
 
 class ForkLauncher final : public Launcher {
  public:
@@ -87,7 +45,7 @@ class ForkLauncher final : public Launcher {
   void check(const JobRequest& job, const PreparedJob& prepared) const override {
     // A reduction's 0-d result is written by the parent; a map's tiles by the children.
     const AnyArray& out = job.output.array;
-    if (prepared.kernel->reduction == Reduction::none && !in_shared_writable_memory(out.data(), out.bytes())) {
+    if (prepared.kernel->reduction == Reduction::none && !is_shared_with_children(out.data(), out.bytes())) {
       throw Error(Errc::usage, fmt::format("fork mode: the output of {} must be in memory shared with the workers (a "
                                            "segment, or ArrayPlacement's output); it is in this process's private "
                                            "memory, so their writes would be lost", prepared.kernel->name));
@@ -171,7 +129,7 @@ class ForkLauncher final : public Launcher {
     try {
       die_with_parent(parent, /*watch_stdin=*/false);
       control_->worker(slot).pid.store(::getpid(), std::memory_order_release);
-      if (writes_output_) prefault_for_writing(arrays_.output);
+      if (writes_output_) prefault_for_writing(arrays_.output.data(), arrays_.output.bytes());
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
