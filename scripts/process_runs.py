@@ -82,12 +82,13 @@ def _pss_bytes(pid):
     return 0
 
 
-def sampled_run(cmd, err_path, interval=0.002):
+def sampled_run(cmd, err_path, interval=0.0005):
     """Runs cmd like timed_run (no timeout) while sampling, every `interval` seconds, the
     proportional set size (PSS, /proc/PID/smaps_rollup) of every process of its group. Shared
     pages count once over the group, so the sum is what the command costs the machine.
-    Returns (peak summed PSS in bytes, most processes seen at once, exit code). Processes that
-    live shorter than `interval` can be missed: the figure is a lower bound."""
+    Returns (peak summed PSS in bytes, most processes seen at once, exit code). A sample takes
+    about a millisecond (a scan of /proc, then one smaps_rollup per process), so a process or a
+    peak shorter than that can be missed: the figure is a lower bound."""
     pid = _spawn(cmd, err_path)
     peak, most = 0, 0
     while True:
