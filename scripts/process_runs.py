@@ -40,6 +40,21 @@ def _spawn(cmd, err_path):
         return os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions, setpgroup=0)
 
 
+def _kill_group(pgid):
+    """SIGKILLs every member of the group but Python's resource trackers (multiprocessing's
+    and loky's): once the processes they serve are gone, a tracker removes what those left
+    registered (the named semaphores of spawned pools, SharedMemory blocks) and exits.
+    Killing the tracker too would leave those in /dev/shm for good."""
+    for member in group_members(pgid, pgid):
+        try:
+            with open(f"/proc/{member}/cmdline", "rb") as f:
+                if b"resource_tracker" in f.read():
+                    continue
+            os.kill(member, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _reap_group(pid):
     """Waits (up to 30 s, then kills) until no member of the group is left, so stragglers of
     one run do not run into the next."""
@@ -60,7 +75,7 @@ def timed_run(cmd, timeout, err_path):
 
     def kill():
         killed.set()
-        os.killpg(pid, signal.SIGKILL)
+        _kill_group(pid)
 
     timer = threading.Timer(timeout, kill)
     timer.start()
@@ -82,12 +97,13 @@ def _pss_bytes(pid):
     return 0
 
 
-def sampled_run(cmd, err_path, interval=0.002):
+def sampled_run(cmd, err_path, interval=0.0005):
     """Runs cmd like timed_run (no timeout) while sampling, every `interval` seconds, the
     proportional set size (PSS, /proc/PID/smaps_rollup) of every process of its group. Shared
     pages count once over the group, so the sum is what the command costs the machine.
-    Returns (peak summed PSS in bytes, most processes seen at once, exit code). Processes that
-    live shorter than `interval` can be missed: the figure is a lower bound."""
+    Returns (peak summed PSS in bytes, most processes seen at once, exit code). A sample takes
+    about a millisecond (a scan of /proc, then one smaps_rollup per process), so a process or a
+    peak shorter than that can be missed: the figure is a lower bound."""
     pid = _spawn(cmd, err_path)
     peak, most = 0, 0
     while True:

@@ -17,10 +17,13 @@ The peers:
                   holding the inputs and the output; the tasks are tile indices.
   joblib          joblib.Parallel (loky workers) over the tiles, with joblib's automatic
                   memmapping of input arrays (those over max_nbytes, 1 MB by default, are
-                  dumped once to a memmapped file; smaller ones are pickled with the tasks);
-                  the output is a memmapped OUT.npy that the workers write into.
+                  dumped once to a memmapped file; smaller ones, such as the seed job's
+                  0.7 MiB arrays, are pickled with the tasks); the output is a memmapped
+                  OUT.npy that the workers write into. loky starts fresh interpreters.
   dask_processes  dask.array: from_array chunked into the tiles, map_blocks (add) or
-                  map_overlap (blur3x3, boundary="nearest"), compute(scheduler="processes").
+                  map_overlap (blur3x3, boundary="nearest"), compute(scheduler="processes"):
+                  dask's defaults, so workers are spawned and every chunk and result is
+                  pickled between processes.
   dask_threads    the same graph, compute(scheduler="threads").
 """
 import os
