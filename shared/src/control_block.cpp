@@ -90,7 +90,16 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
     futex_wait(active_, active_.load(std::memory_order_relaxed), std::chrono::microseconds(200));
   }
   job_ = desc;
-  if (while_quiet) while_quiet();
+  if (while_quiet) {
+    try {
+      while_quiet();
+    } catch (...) {
+      // Nothing was posted: a job id of 0 is no job, and workers may enter again.
+      job_ = JobDescriptor{};
+      posting_.store(0, std::memory_order_seq_cst);
+      throw;
+    }
+  }
   for (std::int64_t i = 0; i < n; ++i) tile_state(i).store(kTileFree, std::memory_order_relaxed);
   cursor_.store(0, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);

@@ -65,7 +65,17 @@ const KernelDef kBeyond = [] {
   return k;
 }();
 
-const bool kRegistered = (register_kernel(kRowTotal), register_kernel(kBeyond), true);
+// A map whose output is not shaped like its iteration space: copy mode cannot say where its
+// tiles go, so it refuses the job before posting it.
+const KernelDef kOddSpace = [] {
+  KernelDef k = kRowTotal;
+  k.name = "test_odd_space";
+  k.input_region = nullptr;
+  k.iteration_shape = [](std::span<const ArraySpec> inputs, const ArraySpec&) { return Shape{inputs[0].shape[0], 1}; };
+  return k;
+}();
+
+const bool kRegistered = (register_kernel(kRowTotal), register_kernel(kBeyond), register_kernel(kOddSpace), true);
 
 std::filesystem::path this_program() { return std::filesystem::read_symlink("/proc/self/exe"); }
 
@@ -114,6 +124,22 @@ TEST(InputRegionCopyTest, RegionOutsideTheInputFailsTheJobNamingTheKernel) {
         }
       },
       Error);
+}
+
+TEST(InputRegionCopyTest, JobCopyModeCannotPlanFailsAndThePoolRunsTheNextJob) {
+  ASSERT_TRUE(kRegistered);
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = Mode::copy, .worker_executable = this_program()});
+  const ArrayPlacement placement = pool.placement();
+  JobRequest odd{"test_odd_space", {placement.make(DType::float64, {6, 4}, ArrayRole::input)}, {}, {2, 1}, {}};
+  odd.output = placement.make(DType::float64, {6, 4}, ArrayRole::output);
+
+  EXPECT_THROW(pool.run(odd), Error);
+
+  JobRequest next{"negate", {placement.make(DType::float64, {6, 4}, ArrayRole::input)}, {}, {2, 2}, {}};
+  next.output = placement.make(DType::float64, {6, 4}, ArrayRole::output);
+  reinterpret_cast<double*>(next.inputs[0].array.data())[5] = 2.5;
+  pool.run(next);
+  EXPECT_EQ(reinterpret_cast<const double*>(next.output.array.data())[5], -2.5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, InputRegionTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),

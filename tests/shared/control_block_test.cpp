@@ -74,6 +74,26 @@ TEST_F(ControlBlockTest, EveryTileIsClaimedExactlyOnceByConcurrentWorkers) {
   EXPECT_GE(control_->last_done_ns(), control_->first_claim_ns());
 }
 
+TEST_F(ControlBlockTest, PostThatThrowsInItsQuietWindowPostsNothingAndLeavesTheBlockUsable) {
+  control_->post_job(job(4, 1));
+  const std::uint32_t epoch = control_->epoch();
+
+  EXPECT_THROW(control_->post_job(job(8, 2), [] { throw std::runtime_error("no"); }), std::runtime_error);
+
+  EXPECT_EQ(control_->epoch(), epoch);  // no worker was woken for it
+  ASSERT_TRUE(control_->enter_job());   // not stuck "posting"
+  EXPECT_EQ(control_->job().job_id, 0u);
+  control_->leave_job();
+  control_->post_job(job(3, 3));
+  ASSERT_TRUE(control_->enter_job());
+  EXPECT_EQ(control_->job().job_id, 3u);
+  std::int64_t claimed = 0;
+  for (std::int64_t t; (t = control_->claim_next_tile(0)) >= 0; ++claimed) control_->complete_tile(0, t);
+  control_->leave_job();
+  EXPECT_EQ(claimed, 3);
+  EXPECT_TRUE(control_->job_complete());
+}
+
 TEST_F(ControlBlockTest, RequeuedTilesOfADeadWorkerAreClaimedAgain) {
   control_->post_job(job(10));
   ASSERT_TRUE(control_->enter_job());

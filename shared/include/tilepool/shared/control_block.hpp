@@ -130,7 +130,8 @@ class ControlBlock {
   void stage_job(const JobDescriptor& desc) noexcept { job_ = desc; }
   /// Publishes `desc` as a new job: waits until no worker is still inside the previous job,
   /// copies `desc` in, calls `while_quiet` (the runner's chance to swap other per-job state),
-  /// resets the dispatch state and wakes the workers. Runner only; not concurrent with itself.
+  /// resets the dispatch state and wakes the workers. If `while_quiet` throws, nothing is posted
+  /// (the block holds no job) and the exception propagates. Runner only; not concurrent with itself.
   void post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet = {});
   /// Tiles of the current job done so far.
   [[nodiscard]] std::int64_t tiles_done() const noexcept { return done_.load(std::memory_order_acquire); }
