@@ -36,6 +36,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import py_peers  # noqa: E402  (the blur reference: numpy, summed in tilepool's order)
+import process_runs  # noqa: E402
 from process_runs import timed_run  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -75,21 +76,10 @@ WORKLOADS = [
 
 
 def machine():
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
-    with open("/proc/meminfo") as f:
-        mem_kib = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
     import dask
     import joblib
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return {
-        "cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
-        "kernel": platform.release(), "python": platform.python_version(), "numpy": np.__version__,
-        "joblib": joblib.__version__, "dask": dask.__version__,
-        "tilepool_commit": commit.stdout.strip() + ("+changes" if dirty else ""),
-    }
+    return {**process_runs.machine(ROOT), "python": platform.python_version(), "numpy": np.__version__,
+            "joblib": joblib.__version__, "dask": dask.__version__}
 
 
 def make_inputs(directory, workloads):

@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import process_runs  # noqa: E402
 from process_runs import sampled_run, timed_run  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -48,13 +48,7 @@ LANGUAGES = {"Python": lambda p: [PYTHON, SCRIPT, p], "C++": lambda p: [CPP, p]}
 
 
 def machine():
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
-    with open("/proc/meminfo") as f:
-        mem_kib = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
-            "kernel": os.uname().release, "tilepool_commit": commit.stdout.strip()}
+    return process_runs.machine(ROOT)
 
 
 def leftovers(pid):

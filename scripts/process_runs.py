@@ -7,8 +7,23 @@ the group.
 """
 import os
 import signal
+import subprocess
 import threading
 import time
+
+
+def machine(root):
+    """What the figures were measured on: CPU model, cores, RAM, kernel, and the tilepool commit
+    at `root` ("+changes" when its tracked files differ from it)."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
+    with open("/proc/meminfo") as f:
+        mem_kib = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
+            "kernel": os.uname().release, "tilepool_commit": commit.stdout.strip() + ("+changes" if dirty else "")}
 
 
 def _stat_fields(pid):
