@@ -25,6 +25,7 @@ struct RunOptions {
   bool progress = false;     // --progress: always draw the bar
   bool no_progress = false;  // --no-progress: never (default: when stderr is a terminal)
   double tile_timeout_s = 0;
+  std::vector<std::string> plugins;  // --plugin FILE.so, loaded before anything else
 };
 
 /// What a run measured, as `--json` prints it and `demo` tabulates it.
@@ -49,6 +50,8 @@ std::string report_json(const RunReport& report);
 
 void add_segment_commands(CLI::App& app);  // put, get, ls, rm, gc
 void add_kernels_command(CLI::App& app);
+/// Loads each --plugin file (load_plugin): a refused one is a one-line Error, exit 2.
+void load_plugins(const std::vector<std::string>& paths);
 void add_demo_command(CLI::App& app);
 
 /// Removes job segments whose owner process is gone; returns their names.

@@ -119,6 +119,7 @@ class ProgressBar {
 RunReport run_job(const RunOptions& o) {
   const auto t_start = Clock::now();
   // Everything a user can get wrong is checked before any segment or process exists.
+  load_plugins(o.plugins);
   const Mode mode = for_flag("--mode", o.mode, parse_mode);
   const Backing backing = for_flag("--backing", o.backing, Backing::parse);
   (void)find_kernel(o.kernel);
@@ -210,6 +211,7 @@ std::string report_json(const RunReport& r) {
 void add_run_command(CLI::App& app, RunOptions& o) {
   CLI::App* run = app.add_subcommand("run", "run a kernel over tiles of the inputs");
   run->add_option("--kernel,-k", o.kernel, "kernel name (see tilepool kernels)")->required();
+  run->add_option("--plugin", o.plugins, "a kernel plugin FILE.so to load first (repeatable)");
   run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
   run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
   run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4")->required();

@@ -14,6 +14,7 @@
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/workers/plugin.hpp"
 
 namespace tilepool::cli {
 namespace {
@@ -150,13 +151,21 @@ void add_segment_commands(CLI::App& app) {
   });
 }
 
+void load_plugins(const std::vector<std::string>& paths) {
+  for (const std::string& path : paths) (void)load_plugin(path);
+}
+
 void add_kernels_command(CLI::App& app) {
   CLI::App* kernels = app.add_subcommand("kernels", "list the kernels with their arity and dtypes");
-  kernels->callback([] {
+  auto plugins = std::make_shared<std::vector<std::string>>();
+  kernels->add_option("--plugin", *plugins, "also list the kernels of this plugin FILE.so (repeatable)");
+  kernels->callback([plugins] {
+    load_plugins(*plugins);
     std::printf("%-11s %-6s %-80s %s\n", "KERNEL", "INPUTS", "DTYPES", "WHAT");
-    for (const KernelDef* k : builtin_kernels()) {
-      std::printf("%-11s %-6d %-80s %s\n", std::string(k->name).c_str(), k->arity, format_dtypes(k->dtypes).c_str(),
-                  std::string(k->summary).c_str());
+    for (const KernelDef* k : known_kernels()) {
+      const std::string from = plugin_path_of(*k);
+      std::printf("%-11s %-6d %-80s %s%s\n", std::string(k->name).c_str(), k->arity, format_dtypes(k->dtypes).c_str(),
+                  std::string(k->summary).c_str(), from.empty() ? "" : fmt::format(" (plugin {})", from).c_str());
     }
   });
 }

@@ -9,6 +9,7 @@
 
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/workers/plugin.hpp"
 
 namespace tilepool::detail {
 namespace {
@@ -147,6 +148,7 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const
   JobDescriptor::set_text(desc.output, kNameCapacity, job.output.segment, "output segment name");
   JobDescriptor::set_text(desc.backing, kBackingCapacity, backing.spec(), "backing");
   JobDescriptor::set_text(desc.params, kParamsCapacity, job.params.to_text(), "parameter list");
+  JobDescriptor::set_text(desc.plugin, kPluginPathCapacity, plugin_path_of(*prepared.kernel), "plugin path");
   const Shape& space = prepared.grid.shape();
   desc.ndim = static_cast<std::int32_t>(space.size());
   std::copy(space.begin(), space.end(), desc.shape);

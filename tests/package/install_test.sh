@@ -8,7 +8,9 @@
 #   - the installed executables find their libraries in the prefix (install RPATH), and the
 #     installed tilepool runs;
 #   - consumer/ (find_package(tilepool 0.2 CONFIG REQUIRED), tilepool::runner, and a plugin
-#     from tilepool_add_kernel_plugin) configures, builds and runs against the prefix;
+#     from tilepool_add_kernel_plugin) configures, builds and runs against the prefix: a
+#     built-in, the program's own kernel with the program as its share-mode workers, and the
+#     plugin's kernel on the installed tilepool-worker;
 #   - find_package(tilepool 9.0) and (0.x: SameMinorVersion) find_package(tilepool 0.1) fail.
 # The consumer is built with the build's compiler and flags (a sanitizer build's libraries need
 # a sanitizer-built program). Temporary files go away on exit; nothing is left in /dev/shm.
@@ -90,8 +92,8 @@ cmake --build "$tmp/consumer" >>"$tmp/consumer.log" 2>&1 \
 
 plugin=$tmp/consumer/libconsumer_plugin.so
 exported=$(nm -DC --defined-only "$plugin" | grep -E 'tilepool|consumer' || true)
-[ "$(awk '{print $NF}' <<<"$exported")" = consumer_plugin_find_kernel ] \
-  || fail "the plugin should export only consumer_plugin_find_kernel, exports: $exported"
+[ "$(awk '{print $NF}' <<<"$exported")" = tilepool_plugin_entry ] \
+  || fail "the plugin should export only its entry point tilepool_plugin_entry, exports: $exported"
 
 env -u TILEPOOL_WORKER "$tmp/consumer/consumer" "$prefix/bin/tilepool-worker" "$plugin" >"$tmp/run.log" 2>&1 &
 consumer_pid=$!

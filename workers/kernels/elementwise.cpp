@@ -1,4 +1,5 @@
-// add, negate, square, add_scalar: element-wise kernels over the tile's planes.
+// add, negate, square, add_scalar: element-wise kernels over the tile's planes, written with
+// the public kernel-authoring API (bind_map, MapKernel, bind_for_dtype: kernel_api.hpp).
 #include <cmath>
 
 #include "kernels/builtin.hpp"
@@ -32,25 +33,6 @@ struct AddScalarOp {
   template <class O, class A> void apply(O out, const A& a) const {
     if constexpr (kIsInt<T>) out = a.unaryExpr([v = value](T x) { return WrapAdd{}(x, v); });
     else out = a.array() + value;
-  }
-};
-
-template <class T> struct MakeAdd {
-  static constexpr bool kAccepted = true;
-  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
-    return std::make_unique<MapKernel<T, AddOp, 2>>(in, out, AddOp{});
-  }
-};
-template <class T> struct MakeNegate {
-  static constexpr bool kAccepted = !std::is_same_v<T, bool>;
-  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
-    return std::make_unique<MapKernel<T, NegateOp, 1>>(in, out, NegateOp{});
-  }
-};
-template <class T> struct MakeSquare {
-  static constexpr bool kAccepted = !std::is_same_v<T, bool>;
-  static std::unique_ptr<BoundKernel> make(std::span<const AnyArray> in, const AnyArray& out, const Params&) {
-    return std::make_unique<MapKernel<T, SquareOp, 1>>(in, out, SquareOp{});
   }
 };
 
@@ -97,13 +79,13 @@ ArraySpec add_scalar_spec(std::span<const ArraySpec> inputs, const Params& param
 
 const KernelDef kAdd{
     .name = "add", .summary = "a + b, element-wise (the seed workload)", .arity = 2, .dtypes = all_dtypes(),
-    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAdd>};
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_map<AddOp, 2>};
 const KernelDef kNegate{
     .name = "negate", .summary = "-a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
-    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeNegate>};
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_map<NegateOp, 1, NumericElementType>};
 const KernelDef kSquare{
     .name = "square", .summary = "a * a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
-    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeSquare>};
+    .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_map<SquareOp, 1, NumericElementType>};
 const KernelDef kAddScalar{
     .name = "add_scalar", .summary = "a + value (parameter value=5)", .arity = 1, .dtypes = numeric_dtypes(),
     .output_spec = add_scalar_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAddScalar>};

@@ -140,8 +140,6 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   }
 }
 
-namespace kernels {
-
 ArraySpec same_as_inputs(std::span<const ArraySpec> inputs, const Params& /*params*/) {
   for (std::size_t i = 1; i < inputs.size(); ++i) {
     if (inputs[i].shape != inputs[0].shape) {
@@ -154,5 +152,6 @@ ArraySpec same_as_inputs(std::span<const ArraySpec> inputs, const Params& /*para
 
 Shape output_shape(std::span<const ArraySpec> /*inputs*/, const ArraySpec& output) { return output.shape; }
 
-}  // namespace kernels
+Shape input_shape(std::span<const ArraySpec> inputs, const ArraySpec& /*output*/) { return inputs[0].shape; }
+
 }  // namespace tilepool

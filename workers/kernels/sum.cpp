@@ -42,7 +42,6 @@ ArraySpec sum_spec(std::span<const ArraySpec> inputs, const Params& /*params*/) 
   return ArraySpec{dtype_is_float(inputs[0].dtype) ? DType::float64 : DType::int64, Shape{}};
 }
 
-Shape input_shape(std::span<const ArraySpec> inputs, const ArraySpec& /*output*/) { return inputs[0].shape; }
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/workers/plugin.hpp"
 
 namespace tilepool {
 namespace {
@@ -45,6 +46,7 @@ CopyJobSetup CopyPlan::setup(std::uint64_t job_id, const KernelDef& kernel, std:
   s.job_id = job_id;
   JobDescriptor::set_text(s.kernel, sizeof s.kernel, kernel.name, "kernel name");
   JobDescriptor::set_text(s.params, sizeof s.params, params.to_text(), "parameter list");
+  JobDescriptor::set_text(s.plugin, sizeof s.plugin, plugin_path_of(kernel), "plugin path");
   s.input_count = static_cast<std::uint32_t>(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     s.input_dtype[i] = static_cast<std::int32_t>(inputs[i].dtype);
@@ -63,6 +65,7 @@ CopyJobSetup CopyPlan::setup(std::uint64_t job_id, const KernelDef& kernel, std:
 }
 
 CopyPlan CopyPlan::from_setup(const CopyJobSetup& setup) {
+  if (setup.plugin[0] != '\0') (void)load_plugin(text_of(setup.plugin, sizeof setup.plugin));
   const KernelDef& kernel = find_kernel(text_of(setup.kernel, sizeof setup.kernel));
   if (setup.input_count > kMaxInputs || setup.tile_ndim < 0 || setup.tile_ndim > kMaxDims) {
     throw Error(Errc::bad_input, "copy-mode job setup: bad input count or tile");

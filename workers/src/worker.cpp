@@ -18,6 +18,7 @@
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/posix_call.hpp"
 #include "tilepool/shared/segment.hpp"
+#include "tilepool/workers/plugin.hpp"
 
 namespace tilepool {
 namespace {
@@ -36,11 +37,17 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   ControlBlock& control = *ControlBlock::open_in(segment.data(), segment.size(), fmt::format("control block '{}'", control_name));
   control.worker(slot).pid.store(::getpid(), std::memory_order_release);
   SegmentCache cache;
-  // The initializer: the staged job's segments are attached now, so the first job starts warm.
-  if (control.job().output[0] != '\0') (void)cache.arrays_of(control.job());
+  // A job's arrays, and its kernel's plugin: loaded when a job first needs it (a warm pool
+  // that gets a job of a new plugin loads it then; loading a loaded plugin is a lookup).
+  const auto job_arrays = [&cache](const JobDescriptor& job) {
+    if (!job.plugin_path().empty()) (void)load_plugin(std::string(job.plugin_path()));
+    return cache.arrays_of(job);
+  };
+  // The initializer: the staged job's plugin is loaded and its segments are attached now, so
+  // the first job starts warm.
+  if (control.job().output[0] != '\0') (void)job_arrays(control.job());
   say_ready();
-  LocalJobHandler handler([&](const JobDescriptor& job) { return cache.arrays_of(job); }, fault_observer_from_environment(),
-                          [parent] { return ::getppid() == parent; });
+  LocalJobHandler handler(job_arrays, fault_observer_from_environment(), [parent] { return ::getppid() == parent; });
   serve_jobs(control, slot, handler);
   return 0;
 }

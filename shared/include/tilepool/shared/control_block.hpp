@@ -30,6 +30,7 @@ inline constexpr std::size_t kNameCapacity = 208;      ///< a segment name (<= 2
 inline constexpr std::size_t kBackingCapacity = 512;   ///< "shm" or "file:DIR"
 inline constexpr std::size_t kParamsCapacity = 1024;   ///< "key=value\n" lines
 inline constexpr std::size_t kMessageCapacity = 1024;  ///< the first error's text
+inline constexpr std::size_t kPluginPathCapacity = 4096;  ///< a plugin file's path (PATH_MAX)
 
 /// Tile states in the per-tile table.
 inline constexpr std::uint32_t kTileFree = 0;
@@ -59,6 +60,7 @@ struct JobDescriptor {
   std::int64_t tile[kMaxDims] = {};
   std::int64_t tile_count = 0;
   char params[kParamsCapacity] = {};
+  char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
 
   /// Copies `text` into a fixed field; throws Error(usage) naming `field` if it does not fit.
   static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
@@ -78,6 +80,8 @@ struct JobDescriptor {
   [[nodiscard]] std::string_view backing_spec() const noexcept { return text_of(backing); }
   /// The job's parameters as "key=value\n" lines.
   [[nodiscard]] std::string_view params_text() const noexcept { return text_of(params); }
+  /// The plugin that provides the kernel (workers load it before binding), or empty.
+  [[nodiscard]] std::string_view plugin_path() const noexcept { return text_of(plugin); }
 
  private:
   // Up to the first NUL, or the whole field if it has none (another process wrote it).

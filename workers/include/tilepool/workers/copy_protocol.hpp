@@ -56,6 +56,7 @@ struct CopyJobSetup {
   std::int64_t output_shape[kMaxDims] = {};
   std::int32_t tile_ndim = 0;
   std::int64_t tile[kMaxDims] = {};
+  char plugin[kPluginPathCapacity] = {};  ///< the kernel's plugin file (loaded first), or empty
 };
 
 /// Where one tile's data lives: the region of each input it reads (KernelDef::input_region).
@@ -80,7 +81,8 @@ class CopyPlan {
   /// The setup message's contents (the runner's side).
   static CopyJobSetup setup(std::uint64_t job_id, const KernelDef& kernel, std::span<const ArraySpec> inputs,
                             const ArraySpec& output, std::span<const std::int64_t> tile, const Params& params);
-  /// Rebuilds the plan from a setup message (the worker's side). Throws Error as make().
+  /// Rebuilds the plan from a setup message (the worker's side), loading the kernel's plugin
+  /// first if it has one. Throws Error as make() and load_plugin().
   static CopyPlan from_setup(const CopyJobSetup& setup);
 
   [[nodiscard]] TileRegions regions(std::int64_t tile) const;

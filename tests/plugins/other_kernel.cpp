@@ -1,0 +1,21 @@
+// A second plugin for the plugin tests: several --plugin at once, and a warm pool that gets a
+// job of a plugin it has not loaded yet.
+#include <type_traits>
+
+#include "tilepool/workers/kernel_api.hpp"
+#include "tilepool/workers/plugin.hpp"
+
+namespace {
+
+struct TwiceOp {
+  template <class Out, class A> void apply(Out out, const A& a) const { out = a + a; }
+};
+
+const tilepool::KernelDef kTwice{
+    .name = "tp_twice", .summary = "a test kernel: a + a (float64)", .arity = 1, .dtypes = {tilepool::DType::float64},
+    .output_spec = tilepool::same_as_inputs, .iteration_shape = tilepool::output_shape,
+    .bind = tilepool::bind_map<TwiceOp, 1, std::is_floating_point>};
+
+}  // namespace
+
+TILEPOOL_PLUGIN(kTwice)

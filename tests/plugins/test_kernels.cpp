@@ -1,0 +1,116 @@
+// The kernels of the plugin tests, in a plugin: one that reads a halo (tp_cross5), one that
+// crashes its worker on a chosen tile (tp_crash) and one that throws on a chosen tile
+// (tp_throw). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
+#include <csignal>
+#include <cstdint>
+#include <string>
+
+#include "tilepool/workers/kernel_api.hpp"
+#include "tilepool/workers/plugin.hpp"
+
+namespace {
+
+using namespace tilepool;
+
+// out[.., i, j] = in[i, j] + its four neighbours over the last two axes, borders clamped:
+// every tile reads a one-element halo (its declared input region).
+class Cross5 final : public BoundKernel {
+ public:
+  Cross5(std::span<const AnyArray> inputs, const AnyArray& output) : in_(inputs[0].as<const double>()), out_(output.as<double>()) {}
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    const Box region = grown_on_last_two_axes(box, 1, in_.shape());
+    const auto in = in_.tile(region);
+    const auto out = out_.tile(box);
+    const auto r = static_cast<std::size_t>(box.ndim - 2), c = static_cast<std::size_t>(box.ndim - 1);
+    const std::int64_t height = in_.shape()[r], width = in_.shape()[c];
+    const auto at = [&](std::int64_t p, std::int64_t i, std::int64_t j) {
+      i = std::clamp<std::int64_t>(i, 0, height - 1) - region.lo[r];
+      j = std::clamp<std::int64_t>(j, 0, width - 1) - region.lo[c];
+      return in.plane(p)(i, j);
+    };
+    for (std::int64_t p = 0; p < out.plane_count(); ++p) {
+      auto o = out.plane(p);
+      for (std::int64_t i = box.lo[r]; i < box.hi[r]; ++i) {
+        for (std::int64_t j = box.lo[c]; j < box.hi[c]; ++j) {
+          o(i - box.lo[r], j - box.lo[c]) = at(p, i, j) + at(p, i - 1, j) + at(p, i + 1, j) + at(p, i, j - 1) + at(p, i, j + 1);
+        }
+      }
+    }
+  }
+
+ private:
+  ArrayView<const double> in_;
+  ArrayView<double> out_;
+};
+
+ArraySpec at_least_2d(std::span<const ArraySpec> inputs, const Params& params) {
+  if (inputs[0].shape.size() < 2) throw Error(Errc::bad_input, "expected at least 2 axes");
+  return same_as_inputs(inputs, params);
+}
+
+const KernelDef kCross5{
+    .name = "tp_cross5",
+    .summary = "a test kernel: each element plus its 4 neighbours, borders clamped (reads a halo)",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs) {
+      return grown_on_last_two_axes(tile, 1, inputs[0].shape);
+    },
+    .output_spec = at_least_2d,
+    .iteration_shape = output_shape,
+    .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params&) -> std::unique_ptr<BoundKernel> {
+      return std::make_unique<Cross5>(inputs, output);
+    },
+};
+
+// Copies its input, except on the tile that holds element (row, col) of the last two axes
+// (`--param row=R --param col=C`): there it crashes its process (SIGSEGV) or throws.
+template <bool kCrash>
+class Misbehave final : public BoundKernel {
+ public:
+  Misbehave(std::span<const AnyArray> inputs, const AnyArray& output, const Params& params)
+      : in_(inputs[0].as<const double>()), out_(output.as<double>()), row_(static_cast<std::int64_t>(params.number("row", name()))),
+        col_(static_cast<std::int64_t>(params.number("col", name()))) {}
+  static const char* name() { return kCrash ? "tp_crash" : "tp_throw"; }
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    const auto r = static_cast<std::size_t>(box.ndim - 2), c = static_cast<std::size_t>(box.ndim - 1);
+    if (box.lo[r] <= row_ && row_ < box.hi[r] && box.lo[c] <= col_ && col_ < box.hi[c]) {
+      if constexpr (kCrash) {
+        std::raise(SIGSEGV);
+      } else {
+        throw Error(Errc::job_failed, "tp_throw: element (" + std::to_string(row_) + ", " + std::to_string(col_) +
+                                          ") is cursed");
+      }
+    }
+    const auto in = in_.tile(box);
+    const auto out = out_.tile(box);
+    for (std::int64_t p = 0; p < out.plane_count(); ++p) out.plane(p) = in.plane(p);
+  }
+
+ private:
+  ArrayView<const double> in_;
+  ArrayView<double> out_;
+  std::int64_t row_, col_;
+};
+
+template <bool kCrash>
+KernelDef misbehaving(std::string_view name, std::string_view summary) {
+  return KernelDef{
+      .name = name,
+      .summary = summary,
+      .arity = 1,
+      .dtypes = {DType::float64},
+      .output_spec = at_least_2d,
+      .iteration_shape = output_shape,
+      .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params& params) -> std::unique_ptr<BoundKernel> {
+        return std::make_unique<Misbehave<kCrash>>(inputs, output, params);
+      },
+  };
+}
+
+const KernelDef kCrash = misbehaving<true>("tp_crash", "a test kernel: copies, but SIGSEGV on the tile holding (row, col)");
+const KernelDef kThrow = misbehaving<false>("tp_throw", "a test kernel: copies, but throws on the tile holding (row, col)");
+
+}  // namespace
+
+TILEPOOL_PLUGIN(kCross5, kCrash, kThrow)

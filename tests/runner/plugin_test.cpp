@@ -1,0 +1,280 @@
+// Kernel plugins (tests/plugins/, real shared libraries, real dlopen): the command line's
+// --plugin, each refusal (one line, exit 2, nothing left in /dev/shm), and plugin kernels with
+// the built-ins' guarantees in every mode: bitwise equal outputs, copy mode shipping exactly
+// the declared input region, a kernel's exception failing the job with its message, and a warm
+// share-mode pool loading a plugin it meets for the first time.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "support/test_support.hpp"
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/allocation.hpp"
+#include "tilepool/workers/plugin.hpp"
+
+namespace tilepool {
+namespace {
+
+using testing::run_command;
+using testing::run_python;
+using testing::TempDir;
+
+const std::string kTilepool = std::string(TILEPOOL_BIN_DIR) + "/tilepool";
+std::string plugin(const char* name) { return std::string(TILEPOOL_TEST_PLUGIN_DIR) + "/lib" + name + ".so"; }
+
+std::set<std::string> shm_entries() {
+  std::set<std::string> s;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) s.insert(e.path().filename().string());
+  return s;
+}
+
+class PluginCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_python("import numpy as np\n"
+                         "np.save('" + path("a.npy") + "', np.arange(8*10, dtype=np.float64).reshape(8,10))\n")
+                  .status,
+              0);
+  }
+  std::string path(const char* name) const { return (dir_ / name).string(); }
+  std::string run_with(const std::string& plugin_path, const char* kernel = "add") const {
+    return "run --no-progress --plugin " + plugin_path + " -k " + kernel + " -i " + path("a.npy") + " -i " + path("a.npy") +
+           " -o " + path("out.npy") + " -t 4,4";
+  }
+
+  // Runs tilepool with `args`: exit 2, one "tilepool: error:" line naming each of `mentions`,
+  // no output file, and no job segment left behind.
+  void expect_refused(const std::string& args, std::initializer_list<std::string> mentions) {
+    const auto before = shm_entries();
+    const auto r = run_command(kTilepool + " " + args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_TRUE(r.output.starts_with("tilepool: error: plugin ")) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    for (const std::string& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "expected '" << m << "' in: " << r.output;
+    EXPECT_FALSE(std::filesystem::exists(path("out.npy")));
+    for (const auto& name : shm_entries()) {
+      if (before.contains(name)) continue;
+      const auto owner = parse_job_segment_name(name);
+      EXPECT_FALSE(owner && !owner_alive(*owner)) << args << " left /dev/shm/" << name;
+    }
+  }
+  // A copy of a test plugin in this test's folder, with `mode`.
+  std::string copy_of(const char* name, const char* as, mode_t mode) const {
+    const std::string to = path(as);
+    std::filesystem::copy_file(plugin(name), to);
+    EXPECT_EQ(::chmod(to.c_str(), mode), 0);
+    return to;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(PluginCliTest, MissingFileIsRefused) { expect_refused(run_with(path("libnothere.so")), {"libnothere.so", "no such file"}); }
+
+TEST_F(PluginCliTest, FileThatIsNotASharedLibraryIsRefused) {
+  ASSERT_EQ(run_command("echo 'not a library' > " + path("libtext.so") + " && chmod 644 " + path("libtext.so")).status, 0);
+  expect_refused(run_with(path("libtext.so")), {"libtext.so", "not a loadable shared library"});
+  expect_refused(run_with(dir_.path().string()), {"not a regular file"});
+}
+
+TEST_F(PluginCliTest, SharedLibraryWithoutEntryPointIsRefused) {
+  expect_refused(run_with(plugin("tptest_no_entry")), {"libtptest_no_entry.so", "no entry point tilepool_plugin_entry"});
+}
+
+TEST_F(PluginCliTest, AbiVersionMismatchIsRefusedNamingBothVersions) {
+  expect_refused(run_with(plugin("tptest_bad_abi")),
+                 {"plugin ABI version 999", "this tilepool has plugin ABI version " + std::to_string(kPluginAbiVersion)});
+}
+
+TEST_F(PluginCliTest, KernelNameClashingWithABuiltinIsRefused) {
+  expect_refused(run_with(plugin("tptest_clash")), {"kernel 'add' clashes with a built-in kernel"});
+}
+
+TEST_F(PluginCliTest, KernelNameClashingWithAnotherPluginsIsRefused) {
+  const std::string twin = copy_of("tptest_other", "libtwin.so", 0755);
+  expect_refused("kernels --plugin " + plugin("tptest_other") + " --plugin " + twin,
+                 {"libtwin.so", "kernel 'tp_twice' clashes with a kernel of plugin", "libtptest_other.so"});
+}
+
+TEST_F(PluginCliTest, PluginThatAnotherUserCouldHaveWrittenIsRefused) {
+  expect_refused(run_with(copy_of("tptest_other", "libgroup.so", 0775)), {"libgroup.so", "writable by its group"});
+  expect_refused(run_with(copy_of("tptest_other", "libworld.so", 0757)), {"libworld.so", "writable by others"});
+  // The folder: another user could replace the file.
+  std::filesystem::create_directory(dir_ / "open");
+  ASSERT_EQ(::chmod((dir_ / "open").c_str(), 0777), 0);
+  std::filesystem::copy_file(plugin("tptest_other"), dir_ / "open" / "libinopen.so");
+  expect_refused(run_with((dir_ / "open" / "libinopen.so").string()), {"its folder", "writable by others"});
+  if (::geteuid() != 0) GTEST_SKIP() << "giving a file to another user needs root";
+  const std::string theirs = copy_of("tptest_other", "libtheirs.so", 0755);
+  ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  expect_refused(run_with(theirs), {"libtheirs.so", "owned by uid 65534, neither you"});
+}
+
+TEST_F(PluginCliTest, KernelsListsTheKernelsOfSeveralPlugins) {
+  const auto r = run_command(kTilepool + " kernels --plugin " + plugin("tptest_kernels") + " --plugin " + plugin("tptest_other"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* k : {"add ", "tp_cross5 ", "tp_crash ", "tp_throw ", "tp_twice "}) {
+    EXPECT_NE(r.output.find(std::string("\n") + k), std::string::npos) << k << " in:\n" << r.output;
+  }
+  EXPECT_NE(r.output.find("(plugin " + std::filesystem::canonical(plugin("tptest_other")).string() + ")"), std::string::npos) << r.output;
+}
+
+TEST_F(PluginCliTest, RunWithSeveralPluginsRunsAPluginKernelInEveryMode) {
+  for (const char* mode : {"share", "fork", "copy", "threads"}) {
+    std::filesystem::remove(path("out.npy"));
+    const auto r = run_command(kTilepool + " run --no-progress --plugin " + plugin("tptest_kernels") + " --plugin " +
+                               plugin("tptest_other") + " -k tp_twice -i " + path("a.npy") + " -o " + path("out.npy") +
+                               " -t 3,4 -w 2 -m " + mode);
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    const auto check = run_python("import numpy as np\n"
+                                  "a = np.load('" + path("a.npy") + "'); o = np.load('" + path("out.npy") + "')\n"
+                                  "assert (o == a + a).all(), o\n");
+    EXPECT_EQ(check.status, 0) << mode << ": " << check.output;
+  }
+}
+
+// --- the library: plugin kernels in every mode ----------------------------------------------
+
+void fill(const AnyArray& a, double scale) {
+  auto* p = reinterpret_cast<double*>(a.data());
+  for (std::int64_t i = 0; i < a.size(); ++i) p[i] = static_cast<double>((i * 37) % 1009) / scale - 3.0;
+}
+
+struct Outcome {
+  AnyArray output;
+  JobStats stats;
+};
+
+// Runs `kernel` over one input of `shape` on a fresh pool of `mode` with 2 workers.
+Outcome run_in(Mode mode, const std::string& kernel, const Shape& shape, const Shape& tile, const Params& params = {}) {
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = mode, .sample_memory = false});
+  const ArrayPlacement placement = pool.placement();
+  JobRequest job{kernel, {placement.make(DType::float64, shape, ArrayRole::input)}, {}, tile, params};
+  fill(job.inputs[0].array, 7.0);
+  const ArraySpec spec = output_spec(job);
+  job.output = placement.make(spec.dtype, spec.shape, ArrayRole::output);
+  const JobStats stats = pool.run(job);
+  return Outcome{job.output.array, stats};
+}
+
+bool same_bytes(const AnyArray& a, const AnyArray& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
+}
+
+class PluginModesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    (void)load_plugin(plugin("tptest_kernels"));
+    (void)load_plugin(plugin("tptest_daily_stats"));
+  }
+  static constexpr Mode kModes[] = {Mode::share, Mode::fork, Mode::copy, Mode::threads};
+};
+
+TEST_F(PluginModesTest, HaloKernelIsBitwiseEqualInEveryModeAndCopyShipsItsHaloOnly) {
+  const Shape shape{3, 19, 23};
+  const Outcome share = run_in(Mode::share, "tp_cross5", shape, {5, 6});
+  for (const Mode mode : kModes) {
+    const Outcome o = run_in(mode, "tp_cross5", shape, {5, 6});
+    EXPECT_TRUE(same_bytes(o.output, share.output)) << mode_name(mode);
+    if (mode == Mode::copy) {
+      // Each tile ships its box grown by one element on each side (clamped), for each of the 3
+      // planes, and returns its box.
+      std::uint64_t elements = 0;
+      const TileGrid grid = TileGrid::make(shape, Shape{5, 6});
+      for (std::int64_t t = 0; t < grid.tile_count(); ++t) {
+        const Box region = grown_on_last_two_axes(grid.box(t), 1, shape);
+        elements += static_cast<std::uint64_t>(region.element_count() + grid.box(t).element_count());
+      }
+      EXPECT_EQ(o.stats.bytes_copied, elements * sizeof(double));
+    } else {
+      EXPECT_EQ(o.stats.bytes_copied, 0u) << mode_name(mode);
+    }
+  }
+  // Spot-check against the definition.
+  AnyArray in = allocate_array(DType::float64, shape, Sharing::private_to_process);
+  fill(in, 7.0);
+  const auto* a = reinterpret_cast<const double*>(in.data());
+  const auto* out = reinterpret_cast<const double*>(share.output.data());
+  const auto at = [&](std::int64_t p, std::int64_t i, std::int64_t j) {
+    return a[(p * 19 + std::clamp<std::int64_t>(i, 0, 18)) * 23 + std::clamp<std::int64_t>(j, 0, 22)];
+  };
+  for (std::int64_t p = 0; p < 3; ++p) {
+    for (std::int64_t i = 0; i < 19; ++i) {
+      for (std::int64_t j = 0; j < 23; ++j) {
+        const double expected = at(p, i, j) + at(p, i - 1, j) + at(p, i + 1, j) + at(p, i, j - 1) + at(p, i, j + 1);
+        ASSERT_EQ(out[(p * 19 + i) * 23 + j], expected) << p << "," << i << "," << j;
+      }
+    }
+  }
+}
+
+TEST_F(PluginModesTest, KernelWhoseOutputShapeDiffersIsBitwiseEqualInEveryModeAndCopyShipsEveryDayOfItsPixels) {
+  const Shape shape{40, 13, 11};  // (days, rows, cols) -> (2, rows, cols)
+  const Outcome share = run_in(Mode::share, "daily_stats", shape, {4, 4});
+  ASSERT_EQ(share.output.shape(), (Shape{2, 13, 11}));
+  for (const Mode mode : kModes) {
+    const Outcome o = run_in(mode, "daily_stats", shape, {4, 4});
+    EXPECT_TRUE(same_bytes(o.output, share.output)) << mode_name(mode);
+    if (mode == Mode::copy) {
+      // Every input element once (each pixel's 40 days go with its tile) and every output one.
+      EXPECT_EQ(o.stats.bytes_copied, static_cast<std::uint64_t>(40 * 13 * 11 + 2 * 13 * 11) * sizeof(double));
+    }
+  }
+  AnyArray in = allocate_array(DType::float64, shape, Sharing::private_to_process);
+  fill(in, 7.0);
+  const auto* a = reinterpret_cast<const double*>(in.data());
+  const auto* out = reinterpret_cast<const double*>(share.output.data());
+  for (std::int64_t px = 0; px < 13 * 11; ++px) {
+    double sum = 0, squares = 0;
+    for (std::int64_t d = 0; d < 40; ++d) sum += a[d * 143 + px];
+    const double mean = sum / 40;
+    for (std::int64_t d = 0; d < 40; ++d) squares += (a[d * 143 + px] - mean) * (a[d * 143 + px] - mean);
+    EXPECT_NEAR(out[px], mean, 1e-12);
+    EXPECT_NEAR(out[143 + px], std::sqrt(squares / 40), 1e-12);
+  }
+}
+
+TEST_F(PluginModesTest, PluginKernelThatThrowsFailsTheJobWithItsMessageInEveryMode) {
+  Params params;
+  params.set("row", "9");
+  params.set("col", "2");
+  for (const Mode mode : kModes) {
+    try {
+      (void)run_in(mode, "tp_throw", {16, 16}, {4, 4}, params);
+      ADD_FAILURE() << mode_name(mode) << ": expected the job to fail";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(e.code(), Errc::job_failed) << m;
+      EXPECT_NE(m.find("tp_throw: element (9, 2) is cursed"), std::string::npos) << mode_name(mode) << ": " << m;
+      EXPECT_NE(m.find("tp_throw"), std::string::npos) << m;
+    }
+  }
+}
+
+TEST(PluginWarmPoolTest, WarmSharePoolLoadsAPluginItMeetsForTheFirstTime) {
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = Mode::share, .sample_memory = false});
+  const ArrayPlacement placement = pool.placement();
+  JobRequest job{"negate", {placement.make(DType::float64, {6, 8}, ArrayRole::input)}, {}, {3, 4}, {}};
+  fill(job.inputs[0].array, 3.0);
+  job.output = placement.make(DType::float64, {6, 8}, ArrayRole::output);
+  (void)pool.run(job);  // the workers are up and have run a built-in
+
+  const LoadedPlugin& other = load_plugin(plugin("tptest_other"));
+  ASSERT_EQ(other.kernels.size(), 1u);
+  EXPECT_EQ(&load_plugin(plugin("tptest_other")), &other) << "a second load is the first one";
+  job.kernel = "tp_twice";
+  (void)pool.run(job);
+  const auto* in = reinterpret_cast<const double*>(job.inputs[0].array.data());
+  const auto* out = reinterpret_cast<const double*>(job.output.array.data());
+  for (std::int64_t i = 0; i < 48; ++i) ASSERT_EQ(out[i], in[i] + in[i]) << i;
+}
+
+}  // namespace
+}  // namespace tilepool
