@@ -143,7 +143,7 @@ TEST(InputRegionCopyTest, JobCopyModeCannotPlanFailsAndThePoolRunsTheNextJob) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, InputRegionTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
-                         [](const auto& info) { return std::string(mode_name(info.param)); });
+                         [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 
 }  // namespace
 }  // namespace tilepool
