@@ -15,6 +15,7 @@ void Supervisor::begin(ControlBlock& control, const PreparedJob& prepared) {
   control_ = &control;
   job_ = &prepared;
   tile_failures_.clear();
+  deaths_without_tile_ = 0;
   killed_for_timeout_.clear();
 }
 
@@ -27,13 +28,15 @@ std::string Supervisor::timeout_fate() const { return fmt::format("killed after 
 
 void Supervisor::worker_died(int slot, std::int64_t tile, const std::string& fate) {
   control_->requeue_tiles_of(slot);
-  if (tile < 0) return;
   int failures = 0;
   {
     const std::lock_guard lock(mutex_);
-    failures = ++tile_failures_[tile];
+    failures = tile < 0 ? ++deaths_without_tile_ : ++tile_failures_[tile];
   }
-  if (failures > max_tile_retries_) {
+  if (tile < 0 && failures > max_tile_retries_) {
+    control_->report_error(fmt::format("{}: workers died {} times before running a tile of the job (last: {})",
+                                       job_->kernel->name, failures, fate));
+  } else if (tile >= 0 && failures > max_tile_retries_) {
     control_->report_error(fmt::format("{}: tile {} {} killed its worker {} times (last: {})", job_->kernel->name, tile,
                                        format_box(job_->grid.box(tile)), failures, fate));
   }

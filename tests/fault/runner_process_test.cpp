@@ -174,6 +174,37 @@ TEST_F(RunnerProcessTest, SigtermStopsWorkersRemovesSegmentsAndExits143) {
   EXPECT_FALSE(std::filesystem::exists(in("out.npy")));
 }
 
+// The same promise in copy mode, with a worker that is stopped (SIGSTOP: "hung, or stopped")
+// and no --tile-timeout, the default: SIGINT to the runner must still end the run with 130.
+// CopyLauncher::end_job(abandoned) waits for every I/O thread to go idle, and the stopped
+// worker's I/O thread stays in CopyChannel::transfer, polling for replies that never come (it
+// looks at the tile timeout only, never at the failed job), so the runner never exits.
+TEST_F(RunnerProcessTest, SigintStopsACopyModeRunWhoseWorkerIsStoppedAndExits130) {
+  ASSERT_EQ(run_python("import numpy as np\n"
+                       "np.save('" + in("ma.npy") + "', np.random.rand(2000, 2000))\n"
+                       "np.save('" + in("mb.npy") + "', np.random.rand(2000, 2000))\n").status, 0);
+  RunnerProcess runner({"run", "-k", "matmul", "-i", in("ma.npy"), "-i", in("mb.npy"), "-o", in("mout.npy"), "-t", "100,100",
+                        "-w", "2", "-m", "copy", "--no-progress"},
+                       "");
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline && children_of(runner.pid()).size() < 2) std::this_thread::sleep_for(5ms);
+  const std::vector<pid_t> workers = children_of(runner.pid());
+  ASSERT_EQ(workers.size(), 2u);
+  std::this_thread::sleep_for(300ms);  // both ready, the job under way (it takes seconds)
+  ASSERT_EQ(::kill(workers[0], SIGSTOP), 0);
+  std::this_thread::sleep_for(300ms);
+  ::kill(runner.pid(), SIGINT);
+  const int status = runner.wait_exit(5s);
+  if (status == -1) {
+    for (const pid_t w : workers) ::kill(w, SIGKILL);  // the runner is killed by ~RunnerProcess
+    FAIL() << "the copy-mode runner did not exit within 5 s of SIGINT (a worker stopped, no tile timeout)";
+  }
+  EXPECT_EQ(status, 130);
+  for (const pid_t w : workers) EXPECT_FALSE(alive(w));
+  EXPECT_TRUE(segments_of(runner.pid()).empty());
+  EXPECT_FALSE(std::filesystem::exists(in("mout.npy")));
+}
+
 TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts) {
   const auto mnt = dir_ / "small";
   std::filesystem::create_directories(mnt);

@@ -1,5 +1,6 @@
 // tilepool and real numpy (/usr/bin/python3) reading and writing each other's arrays: .npy
 // files, segments numpy maps with np.load(mmap_mode='r+'), and segments numpy saved itself.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -37,7 +38,7 @@ class RemoveSegmentOnExit {
 };
 
 // A Python string literal for a path or name (ours never contain quotes or backslashes).
-std::string py(const std::filesystem::path& p) { return "\"" + p.string() + "\""; }
+std::string py(const std::filesystem::path& p) { return fmt::format("\"{}\"", p.string()); }
 
 class NumpyInteropTest : public ::testing::Test {
  protected:
@@ -141,7 +142,7 @@ TEST_F(NumpyInteropTest, LoadNpyReadsAnEmptyArrayNumpySaved) {
 
 TEST_F(NumpyInteropTest, LoadNpyReadsVersionTwoAndThreeFilesNumpyWrote) {
   for (const int major : {2, 3}) {
-    const auto path = dir_ / ("v" + std::to_string(major) + ".npy");
+    const auto path = dir_ / fmt::format("v{}.npy", major);
     ASSERT_TRUE(python("with open(" + py(path) + ", 'wb') as f:\n"
                        "    np.lib.format.write_array(f, np.arange(6, dtype=np.int16).reshape(2, 3), version=(" +
                        std::to_string(major) + ", 0))"));

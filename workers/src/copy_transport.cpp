@@ -204,6 +204,9 @@ CopyChannel::Outcome CopyChannel::transfer(ControlBlock& control, int slot, cons
       exhausted = !s.fill_batch();
     }
     if (s.out_.empty() && s.in_flight_.empty()) return Outcome::drained;
+    // A failed job (another worker's error, Ctrl-C) is not waited for: a stopped or slow worker
+    // must not keep the runner from returning.
+    if (control.job_failed()) return Outcome::job_failed;
     pollfd fds[2] = {{from_fd, POLLIN, 0}, {to_fd, static_cast<short>(s.out_.empty() ? 0 : POLLOUT), 0}};
     if (retry_on_eintr([&] { return ::poll(fds, 2, 200); }) < 0) throw system_error("poll on copy worker pipes", errno);
     if (!s.out_.empty() && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0 && !s.write_some()) return Outcome::worker_gone;

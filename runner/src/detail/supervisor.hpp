@@ -27,7 +27,8 @@ class Supervisor {
   /// "killed after the tile timeout of N ms": how a worker killed for holding a tile ended.
   [[nodiscard]] std::string timeout_fate() const;
   /// A worker died holding `tile` (-1: none); `fate` says how ("pid 12, signal 9 (Killed)").
-  /// Requeues its tiles; fails the job if `tile` has now killed too many workers. Thread-safe.
+  /// Requeues its tiles; fails the job if `tile` has now killed too many workers, or if workers
+  /// keep dying before they hold any tile (a worker that cannot start its job). Thread-safe.
   void worker_died(int slot, std::int64_t tile, const std::string& fate);
   /// The runner's check between waits (launchers whose workers it supervises): kills workers
   /// that hold a tile too long, handles deaths, replaces the dead.
@@ -42,6 +43,7 @@ class Supervisor {
   const PreparedJob* job_ = nullptr;
   std::mutex mutex_;
   std::map<std::int64_t, int> tile_failures_;
+  int deaths_without_tile_ = 0;
   std::map<int, bool> killed_for_timeout_;
 };
 

@@ -172,7 +172,14 @@ void Connection::run(ControlBlock& control, int /*slot*/) {
     const CopyChannel::Outcome outcome = channel_.transfer(
         control, slot_, owner_.job_, worker_->stdin_fd(), worker_->stdout_fd(),
         [this](std::int64_t since_ns) { return owner_.supervisor_.overdue(since_ns); }, owner_.bytes_copied_);
-    if (outcome != CopyChannel::Outcome::drained) worker_died(outcome == CopyChannel::Outcome::overdue);
+    if (outcome == CopyChannel::Outcome::job_failed) {
+      // Its pipes may be mid-message, and no reply of it may reach the output any more: the
+      // next job gets a fresh worker.
+      channel_.reset();
+      worker_->kill();
+    } else if (outcome != CopyChannel::Outcome::drained) {
+      worker_died(outcome == CopyChannel::Outcome::overdue);
+    }
   } catch (...) {
     // A respawn failed, or out of memory; its pipes may be mid-message: a fresh worker next job.
     if (worker_) worker_->kill();

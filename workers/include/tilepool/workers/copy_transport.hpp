@@ -42,6 +42,7 @@ class CopyChannel {
     drained,      ///< no tile of the job is left for this worker
     worker_gone,  ///< EOF, a broken pipe, or a reply that breaks the protocol (reported)
     overdue,      ///< the oldest tile in flight outlived the tile timeout
+    job_failed,   ///< the job failed or was abandoned: the worker may be mid-message
   };
 
   CopyChannel();
