@@ -102,7 +102,7 @@ void add_segment_commands(CLI::App& app) {
     const Backing backing = backing_option(backing_spec);
     validate_segment_name(name);
     if (segment_exists(name, backing)) {
-      throw Error(Errc::exists, "segment '" + name + "' already exists (tilepool rm " + name + " first)");
+      throw Error(Errc::exists, fmt::format("segment '{}' already exists (tilepool rm {} first)", name, name));
     }
     ArraySegment seg = ArraySegment::load_npy(file, name, backing);
     seg.segment().release_name();
@@ -139,9 +139,9 @@ void add_segment_commands(CLI::App& app) {
     for (const auto& n : names) validate_segment_name(n);
     std::string missing;
     for (const auto& n : names) {
-      if (!remove_segment(n, backing)) missing += (missing.empty() ? "" : ", ") + n;
+      if (!remove_segment(n, backing)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", n);
     }
-    if (!missing.empty()) throw Error(Errc::bad_input, "no such segment: " + missing);
+    if (!missing.empty()) throw Error(Errc::bad_input, fmt::format("no such segment: {}", missing));
   });
 
   CLI::App* gc = app.add_subcommand("gc", "remove job segments whose owner process is gone");

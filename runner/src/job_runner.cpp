@@ -108,6 +108,12 @@ std::vector<pid_t> pids_in(const ControlBlock& control, int workers) {
   return pids;
 }
 
+std::vector<ArraySpec> input_specs(const JobRequest& job) {
+  std::vector<ArraySpec> specs;
+  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  return specs;
+}
+
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
   const Shape space = kernel.iteration_shape(inputs, output);
   if (tile.size() > space.size()) {
@@ -120,8 +126,7 @@ TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs
 PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
   PreparedJob p;
   p.kernel = &find_kernel(job.kernel);
-  std::vector<ArraySpec> specs;
-  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  const std::vector<ArraySpec> specs = input_specs(job);
   p.output = check_inputs(*p.kernel, specs, job.params);
   const AnyArray& out = job.output.array;
   if (out.dtype() != p.output.dtype || out.shape() != p.output.shape) {

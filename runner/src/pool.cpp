@@ -48,15 +48,10 @@ double Pool::spawn_seconds() const noexcept { return impl_->launcher().spawn_sec
 std::vector<pid_t> Pool::worker_pids() const { return impl_->launcher().worker_pids(); }
 ArrayPlacement Pool::placement() const { return ArrayPlacement(mode(), impl_->options().backing); }
 
-ArraySpec output_spec(const JobRequest& job) {
-  std::vector<ArraySpec> specs;
-  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
-  return check_inputs(find_kernel(job.kernel), specs, job.params);
-}
+ArraySpec output_spec(const JobRequest& job) { return check_inputs(find_kernel(job.kernel), detail::input_specs(job), job.params); }
 
 TileGrid tile_grid(const JobRequest& job) {
-  std::vector<ArraySpec> specs;
-  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  const std::vector<ArraySpec> specs = detail::input_specs(job);
   const KernelDef& kernel = find_kernel(job.kernel);
   return detail::tile_grid_of(kernel, specs, check_inputs(kernel, specs, job.params), job.tile);
 }

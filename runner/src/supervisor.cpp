@@ -24,7 +24,10 @@ bool Supervisor::overdue(std::int64_t since_ns) const noexcept {
          monotonic_ns() - since_ns > std::chrono::duration_cast<std::chrono::nanoseconds>(tile_timeout_).count();
 }
 
-std::string Supervisor::timeout_fate() const { return fmt::format("killed after the tile timeout of {} ms", tile_timeout_.count()); }
+std::string Supervisor::fate(pid_t pid, int wait_status, bool timed_out) const {
+  if (timed_out) return fmt::format("pid {}, killed after the tile timeout of {} ms", pid, tile_timeout_.count());
+  return fmt::format("pid {}, {}", pid, describe_wait_status(wait_status));
+}
 
 void Supervisor::worker_died(int slot, std::int64_t tile, const std::string& fate) {
   control_->requeue_tiles_of(slot);
@@ -53,15 +56,13 @@ void Supervisor::check(Launcher& launcher) {
     const pid_t pid = launcher.pid_of(slot);  // before poll_exit forgets it
     const std::optional<int> status = launcher.poll_exit(slot);
     if (!status) continue;
-    const std::string fate = fmt::format("pid {}, {}", pid,
-                                         std::exchange(killed_for_timeout_[slot], false) ? timeout_fate()
-                                                                                          : describe_wait_status(*status));
-    worker_died(slot, tile, fate);
+    const std::string how = fate(pid, *status, std::exchange(killed_for_timeout_[slot], false));
+    worker_died(slot, tile, how);
     if (control_->job_failed()) return;
     if (!launcher.replace(slot) && launcher.live_workers() == 0 && !control_->job_complete()) {
       const std::string during = tile >= 0 ? fmt::format(", while running tile {} {}", tile, format_box(job_->grid.box(tile))) : "";
       control_->report_error(fmt::format("{}: every {}-mode worker died before the job was done (last: {}{})",
-                                         job_->kernel->name, mode_name(launcher.mode()), fate, during));
+                                         job_->kernel->name, mode_name(launcher.mode()), how, during));
       return;
     }
   }

@@ -71,8 +71,8 @@ Box blur_region(std::size_t /*input*/, const Box& tile, std::span<const ArraySpe
 
 ArraySpec blur_spec(std::span<const ArraySpec> inputs, const Params& /*params*/) {
   if (inputs[0].shape.size() < 2) {
-    throw Error(Errc::bad_input, fmt::format("blur3x3: input has shape {}", format_shape(inputs[0].shape)) +
-                                     "; expected at least 2 axes (it blurs the last two)");
+    throw Error(Errc::bad_input, fmt::format("blur3x3: input has shape {}; expected at least 2 axes (it blurs the last two)",
+                                             format_shape(inputs[0].shape)));
   }
   const DType out = inputs[0].dtype == DType::float32 ? DType::float32 : DType::float64;
   return ArraySpec{out, inputs[0].shape};

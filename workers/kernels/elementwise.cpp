@@ -47,14 +47,14 @@ T scalar_param(const Params& params) {
     const bool in_range = v >= static_cast<double>(std::numeric_limits<T>::min()) &&
                           v < std::ldexp(1.0, std::numeric_limits<T>::digits);
     if (!in_range || v != std::trunc(v)) {
-      throw Error(Errc::usage, "add_scalar: parameter value=" + params.values().at("value") + " is not a " +
-                                   std::string(dtype_name(dtype_of_v<T>)) + " (expected an integer in range)");
+      throw Error(Errc::usage, fmt::format("add_scalar: parameter value={} is not a {} (expected an integer in range)",
+                                           params.values().at("value"), dtype_name(dtype_of_v<T>)));
     }
   } else if constexpr (std::is_same_v<T, float>) {
     // A double beyond float's range does not convert (undefined behaviour), it is refused.
     if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
-      throw Error(Errc::usage, "add_scalar: parameter value=" + params.values().at("value") +
-                                   " is out of float32 range (expected |value| <= 3.4e38)");
+      throw Error(Errc::usage, fmt::format("add_scalar: parameter value={} is out of float32 range (expected |value| <= 3.4e38)",
+                                           params.values().at("value")));
     }
   }
   return static_cast<T>(v);

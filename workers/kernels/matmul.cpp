@@ -48,12 +48,12 @@ ArraySpec matmul_spec(std::span<const ArraySpec> inputs, const Params& /*params*
   const Shape& a = inputs[0].shape;
   const Shape& b = inputs[1].shape;
   if (a.size() != 2 || b.size() != 2) {
-    throw Error(Errc::bad_input, fmt::format("matmul: inputs have shapes {} and {}", format_shape(a), format_shape(b)) +
-                                     "; expected two 2-D arrays (M x K and K x N)");
+    throw Error(Errc::bad_input, fmt::format("matmul: inputs have shapes {} and {}; expected two 2-D arrays (M x K and K x N)",
+                                             format_shape(a), format_shape(b)));
   }
   if (a[1] != b[0]) {
-    throw Error(Errc::bad_input, fmt::format("matmul: inner dimensions differ: {} x {}", format_shape(a), format_shape(b)) +
-                                     " (expected A's columns == B's rows)");
+    throw Error(Errc::bad_input, fmt::format("matmul: inner dimensions differ: {} x {} (expected A's columns == B's rows)",
+                                             format_shape(a), format_shape(b)));
   }
   return ArraySpec{inputs[0].dtype, Shape{a[0], b[1]}};
 }

@@ -125,9 +125,8 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
                                                format_dtypes(kernel.dtypes)));
     }
     if (d != inputs[0].dtype) {
-      throw Error(Errc::bad_input, fmt::format("{}: input {} is {} but input 1 is {}", k, i + 1, dtype_name(d),
-                                               dtype_name(inputs[0].dtype)) +
-                                       " (expected the same dtype)");
+      throw Error(Errc::bad_input, fmt::format("{}: input {} is {} but input 1 is {} (expected the same dtype)", k, i + 1,
+                                               dtype_name(d), dtype_name(inputs[0].dtype)));
     }
   }
   // Shared output specs (same_as_inputs) do not know which kernel they serve: name it here, so

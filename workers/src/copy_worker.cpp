@@ -45,7 +45,7 @@ constexpr std::size_t kFlushAt = std::size_t{256} << 10;
 
 // A protocol violation: a runner/worker mismatch, not a user error.
 [[noreturn]] void protocol_error(const std::string& what) {
-  std::fprintf(stderr, "tilepool-worker --copy: protocol error: %s\n", what.c_str());
+  std::fprintf(stderr, "tilepool-worker copy: protocol error: %s\n", what.c_str());
   std::_Exit(2);
 }
 
@@ -284,7 +284,7 @@ int run_copy_worker(pid_t parent) {
   try {
     return CopyWorker().serve();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tilepool-worker --copy: error: %s\n", e.what());
+    std::fprintf(stderr, "tilepool-worker copy: error: %s\n", e.what());
     return 2;
   }
 }

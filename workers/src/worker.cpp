@@ -45,7 +45,7 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   };
   // The initializer: the staged job's plugin is loaded and its segments are attached now, so
   // the first job starts warm.
-  if (control.job().output[0] != '\0') (void)job_arrays(control.job());
+  if (!control.job().output_name().empty()) (void)job_arrays(control.job());
   say_ready();
   LocalJobHandler handler(job_arrays, fault_observer_from_environment(), [parent] { return ::getppid() == parent; });
   serve_jobs(control, slot, handler);

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,6 +17,12 @@
 namespace tilepool::detail {
 
 class Supervisor;
+
+/// How long a stopping pool lets its workers exit on their own before it SIGKILLs them.
+inline constexpr std::chrono::milliseconds kStopGrace{2000};
+
+/// The dtype and shape of each input of `job`.
+std::vector<ArraySpec> input_specs(const JobRequest& job);
 
 /// A job checked against its kernel: the output it needs and the tile grid it runs over.
 struct PreparedJob {

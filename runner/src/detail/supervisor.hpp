@@ -24,8 +24,9 @@ class Supervisor {
   void begin(ControlBlock& control, const PreparedJob& prepared);
   /// True if a tile held since `since_ns` (monotonic_ns) has outlived the tile timeout.
   [[nodiscard]] bool overdue(std::int64_t since_ns) const noexcept;
-  /// "killed after the tile timeout of N ms": how a worker killed for holding a tile ended.
-  [[nodiscard]] std::string timeout_fate() const;
+  /// "pid 12, signal 9 (Killed)", or "pid 12, killed after the tile timeout of N ms" if the
+  /// supervisor killed it for holding a tile too long: how a worker ended, for messages.
+  [[nodiscard]] std::string fate(pid_t pid, int wait_status, bool timed_out) const;
   /// A worker died holding `tile` (-1: none); `fate` says how ("pid 12, signal 9 (Killed)").
   /// Requeues its tiles; fails the job if `tile` has now killed too many workers, or if workers
   /// keep dying before they hold any tile (a worker that cannot start its job). Thread-safe.

@@ -86,12 +86,9 @@ class CopyLauncher final : public Launcher {
   ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
 
   void bind(const JobRequest& job, const PreparedJob& prepared) override {
-    std::vector<ArraySpec> specs;
+    const std::vector<ArraySpec> specs = input_specs(job);
     job_.inputs.clear();
-    for (const JobArray& in : job.inputs) {
-      specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
-      job_.inputs.push_back(in.array);
-    }
+    for (const JobArray& in : job.inputs) job_.inputs.push_back(in.array);
     job_.job_id = control_->job().job_id;
     job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid);
     job_.setup = CopyPlan::setup(job_.job_id, *prepared.kernel, specs, prepared.output, job.tile, job.params);
@@ -129,7 +126,7 @@ class CopyLauncher final : public Launcher {
     threads_.clear();
     std::vector<WorkerProcess*> workers;
     for (auto& c : connections_) workers.push_back(c->process());
-    stop_all(workers, std::chrono::seconds(2));  // EOF on stdin ends each worker's loop
+    stop_all(workers, kStopGrace);  // EOF on stdin ends each worker's loop
   }
 
   PoolOptions options_;
@@ -196,8 +193,7 @@ void Connection::worker_died(bool timed_out) {
   channel_.reset();
   worker_->kill();
   worker_->stop(std::chrono::steady_clock::now());
-  const std::string fate = fmt::format("pid {}, {}", worker_->pid(),
-                                       timed_out ? owner_.supervisor_.timeout_fate() : describe_wait_status(worker_->exit_status()));
+  const std::string fate = owner_.supervisor_.fate(worker_->pid(), worker_->exit_status(), timed_out);
   owner_.control_->worker(slot_).pid.store(0, std::memory_order_release);
   owner_.supervisor_.worker_died(slot_, tile, fate);
   // A failed or interrupted job (Ctrl-C reaches the workers too) gets no new worker now: the

@@ -22,7 +22,6 @@
 namespace tilepool::detail {
 namespace {
 
-constexpr auto kStopGrace = std::chrono::seconds(2);
 
 class ForkLauncher final : public Launcher {
  public:

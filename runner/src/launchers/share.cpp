@@ -82,7 +82,7 @@ class ShareLauncher final : public Launcher {
     control_->request_stop();
     std::vector<WorkerProcess*> workers;
     for (auto& w : workers_) workers.push_back(w.get());
-    stop_all(workers, std::chrono::milliseconds(500));
+    stop_all(workers, kStopGrace);
     workers_.clear();
   }
 

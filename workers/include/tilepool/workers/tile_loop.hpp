@@ -4,7 +4,7 @@
 /// block, enters each posted job and hands it to a JobHandler, the hook that differs between
 /// modes. LocalJobHandler runs kernels in this process (share-mode workers, fork-mode children,
 /// threads); copy mode's transport is another handler that moves each tile's bytes through a
-/// worker process's pipes (runner/src/copy_transport.cpp).
+/// worker process's pipes (runner/src/launchers/copy.cpp, over workers/src/copy_transport.cpp).
 
 #include <functional>
 #include <map>
