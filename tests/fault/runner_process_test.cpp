@@ -183,7 +183,7 @@ TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts
                              " -t 64,64 --no-progress --backing file:" + mnt.string());
   const bool empty = std::filesystem::is_empty(mnt);
   ::umount(mnt.c_str());
-  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("not enough space"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--backing file:DIR"), std::string::npos) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
