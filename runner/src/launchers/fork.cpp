@@ -175,7 +175,10 @@ class ForkLauncher final : public Launcher {
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
-    } catch (...) {  // serve_jobs reports kernel errors itself; nothing may escape a child
+    } catch (const std::exception& e) {  // serve_jobs reports kernel errors itself; nothing may escape a child
+      control_->report_error(fmt::format("fork worker {} (pid {}) could not start: {}", slot, ::getpid(), e.what()));
+      status = 2;
+    } catch (...) {
       status = 2;
     }
     ::_exit(status);

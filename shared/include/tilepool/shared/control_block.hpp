@@ -29,7 +29,7 @@ namespace tilepool {
 inline constexpr std::size_t kMaxInputs = 4;
 /// The most workers a pool may have: a sanity bound on a flag, not a layout limit (a control
 /// block holds as many worker slots as it was made for).
-inline constexpr int kMaxWorkers = 65536;
+inline constexpr int kMaxWorkers = 4096;
 /// Worker slots of a control block made without saying how many.
 inline constexpr int kDefaultWorkerSlots = 64;
 inline constexpr std::size_t kNameCapacity = 208;      ///< a segment name (<= 200) and its NUL
