@@ -180,6 +180,9 @@ RunReport run_job(const RunOptions& o) {
   for (const auto& s : o.inputs) in_locs.push_back(parse_location(s, "--input"));
   const Location out_loc = parse_location(o.output, "--output");
   check_output(out_loc, backing, o.force);
+  if (!backing.is_shm() && ::access(backing.directory().c_str(), W_OK | X_OK) != 0) {
+    throw Error(Errc::bad_input, fmt::format("--backing {}: cannot create segments there: {}", backing.spec(), std::strerror(errno)));
+  }
   collect_garbage(backing);  // leftovers of runs that were killed
 
   RunReport report;
