@@ -58,7 +58,10 @@ class ShareLauncher final : public Launcher {
     ready(slot);
     return true;
   }
-  std::vector<pid_t> worker_pids() const override { return pids_in(*control_, worker_count()); }
+  std::vector<pid_t> worker_pids() const override {
+    const ControlBlock* control = control_;  // null only while a bigger block is being made
+    return control != nullptr ? pids_in(*control, worker_count()) : std::vector<pid_t>{};
+  }
 
  private:
   static void require_segment(const JobArray& a, const char* role) {
