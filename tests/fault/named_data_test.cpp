@@ -113,6 +113,33 @@ TEST_P(NamedDataProcessModesTest, RunnerKilledMidJobLeavesTheOldNamedOutputAndGc
   EXPECT_TRUE(holds(keep, "np.full((64, 64), 7.0)"));
 }
 
+TEST_P(NamedDataAllModesTest, RunnerKilledAtAnyStageLeavesTheOldOrTheWholeNewOutput) {
+  // Loading, spawning, computing or publishing: whenever SIGKILL lands, the name holds the old
+  // array or the whole result, and gc leaves nothing of the run.
+  ASSERT_EQ(run_python("import numpy as np\n"
+                       "np.save('" + in("big.npy") + "', np.arange(2000*2000, dtype=np.float64).reshape(2000, 2000))\n"
+                       "np.save('" + in("old.npy") + "', np.full((2000, 2000), 7.0))\n").status, 0);
+  const std::string keep = name("keep");
+  for (const int delay_ms : {5, 20, 40, 80, 160, 320}) {
+    put(in("old.npy"), keep);
+    RunnerProcess runner({"run", "-k", "negate", "-i", in("big.npy"), "-o", "shm:" + keep, "--force", "-t", "50,50", "-w", "1",
+                          "-m", GetParam(), "--no-progress"},
+                         "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(runner.pid(), SIGKILL);
+    runner.wait_exit(5s);
+    std::this_thread::sleep_for(100ms);  // let its workers die with it
+    EXPECT_EQ(run_command(kTilepool + " gc").status, 0);
+    EXPECT_TRUE(segments_of(runner.pid()).empty()) << "after " << delay_ms << " ms";
+    const auto r = run_python("import numpy as np\n"
+                              "x=np.load('/dev/shm/" + keep + "')\n"
+                              "print('OLD' if np.all(x == 7.0) else 'NEW' if np.array_equal(x, -np.load('" + in("big.npy") +
+                              "')) else 'TORN')");
+    EXPECT_TRUE(r.output == "OLD\n" || r.output == "NEW\n") << "after " << delay_ms << " ms: " << r.output;
+    ASSERT_EQ(run_command(kTilepool + " rm " + keep).status, 0);
+  }
+}
+
 TEST_F(NamedDataTest, RunnerKilledMidJobInThreadsModeLeavesNoNamedOutput) {
   const std::string m = name("m");
   const std::string res = name("res");

@@ -272,7 +272,9 @@ TEST_F(CliTest, ReadOnlySegmentIsAnInputInEveryMode) {
   const std::string ro = unique_name("ro");
   const std::string neg = unique_name("neg");
   ASSERT_EQ(run_command(kTilepool + " put " + path("i.npy") + " " + ro).status, 0);
-  if (root) ASSERT_EQ(::chown(("/dev/shm/" + ro).c_str(), 65534, 65534), 0);
+  if (root) {
+    ASSERT_EQ(::chown(("/dev/shm/" + ro).c_str(), 65534, 65534), 0);
+  }
   ASSERT_EQ(::chmod(("/dev/shm/" + ro).c_str(), 0400), 0);
   for (const std::string mode : {"share", "fork", "copy", "threads"}) {
     const auto r = run_command(as_user + kTilepool + " run -k negate -i shm:" + ro + " -o shm:" + neg +

@@ -103,7 +103,7 @@ TEST(PoolCapacityTest, ThousandAndTwentyFourThreadWorkersRunAJob) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PoolGrowthTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
-                         [](const auto& info) { return std::string(mode_name(info.param)); });
+                         [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 INSTANTIATE_TEST_SUITE_P(Modes, PoolTest, ::testing::Values(Mode::share, Mode::threads),
                          [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 
