@@ -6,7 +6,8 @@
 // Names read BM_<Mode>/<kernel>/<workload>/<args>/real_time, where the workload is
 //   seed                  365x16x16 float64, 4x4 tiles (the seed workload)
 //   tiles/edge:E          4096x4096 float64 (matmul: 1024x1024) in ExE tiles: E=256 is the
-//                         bandwidth-bound case, E=16 the dispatch-bound one (65,536 tiles)
+//                         bandwidth-bound case, E=16 the dispatch-bound one (65,536 tiles),
+//                         E=4 a million tiles
 //   rows/rows:R           4096x4096 float64 add in tiles of R whole rows (contiguous blocks, as
 //                         the plain loop streams them)
 //   size/MiB:M            add over M MiB per array (M*32 x 4096 float64), 256x256 tiles
@@ -60,8 +61,9 @@ void register_all(bool full) {
   const std::vector<std::int64_t> all_workers = unique_sorted({1, 2, hc});
   const std::vector<std::int64_t> main_workers = full ? all_workers : unique_sorted({1, hc});
   const std::vector<std::int64_t> one_count = full ? all_workers : std::vector<std::int64_t>{hc};
-  const std::vector<std::int64_t> add_edges = full ? std::vector<std::int64_t>{1024, 512, 256, 128, 64, 32, 16}
-                                                   : std::vector<std::int64_t>{256, 64, 16};
+  // E=4 is 1,048,576 tiles: the per-tile cost at the scale the control block must now hold.
+  const std::vector<std::int64_t> add_edges = full ? std::vector<std::int64_t>{1024, 512, 256, 128, 64, 32, 16, 4}
+                                                   : std::vector<std::int64_t>{256, 64, 16, 4};
   const std::vector<std::int64_t> other_edges = {256, 16};
   const std::vector<std::int64_t> matmul_edges = full ? std::vector<std::int64_t>{256, 64, 16} : std::vector<std::int64_t>{256};
   const std::int64_t max_mib = full ? 1024 : 64;

@@ -3,6 +3,7 @@
 // alone turns errors into the one-line message and the exit status.
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,7 @@ struct RunOptions {
   std::string kernel;
   std::vector<std::string> inputs;
   std::string output;
-  std::string tile;
+  std::optional<std::string> tile;  ///< absent: the iteration space must be 0-d (one tile)
   int workers = 0;
   std::string mode = "share";
   std::vector<std::string> params;

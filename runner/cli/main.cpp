@@ -10,9 +10,11 @@ int exit_status(const tilepool::Error& e) {
   switch (e.code()) {
     case tilepool::Errc::usage:
     case tilepool::Errc::bad_input:
-    case tilepool::Errc::exists: return 2;
+    case tilepool::Errc::exists:
+    // Segments reserve their pages (posix_fallocate) when they are made, before any work: a
+    // full store is bad input, like the other checks made then.
+    case tilepool::Errc::no_space: return 2;
     case tilepool::Errc::interrupted: return 128 + tilepool::interrupt_signal();
-    case tilepool::Errc::no_space:
     case tilepool::Errc::system:
     case tilepool::Errc::job_failed: break;
   }

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -50,41 +52,82 @@ struct RunArrays {
 
 JobArray load_input(const Location& loc, const ArrayPlacement& placement, const Backing& backing, RunArrays& arrays) {
   if (loc.is_segment) {
-    arrays.segments.push_back(ArraySegment::attach(loc.text, backing));
+    // Read-only: a segment the user may only read (mode 0400, a read-only mount) is an input
+    // too, and a kernel that writes into its input faults instead of changing the user's data.
+    arrays.segments.push_back(ArraySegment::attach(loc.text, backing, MapOptions{.read_only = true}));
     return JobArray::of(arrays.segments.back());
   }
   return placement.load_npy(loc.text, ArrayRole::input);
 }
 
+/// The output, built under a job-owned name ("tilepool-<pid>-...-out", which `gc` collects if
+/// this process dies) and published onto the user's name only after the job succeeded.
 JobArray make_output(const Location& loc, const ArraySpec& spec, const ArrayPlacement& placement, const Backing& backing,
                      RunArrays& arrays) {
   if (loc.is_segment) {
-    arrays.segments.push_back(ArraySegment::create(loc.text, spec.dtype, spec.shape, backing));
+    arrays.segments.push_back(ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing));
     return JobArray::of(arrays.segments.back());
   }
   arrays.output_file = loc.text;
   return placement.make(spec.dtype, spec.shape, ArrayRole::output);
 }
 
-void check_output_free(const Location& out, const std::vector<Location>& inputs, const Backing& backing, bool force) {
-  if (!out.is_segment) {
-    if (!force && std::filesystem::exists(std::filesystem::symlink_status(out.text))) {
-      throw Error(Errc::exists, out.text + ": already exists (pass --force to overwrite)");
+/// Everything about the output that can be checked before any segment or process exists:
+/// an existing name without --force, a directory that is missing or not writable. Nothing is
+/// removed here: --force replaces the old output only when the new one is published.
+void check_output(const Location& out, const Backing& backing, bool force) {
+  namespace fs = std::filesystem;
+  if (out.is_segment) {
+    if (!force && segment_exists(out.text, backing)) {
+      throw Error(Errc::exists, fmt::format("segment '{}' already exists (pass --force to replace it, or tilepool rm {})",
+                                            out.text, out.text));
+    }
+    const fs::path dir = backing.directory();
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      throw Error(Errc::bad_input, fmt::format("--output shm:{}: cannot create segments in {}: {}", out.text, dir.string(),
+                                               std::strerror(errno)));
     }
     return;
   }
-  for (const Location& in : inputs) {
-    if (in.is_segment && in.text == out.text) {
-      throw Error(Errc::usage, "--output shm:" + out.text + " is also an input (expected a different segment)");
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(out.text, ec);
+  if (fs::exists(st)) {
+    if (fs::is_directory(fs::status(out.text, ec))) {
+      throw Error(Errc::bad_input, fmt::format("--output {}: is a directory (expected a FILE.npy path)", out.text));
     }
+    if (!force) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out.text));
   }
-  if (segment_exists(out.text, backing)) {
-    if (!force) {
-      throw Error(Errc::exists, "segment '" + out.text + "' already exists (pass --force to replace it, or tilepool rm " +
-                                    out.text + ")");
-    }
-    remove_segment(out.text, backing);
+  fs::path dir = fs::path(out.text).parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir, ec)) {
+    throw Error(Errc::bad_input, fmt::format("--output {}: directory {} does not exist", out.text, dir.string()));
   }
+  // The file is written as a temporary beside it and renamed: the directory must take both.
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    throw Error(Errc::bad_input, fmt::format("--output {}: cannot write in directory {}: {}", out.text, dir.string(),
+                                             std::strerror(errno)));
+  }
+}
+
+/// Publishes the finished output onto the name the user asked for: one rename(2), replacing
+/// an old one only with --force (without it, a name that appeared during the job is kept and
+/// the job fails). Checks first that the job-owned segment is still the object the job built.
+void publish_output(ArraySegment& built, const std::string& name, bool force) {
+  try {
+    built.segment().publish(name, force);
+  } catch (const Error& e) {
+    // The work is done but its result cannot be delivered: the job failed (exit 1). The
+    // job-owned segment is removed with its handle.
+    throw Error(e.code() == Errc::exists ? Errc::exists : Errc::job_failed,
+                fmt::format("--output shm:{}: the result was not published: {}", name, e.what()));
+  }
+}
+
+/// The shape the job's kernel iterates over (what --tile cuts).
+Shape iteration_space(const JobRequest& job, const ArraySpec& output) {
+  std::vector<ArraySpec> specs;
+  for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
+  return find_kernel(job.kernel).iteration_shape(specs, output);
 }
 
 /// A one-line progress bar on stderr: tiles done, rate, ETA.
@@ -123,7 +166,8 @@ RunReport run_job(const RunOptions& o) {
   const Mode mode = for_flag("--mode", o.mode, parse_mode);
   const Backing backing = for_flag("--backing", o.backing, Backing::parse);
   (void)find_kernel(o.kernel);
-  const Shape tile = for_flag("--tile", o.tile, TileGrid::parse_extents);
+  // No --tile: the kernel's iteration space must be 0-d (checked once the inputs are known).
+  const Shape tile = o.tile ? for_flag("--tile", *o.tile, TileGrid::parse_extents) : Shape{};
   if (o.workers < 0 || o.workers > kMaxWorkers) {
     throw Error(Errc::usage, fmt::format("--workers {}: expected 1 to {}", o.workers, kMaxWorkers));
   }
@@ -136,7 +180,10 @@ RunReport run_job(const RunOptions& o) {
   std::vector<Location> in_locs;
   for (const auto& s : o.inputs) in_locs.push_back(parse_location(s, "--input"));
   const Location out_loc = parse_location(o.output, "--output");
-  check_output_free(out_loc, in_locs, backing, o.force);
+  check_output(out_loc, backing, o.force);
+  if (!backing.is_shm() && ::access(backing.directory().c_str(), W_OK | X_OK) != 0) {
+    throw Error(Errc::bad_input, fmt::format("--backing {}: cannot create segments there: {}", backing.spec(), std::strerror(errno)));
+  }
   collect_garbage(backing);  // leftovers of runs that were killed
 
   RunReport report;
@@ -152,7 +199,13 @@ RunReport run_job(const RunOptions& o) {
   const ArrayPlacement placement(mode, backing);
   for (const Location& loc : in_locs) job.inputs.push_back(load_input(loc, placement, backing, arrays));
   const ArraySpec spec = output_spec(job);
-  (void)for_flag("--tile", o.tile, [&](auto) { return tile_grid(job); });
+  if (o.tile) {
+    (void)for_flag("--tile", *o.tile, [&](auto) { return tile_grid(job); });
+  } else if (const Shape space = iteration_space(job, spec); !space.empty()) {
+    throw Error(Errc::usage, fmt::format("--tile is required: {} runs over a {}-D space {} (give extents for its last axes, "
+                                         "like --tile {})", o.kernel, space.size(), format_shape(space),
+                                         space.size() == 1 ? "4" : "4,4"));
+  }
   job.output = make_output(out_loc, spec, placement, backing, arrays);
   report.load_s = seconds_since(t_start);
 
@@ -185,7 +238,7 @@ RunReport run_job(const RunOptions& o) {
     const AnyArray& out = job.output.array;
     npy::write_file(*arrays.output_file, out.dtype(), out.shape(), std::span<const std::byte>(out.data(), out.bytes()), o.force);
   } else {
-    arrays.segments.back().segment().release_name();  // shm:NAME lives until `tilepool rm`
+    publish_output(arrays.segments.back(), out_loc.text, o.force);  // shm:NAME lives until `tilepool rm`
   }
   report.write_s = seconds_since(t_write);
   report.wall_s = seconds_since(t_start);
@@ -214,7 +267,7 @@ void add_run_command(CLI::App& app, RunOptions& o) {
   run->add_option("--plugin", o.plugins, "a kernel plugin FILE.so to load first (repeatable)");
   run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
   run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
-  run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4")->required();
+  run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4 (not needed over a 0-d array)");
   run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)");
   run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
   run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");

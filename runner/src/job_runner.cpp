@@ -54,7 +54,7 @@ JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
 }
 
 JobStats JobRunner::run(const JobRequest& job) {
-  const PreparedJob prepared = prepare(job, launcher_->tile_capacity());
+  const PreparedJob prepared = prepare(job);
   launcher_->check(job, prepared);
   ControlBlock& control = launcher_->control_for(prepared.grid.tile_count());
   supervisor_.begin(control, prepared);
@@ -123,7 +123,7 @@ TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs
   return TileGrid::make(space, tile);
 }
 
-PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
+PreparedJob prepare(const JobRequest& job) {
   PreparedJob p;
   p.kernel = &find_kernel(job.kernel);
   const std::vector<ArraySpec> specs = input_specs(job);
@@ -134,10 +134,6 @@ PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity) {
                                              format_shape(out.shape()), dtype_name(p.output.dtype), format_shape(p.output.shape)));
   }
   p.grid = tile_grid_of(*p.kernel, specs, p.output, job.tile);
-  if (p.grid.tile_count() > tile_capacity) {
-    throw Error(Errc::usage, fmt::format("the job has {} tiles; this pool takes at most {} (use larger tiles)",
-                                         p.grid.tile_count(), tile_capacity));
-  }
   return p;
 }
 
@@ -149,8 +145,10 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const
   desc.input_count = static_cast<std::uint32_t>(job.inputs.size());
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {
     JobDescriptor::set_text(desc.inputs[i], kNameCapacity, job.inputs[i].segment, "input segment name");
+    desc.input_identities[i] = job.inputs[i].identity.value_or(SegmentIdentity{});
   }
   JobDescriptor::set_text(desc.output, kNameCapacity, job.output.segment, "output segment name");
+  desc.output_identity = job.output.identity.value_or(SegmentIdentity{});
   JobDescriptor::set_text(desc.backing, kBackingCapacity, backing.spec(), "backing");
   JobDescriptor::set_text(desc.params, kParamsCapacity, job.params.to_text(), "parameter list");
   JobDescriptor::set_text(desc.plugin, kPluginPathCapacity, plugin_path_of(*prepared.kernel), "plugin path");

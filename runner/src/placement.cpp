@@ -14,7 +14,7 @@ namespace {
 JobArray owned(ArraySegment segment) {
   auto owner = std::make_shared<ArraySegment>(std::move(segment));
   const AnyArray view = owner->array();
-  return JobArray{AnyArray(owner, view.data(), view.dtype(), view.shape()), owner->name()};
+  return JobArray{AnyArray(owner, view.data(), view.dtype(), view.shape()), owner->name(), owner->segment().identity()};
 }
 
 const char* role_name(ArrayRole role) noexcept { return role == ArrayRole::input ? "in" : "out"; }

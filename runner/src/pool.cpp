@@ -72,7 +72,7 @@ void install_interrupt_handlers() {
 int interrupt_signal() noexcept { return g_interrupt_signal.load(); }
 
 void run_inline(const JobRequest& job) {
-  const detail::PreparedJob prepared = detail::prepare(job, std::int64_t{1} << 40);
+  const detail::PreparedJob prepared = detail::prepare(job);
   std::vector<AnyArray> inputs;
   for (const JobArray& in : job.inputs) inputs.push_back(in.array);
   auto bound = prepared.kernel->bind(inputs, job.output.array, job.params);

@@ -69,6 +69,15 @@ void WorkerProcess::await_ready(const std::string& who) {
     }
     line.push_back(c);
   }
+  if (line.starts_with("error: ")) {
+    // The worker could not start and says why instead of "ready"; it prints nothing itself.
+    std::error_code ec;
+    child_.wait(ec);
+    reaped_ = true;
+    status_ = child_.native_exit_code();
+    throw Error(Errc::job_failed, fmt::format("{} (pid {}) could not start: {}", who, pid_,
+                                              std::string_view(line).substr(7, line.size() - 8)));
+  }
   if (line != "ready\n") throw Error(Errc::system, fmt::format("{} (pid {}) said '{}', expected ready", who, pid_, line));
 }
 

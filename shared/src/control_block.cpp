@@ -17,6 +17,7 @@ namespace {
 constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept { return (n + a - 1) / a * a; }
 
 constexpr std::size_t header_bytes() noexcept { return align_up(sizeof(ControlBlock), 64); }
+constexpr std::size_t slots_bytes(int workers) noexcept { return static_cast<std::size_t>(workers) * sizeof(WorkerSlot); }
 constexpr std::size_t states_bytes(std::int64_t capacity) noexcept {
   return align_up(static_cast<std::size_t>(capacity) * sizeof(std::atomic<std::uint32_t>), 64);
 }
@@ -37,20 +38,23 @@ void JobDescriptor::set_text(char* dest, std::size_t capacity, std::string_view 
   dest[text.size()] = '\0';
 }
 
-std::size_t ControlBlock::bytes_for(std::int64_t tile_capacity) noexcept {
-  return header_bytes() + states_bytes(tile_capacity) + static_cast<std::size_t>(tile_capacity) * sizeof(TilePartial);
+std::size_t ControlBlock::bytes_for(std::int64_t tile_capacity, int worker_capacity) noexcept {
+  return header_bytes() + slots_bytes(worker_capacity) + states_bytes(tile_capacity) +
+         static_cast<std::size_t>(tile_capacity) * sizeof(TilePartial);
 }
 
-ControlBlock* ControlBlock::create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity) {
-  TILEPOOL_CHECK(tile_capacity >= 0 && bytes >= bytes_for(tile_capacity));
+ControlBlock* ControlBlock::create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity, int worker_capacity) {
+  TILEPOOL_CHECK(tile_capacity >= 0 && worker_capacity > 0 && bytes >= bytes_for(tile_capacity, worker_capacity));
   TILEPOOL_CHECK(reinterpret_cast<std::uintptr_t>(memory) % 64 == 0);
   auto* cb = new (memory) ControlBlock();
   std::memcpy(cb->magic_, kMagic, sizeof kMagic);
   cb->version_ = kVersion;
   cb->tile_capacity_ = tile_capacity;
+  cb->worker_capacity_ = worker_capacity;
   cb->total_bytes_ = bytes;
-  auto* states = reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<std::byte*>(memory) + header_bytes());
-  for (std::int64_t i = 0; i < tile_capacity; ++i) new (&states[i]) std::atomic<std::uint32_t>(kTileFree);
+  WorkerSlot* slots = cb->worker_slots();
+  for (int i = 0; i < worker_capacity; ++i) new (&slots[i]) WorkerSlot();
+  for (std::int64_t i = 0; i < tile_capacity; ++i) new (&cb->tile_state(i)) std::atomic<std::uint32_t>(kTileFree);
   return cb;
 }
 
@@ -63,20 +67,26 @@ ControlBlock* ControlBlock::open_in(void* memory, std::size_t bytes, std::string
     throw Error(Errc::bad_input, fmt::format("{}: control block version {}, expected {} (runner and worker from different builds?)",
                                              what, cb->version_, kVersion));
   }
-  if (cb->tile_capacity_ < 0 || bytes < bytes_for(cb->tile_capacity_) || cb->total_bytes_ != bytes) {
+  if (cb->tile_capacity_ < 0 || cb->worker_capacity_ <= 0 || bytes < bytes_for(cb->tile_capacity_, cb->worker_capacity_) ||
+      cb->total_bytes_ != bytes) {
     throw Error(Errc::bad_input, fmt::format("{}: control block size {} does not match its header", what, bytes));
   }
   return cb;
 }
 
+WorkerSlot* ControlBlock::worker_slots() noexcept {
+  return reinterpret_cast<WorkerSlot*>(reinterpret_cast<std::byte*>(this) + header_bytes());
+}
+
 std::atomic<std::uint32_t>& ControlBlock::tile_state(std::int64_t tile) noexcept {
-  auto* states = reinterpret_cast<std::atomic<std::uint32_t>*>(reinterpret_cast<std::byte*>(this) + header_bytes());
+  auto* states = reinterpret_cast<std::atomic<std::uint32_t>*>(reinterpret_cast<std::byte*>(this) + header_bytes() +
+                                                               slots_bytes(worker_capacity_));
   return states[tile];
 }
 
 TilePartial& ControlBlock::partial(std::int64_t tile) noexcept {
   auto* partials = reinterpret_cast<TilePartial*>(reinterpret_cast<std::byte*>(this) + header_bytes() +
-                                                  states_bytes(tile_capacity_));
+                                                  slots_bytes(worker_capacity_) + states_bytes(tile_capacity_));
   return partials[tile];
 }
 
@@ -109,7 +119,8 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
   last_done_ns_.store(0, std::memory_order_relaxed);
   error_state_.store(0, std::memory_order_relaxed);
   error_[0] = '\0';
-  for (auto& w : workers_) w.current_tile.store(-1, std::memory_order_relaxed);
+  WorkerSlot* slots = worker_slots();
+  for (int i = 0; i < worker_capacity_; ++i) slots[i].current_tile.store(-1, std::memory_order_relaxed);
   posting_.store(0, std::memory_order_seq_cst);
   epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(epoch_);
@@ -137,7 +148,7 @@ std::int64_t ControlBlock::requeue_tiles_of(int slot) noexcept {
     std::uint32_t expected = claimed;
     if (tile_state(i).compare_exchange_strong(expected, kTileFree, std::memory_order_acq_rel)) ++count;
   }
-  workers_[slot].current_tile.store(-1, std::memory_order_release);
+  worker(slot).current_tile.store(-1, std::memory_order_release);
   if (count > 0) {
     requeued_.fetch_add(count, std::memory_order_acq_rel);
     requeued_total_.fetch_add(count, std::memory_order_acq_rel);
@@ -179,8 +190,9 @@ std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
     std::uint32_t expected = kTileFree;
     if (!tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return false;
     const std::int64_t now = monotonic_ns();
-    workers_[slot].claimed_at_ns.store(now, std::memory_order_relaxed);
-    workers_[slot].current_tile.store(t, std::memory_order_release);
+    WorkerSlot& w = worker_slots()[slot];
+    w.claimed_at_ns.store(now, std::memory_order_relaxed);
+    w.current_tile.store(t, std::memory_order_release);
     std::int64_t zero = 0;
     first_claim_ns_.compare_exchange_strong(zero, now, std::memory_order_acq_rel);
     return true;
@@ -207,8 +219,9 @@ std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
 
 void ControlBlock::complete_tile(int slot, std::int64_t tile) noexcept {
   tile_state(tile).store(kTileDone, std::memory_order_release);
-  workers_[slot].current_tile.store(-1, std::memory_order_relaxed);
-  workers_[slot].tiles_done.fetch_add(1, std::memory_order_relaxed);
+  WorkerSlot& w = worker_slots()[slot];
+  w.current_tile.store(-1, std::memory_order_relaxed);
+  w.tiles_done.fetch_add(1, std::memory_order_relaxed);
   if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job_.tile_count) {
     last_done_ns_.store(monotonic_ns(), std::memory_order_release);
     finished_.fetch_add(1, std::memory_order_acq_rel);

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fault/runner_process.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/segment.hpp"
@@ -23,80 +24,11 @@ using testing::run_command;
 using testing::run_python;
 using testing::TempDir;
 
-const std::string kTilepool = std::string(TILEPOOL_BIN_DIR) + "/tilepool";
-
-bool alive(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return false;
-  const auto close = line.rfind(')');
-  return !(line.size() > close + 2 && line[close + 2] == 'Z');
-}
-
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string n = e.path().filename().string();
-    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(e.path() / "stat");
-    std::string line;
-    if (!std::getline(f, line)) continue;
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string state;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) out.push_back(static_cast<pid_t>(std::stol(n)));
-  }
-  return out;
-}
-
-/// Job segments in /dev/shm that belong to `pid`.
-std::vector<std::string> segments_of(pid_t pid) {
-  return testing::entries_with_prefix("tilepool-" + std::to_string(pid) + "-");
-}
-
-/// A `tilepool run` child process, started with fork/exec so the test knows its pid.
-class RunnerProcess {
- public:
-  RunnerProcess(const std::vector<std::string>& args, const std::string& fault) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      if (!fault.empty()) ::setenv("TILEPOOL_FAULT", fault.c_str(), 1);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(kTilepool.c_str()));
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(kTilepool.c_str(), argv.data());
-      ::_exit(127);
-    }
-  }
-  RunnerProcess(const RunnerProcess&) = delete;
-  RunnerProcess& operator=(const RunnerProcess&) = delete;
-  ~RunnerProcess() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  /// The exit status (or 128+signal), waiting at most `limit`; -1 on timeout.
-  int wait_exit(std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-};
+using testing::alive;
+using testing::children_of;
+using testing::kTilepool;
+using testing::RunnerProcess;
+using testing::segments_of;
 
 class RunnerProcessTest : public ::testing::Test {
  protected:
@@ -214,7 +146,7 @@ TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts
                              " -t 64,64 --no-progress --backing file:" + mnt.string());
   const bool empty = std::filesystem::is_empty(mnt);
   ::umount(mnt.c_str());
-  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("not enough space"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--backing file:DIR"), std::string::npos) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;

@@ -2,6 +2,7 @@
 // the named-segment workflow, and that bad input leaves /dev/shm as it was.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,7 +136,7 @@ TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 0,4", "--tile 0,4: '0' is not a positive tile extent");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,x", "--tile 4,x: 'x' is not a positive tile extent");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 1,1,1,4", "--tile");
-  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 -w 1000", "--workers");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 -w 5000", "--workers");
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value", "--param");
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value=abc", "value=abc");
   expect_usage_error("run -k add_scalar -i " + path("i.npy") + " -o " + out + " -t 4,4 -p value=2.5", "int32");
@@ -234,6 +235,56 @@ TEST_F(CliTest, DemoChecksEveryModeAgainstTheReference) {
   EXPECT_NE(r.output.find("share    ok"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("threads  ok"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("WRONG"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, BadOutputPathsAreFoundBeforeAnyWork) {
+  expect_usage_error("run -k negate -i " + path("a.npy") + " -o /no/such/dir/out.npy -t 4,4", "/no/such/dir");
+  expect_usage_error("run -k negate -i " + path("a.npy") + " -o " + dir_.path().string() + " -t 4,4 --force", "is a directory");
+  if (::geteuid() != 0) {  // root writes anywhere
+    std::filesystem::create_directory(dir_ / "ro");
+    std::filesystem::permissions(dir_ / "ro", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    expect_usage_error("run -k negate -i " + path("a.npy") + " -o " + (dir_ / "ro" / "out.npy").string() + " -t 4,4", "cannot write");
+    expect_usage_error("run -k negate -i " + path("a.npy") + " -o " + path("n.npy") + " -t 4,4 --backing file:" + (dir_ / "ro").string(),
+                       "cannot create segments");
+  }
+}
+
+TEST_F(CliTest, ZeroDimensionalArrayIsAnInputWithoutTileInEveryMode) {
+  const std::string total = unique_name("total0d");
+  const std::string neg = unique_name("neg0d");
+  ASSERT_EQ(run_command(kTilepool + " run -k sum -i " + path("i.npy") + " -o shm:" + total + " -t 2,2 --no-progress").status, 0);
+  for (const std::string mode : {"share", "fork", "copy", "threads"}) {
+    auto r = run_command(kTilepool + " run -k negate -i shm:" + total + " -o shm:" + neg + " --force --no-progress -m " + mode);
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    EXPECT_EQ(run_python("import numpy as np\nprint(int(np.load('/dev/shm/" + neg + "')))").output, "-66\n") << mode;
+    r = run_command(kTilepool + " run -k sum -i shm:" + neg + " -o " + path("s.npy") + " --force --no-progress -m " + mode);
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    EXPECT_EQ(run_python("import numpy as np\nprint(int(np.load('" + path("s.npy") + "')))").output, "-66\n") << mode;
+  }
+  expect_usage_error("run -k negate -i " + path("i.npy") + " -o " + path("n.npy"), "--tile is required");
+  (void)run_command(kTilepool + " rm " + total + " " + neg);
+}
+
+TEST_F(CliTest, ReadOnlySegmentIsAnInputInEveryMode) {
+  // Root may open a 0400 file for writing: run as nobody, who owns the segment but may only read it.
+  const bool root = ::geteuid() == 0;
+  const std::string as_user = root ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  const std::string ro = unique_name("ro");
+  const std::string neg = unique_name("neg");
+  ASSERT_EQ(run_command(kTilepool + " put " + path("i.npy") + " " + ro).status, 0);
+  if (root) {
+    ASSERT_EQ(::chown(("/dev/shm/" + ro).c_str(), 65534, 65534), 0);
+  }
+  ASSERT_EQ(::chmod(("/dev/shm/" + ro).c_str(), 0400), 0);
+  for (const std::string mode : {"share", "fork", "copy", "threads"}) {
+    const auto r = run_command(as_user + kTilepool + " run -k negate -i shm:" + ro + " -o shm:" + neg +
+                               " -t 2,2 --force --no-progress -m " + mode);
+    EXPECT_EQ(r.status, 0) << mode << ": " << r.output;
+    EXPECT_EQ(run_python("import numpy as np\nprint(np.array_equal(np.load('/dev/shm/" + neg + "'), -np.load('" + path("i.npy") + "')))").output,
+              "True\n") << mode;
+  }
+  std::filesystem::remove("/dev/shm/" + ro);
+  std::filesystem::remove("/dev/shm/" + neg);
 }
 
 }  // namespace

@@ -70,6 +70,40 @@ TEST_P(PoolTest, KernelErrorNamesKernelAndTile) {
   }
 }
 
+class PoolGrowthTest : public ::testing::TestWithParam<Mode> {};
+
+TEST_P(PoolGrowthTest, WarmPoolGrowsItsControlBlockForABiggerJob) {
+  ArraySegment a = random_segment(DType::float64, {256, 256}, 5);
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam(), .tile_capacity = 16});
+  for (const Shape tile : {Shape{64, 64}, Shape{4, 4}, Shape{64, 64}}) {  // 16 tiles, then 4096, then 16 again
+    ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, {256, 256});
+    ArraySegment ref = ArraySegment::create(unique_name("ref"), DType::float64, {256, 256});
+    JobRequest job{"negate", {JobArray::of(a)}, JobArray::of(out), tile, {}};
+    JobRequest ref_job = job;
+    ref_job.output = JobArray::of(ref);
+    run_inline(ref_job);
+    const JobStats stats = pool.run(job);
+    EXPECT_EQ(stats.tiles, (256 / tile[0]) * (256 / tile[1]));
+    EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.data_bytes()), 0);
+  }
+}
+
+TEST(PoolCapacityTest, ThousandAndTwentyFourThreadWorkersRunAJob) {
+  ArraySegment a = random_segment(DType::float64, {64, 64}, 6);
+  ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, {64, 64});
+  ArraySegment ref = ArraySegment::create(unique_name("ref"), DType::float64, {64, 64});
+  JobRequest job{"negate", {JobArray::of(a)}, JobArray::of(out), {2, 2}, {}};
+  JobRequest ref_job = job;
+  ref_job.output = JobArray::of(ref);
+  run_inline(ref_job);
+  Pool pool = Pool::start(PoolOptions{.workers = 1024, .mode = Mode::threads});
+  EXPECT_EQ(pool.worker_count(), 1024);
+  EXPECT_EQ(pool.run(job).tiles, 1024);
+  EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.data_bytes()), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, PoolGrowthTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
+                         [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 INSTANTIATE_TEST_SUITE_P(Modes, PoolTest, ::testing::Values(Mode::share, Mode::threads),
                          [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 

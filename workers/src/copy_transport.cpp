@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 #include "tilepool/shared/posix_call.hpp"
 
 namespace tilepool {
@@ -102,16 +103,33 @@ class Outbox {
     payload_bytes_ = 0;
   }
   void stage(const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::byte*>(p);
     const std::size_t at = staging_.size();
-    staging_.insert(staging_.end(), b, b + n);
-    if (!pieces_.empty() && pieces_.back().ptr == nullptr) {
-      pieces_.back().len += n;  // staged bytes are contiguous
-    } else {
-      pieces_.push_back(Piece{nullptr, at, n});
-    }
+    stage_reserved(n);
+    std::memcpy(staging_.data() + at, p, n);
+  }
+  // Stages bytes of a user's array. A segment truncated under the job faults here (SIGBUS):
+  // guard_faults turns that into an Error naming the segment. The buffer is grown before the
+  // guarded copy, so a fault abandons nothing but the copy.
+  void stage_array_bytes(const std::byte* p, std::size_t n) {
+    const std::size_t at = staging_.size();
+    stage_reserved(n);
+    std::byte* dst = staging_.data() + at;
+    guard_faults([&] { std::memcpy(dst, p, n); });
   }
   void direct(const std::byte* p, std::size_t n) { pieces_.push_back(Piece{p, 0, n}); }
+  // The pieces not yet written that point into users' arrays, for finding which one faulted.
+  void probe_direct_pieces() const {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (const Piece& piece : pieces_) {
+      if (piece.ptr == nullptr) continue;
+      guard_faults([&] {
+        for (std::size_t off = 0; off < piece.len; off += page) {
+          (void)*static_cast<const volatile std::byte*>(piece.ptr + off);
+        }
+        (void)*static_cast<const volatile std::byte*>(piece.ptr + piece.len - 1);
+      });
+    }
+  }
   void count_payload(std::size_t n) noexcept { payload_bytes_ += n; }
   // Freezes the batch: the staging buffer will not move any more.
   void seal() {
@@ -122,6 +140,17 @@ class Outbox {
   [[nodiscard]] std::size_t payload_bytes() const noexcept { return payload_bytes_; }
 
  private:
+  // Appends `n` bytes (to be filled) to the staging buffer and to the batch.
+  void stage_reserved(std::size_t n) {
+    const std::size_t at = staging_.size();
+    staging_.resize(at + n);
+    if (!pieces_.empty() && pieces_.back().ptr == nullptr) {
+      pieces_.back().len += n;  // staged bytes are contiguous
+    } else {
+      pieces_.push_back(Piece{nullptr, at, n});
+    }
+  }
+
   struct Piece {
     const std::byte* ptr;  // nullptr: in staging_ at offset
     std::size_t offset;
@@ -244,7 +273,7 @@ bool CopyChannel::State::fill_batch() {
         if (len >= kDirectRun) {
           out_.direct(base + offset, len);
         } else {
-          out_.stage(base + offset, len);
+          out_.stage_array_bytes(base + offset, len);
         }
       });
     }
@@ -261,6 +290,12 @@ bool CopyChannel::State::fill_batch() {
 bool CopyChannel::State::write_some() {
   for (;;) {
     const ssize_t n = retry_on_eintr([&] { return out_.list().write_to(to_fd_); });
+    if (n < 0 && errno == EFAULT) {
+      // writev read a user's array whose segment shrank under the job: find which one (the
+      // guard names it), else report the system call's error.
+      out_.probe_direct_pieces();
+      throw system_error("sending tile bytes to a copy worker", EFAULT);
+    }
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
     if (out_.empty()) {
       bytes_copied_->fetch_add(out_.payload_bytes(), std::memory_order_relaxed);

@@ -163,11 +163,11 @@ struct LocalBuffer {
 // The worker's state across messages: the current job and its bound kernel.
 class CopyWorker {
  public:
-  CopyWorker() : in_(STDIN_FILENO), out_(STDOUT_FILENO) {}
+  explicit CopyWorker(LocalJobHandler::TileObserver observer)
+      : in_(STDIN_FILENO), out_(STDOUT_FILENO), observer_(std::move(observer)) {}
 
   int serve() {
-    constexpr std::string_view kReady = "ready\n";
-    if (::write(STDOUT_FILENO, kReady.data(), kReady.size()) != static_cast<ssize_t>(kReady.size())) runner_gone();
+    say_ready();
     const auto flush = [this] { out_.flush(); };
     for (;;) {
       CopyMessage m;
@@ -233,6 +233,7 @@ class CopyWorker {
                                 ? AnyArray::window(output_buffer_.data, out_data, out.dtype, out.shape, r.tile)
                                 : AnyArray(output_buffer_.data, out_data, out.dtype, out.shape);
     TileResult result;
+    if (observer_) observer_(TilePoint::claimed, m.tile);
     try {
       plan_->kernel().bind(inputs, output, params_)->run_tile(r.tile, result);
     } catch (const std::exception& e) {
@@ -240,6 +241,7 @@ class CopyWorker {
                                       format_box(r.tile), ::getpid(), e.what()));
       return;
     }
+    if (observer_) observer_(TilePoint::written, m.tile);
     const CopyMessage reply{.kind = CopyKind::result, .job_id = job_id_, .tile = m.tile, .payload_bytes = r.reply_bytes,
                             .partial = result};
     out_.send(reply, out_data, r.reply_bytes);
@@ -261,6 +263,7 @@ class CopyWorker {
 
   RequestReader in_;
   ReplyWriter out_;
+  LocalJobHandler::TileObserver observer_;  // the fault-injection test hook (TILEPOOL_FAULT), or empty
   std::uint64_t last_request_bytes_ = 0;
   std::uint64_t job_id_ = 0;
   std::string kernel_name_;
@@ -281,8 +284,10 @@ int run_copy_worker(pid_t parent) {
   sigaddset(&pipe_signal, SIGPIPE);
   ::sigprocmask(SIG_UNBLOCK, &pipe_signal, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // Errors before "ready" (a bad TILEPOOL_FAULT) reach the runner through serve_as_worker_if_asked.
+  CopyWorker worker(fault_observer_from_environment());
   try {
-    return CopyWorker().serve();
+    return worker.serve();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tilepool-worker copy: error: %s\n", e.what());
     return 2;

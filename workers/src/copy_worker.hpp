@@ -10,4 +10,8 @@ namespace tilepool {
 /// bytes leave on stdout. Dies with `parent`. Returns the process exit status.
 int run_copy_worker(pid_t parent);
 
+/// Says "ready" on stdout (worker.cpp): from then on stdout carries the mode's protocol, and a
+/// failure is no longer reported in place of "ready". Exits quietly if the runner is gone.
+void say_ready();
+
 }  // namespace tilepool

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool {
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
@@ -67,7 +68,9 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
     TileResult result;
     if (observer_) observer_(TilePoint::claimed, t);
     try {
-      bound_->run_tile(box, result);
+      // A segment that shrinks under the job (SIGBUS) or a write to a read-only input (SIGSEGV)
+      // becomes this tile's error, naming the segment, instead of killing the process.
+      guard_faults([&] { bound_->run_tile(box, result); });
     } catch (const std::exception& e) {
       control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, t, format_box(box),
                                        ::getpid(), e.what()));
@@ -79,14 +82,27 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
   }
 }
 
-const ArraySegment& SegmentCache::get(const std::string& name, const Backing& backing) {
-  struct stat st {};
-  const bool exists = ::stat(backing.path_of(name).c_str(), &st) == 0;
+const ArraySegment& SegmentCache::get(const std::string& name, const Backing& backing, bool read_only,
+                                      std::optional<SegmentIdentity> expected) {
   auto it = entries_.find(name);
-  if (it != entries_.end() && exists && it->second.inode == st.st_ino) return it->second.segment;
+  if (expected) {
+    // Pinned: the object the job started with, whatever the name holds now. A mapping of it
+    // is good as long as it was made with the same access.
+    if (it != entries_.end() && it->second.segment.segment().identity() == *expected && it->second.read_only == read_only) {
+      return it->second.segment;
+    }
+  } else {
+    struct stat st {};
+    const bool exists = ::stat(backing.path_of(name).c_str(), &st) == 0;
+    if (it != entries_.end() && exists && it->second.segment.segment().identity().inode == st.st_ino &&
+        it->second.read_only == read_only) {
+      return it->second.segment;
+    }
+  }
   if (it != entries_.end()) entries_.erase(it);
-  ArraySegment seg = ArraySegment::attach(name, backing, MapOptions{.populate = true});
-  return entries_.emplace(name, Entry{std::move(seg), static_cast<unsigned long>(st.st_ino)}).first->second.segment;
+  ArraySegment seg = ArraySegment::attach(name, backing,
+                                          MapOptions{.populate = true, .read_only = read_only, .expected_identity = expected});
+  return entries_.emplace(name, Entry{std::move(seg), read_only}).first->second.segment;
 }
 
 JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
@@ -96,8 +112,12 @@ JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
   names.emplace_back(job.output_name());
   std::erase_if(entries_, [&](const auto& kv) { return std::find(names.begin(), names.end(), kv.first) == names.end(); });
   JobArrays arrays;
-  for (std::size_t i = 0; i + 1 < names.size(); ++i) arrays.inputs.push_back(get(names[i], backing).array());
-  arrays.output = get(names.back(), backing).array();
+  // Inputs are mapped read-only: a kernel that writes into one faults (a clean job failure)
+  // instead of changing the user's data, and a segment the user may only read works.
+  for (std::size_t i = 0; i + 1 < names.size(); ++i) {
+    arrays.inputs.push_back(get(names[i], backing, /*read_only=*/true, job.input_identity(i)).array());
+  }
+  arrays.output = get(names.back(), backing, /*read_only=*/false, job.pinned_output_identity()).array();
   return arrays;
 }
 

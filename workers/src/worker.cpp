@@ -23,9 +23,25 @@
 namespace tilepool {
 namespace {
 
-void say_ready() {
-  constexpr std::string_view kReady = "ready\n";
-  if (::write(STDOUT_FILENO, kReady.data(), kReady.size()) != static_cast<ssize_t>(kReady.size())) std::_Exit(3);
+bool g_ready_said = false;  // after "ready", stdout belongs to the mode's protocol
+
+// Writes all of `text` to stdout (the runner's pipe); false if the runner is gone.
+bool write_stdout(std::string_view text) noexcept {
+  while (!text.empty()) {
+    const ssize_t n = retry_on_eintr([&] { return ::write(STDOUT_FILENO, text.data(), text.size()); });
+    if (n <= 0) return false;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+// A failure before "ready" goes to the runner, in place of "ready", as one line: the runner's
+// error message includes it, so the user sees one line, not the worker's and the runner's.
+void say_not_ready(std::string_view why) noexcept {
+  std::string line = "error: ";
+  for (const char c : why) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  line.push_back('\n');
+  (void)write_stdout(line);
 }
 
 // Share mode: attach the control block named on the command line (the initializer's argument)
@@ -35,6 +51,7 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   const Backing backing = Backing::parse(backing_spec);
   Segment segment = Segment::attach(control_name, backing, MapOptions{.populate = false});
   ControlBlock& control = *ControlBlock::open_in(segment.data(), segment.size(), fmt::format("control block '{}'", control_name));
+  TILEPOOL_CHECK(slot < control.worker_capacity());
   control.worker(slot).pid.store(::getpid(), std::memory_order_release);
   SegmentCache cache;
   // A job's arrays, and its kernel's plugin: loaded when a job first needs it (a warm pool
@@ -43,16 +60,22 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
     if (!job.plugin_path().empty()) (void)load_plugin(std::string(job.plugin_path()));
     return cache.arrays_of(job);
   };
-  // The initializer: the staged job's plugin is loaded and its segments are attached now, so
-  // the first job starts warm.
+  // The initializer: the staged (or current, for a respawned worker) job's plugin is loaded and
+  // its segments are attached now, so the first job starts warm; an object that is not the one
+  // the job pinned fails the start.
   if (!control.job().output_name().empty()) (void)job_arrays(control.job());
-  say_ready();
   LocalJobHandler handler(job_arrays, fault_observer_from_environment(), [parent] { return ::getppid() == parent; });
+  say_ready();
   serve_jobs(control, slot, handler);
   return 0;
 }
 
 }  // namespace
+
+void say_ready() {
+  if (!write_stdout("ready\n")) std::_Exit(3);
+  g_ready_said = true;
+}
 
 void die_with_parent(pid_t parent, bool watch_stdin) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -90,7 +113,11 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
     if (copy->parsed()) return run_copy_worker(parent);
     return serve_share(control_name, slot, parent, backing_spec);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tilepool-worker: error: %s\n", e.what());
+    if (!g_ready_said) {
+      say_not_ready(e.what());  // the runner reports it
+    } else {
+      std::fprintf(stderr, "tilepool-worker: error: %s\n", e.what());
+    }
     return 2;
   }
 }

@@ -38,9 +38,8 @@ class Launcher {
   virtual ~Launcher() = default;
   [[nodiscard]] virtual Mode mode() const noexcept = 0;
   [[nodiscard]] virtual int worker_count() const noexcept = 0;
-  /// The most tiles a job may have.
-  [[nodiscard]] virtual std::int64_t tile_capacity() const noexcept = 0;
-  /// The control block the next job is posted to, with room for `tiles` tiles.
+  /// The control block the next job is posted to, with room for `tiles` tiles: a launcher
+  /// whose block is too small makes a bigger one (and moves its workers onto it).
   virtual ControlBlock& control_for(std::int64_t tiles) = 0;
   /// Refuses (Error(usage)) a job this mode cannot run as given.
   virtual void check(const JobRequest& /*job*/, const PreparedJob& /*prepared*/) const {}
@@ -86,7 +85,7 @@ std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
 /// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 /// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
-PreparedJob prepare(const JobRequest& job, std::int64_t tile_capacity);
+PreparedJob prepare(const JobRequest& job);
 /// The job's description for a control block.
 JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const Backing& backing, std::uint64_t job_id);
 

@@ -53,9 +53,8 @@ class CopyLauncher final : public Launcher {
   CopyLauncher(const PoolOptions& options, Supervisor& supervisor)
       : options_(options),
         supervisor_(supervisor),
-        worker_exe_(find_worker_executable(options)),
-        memory_(allocate_bytes(ControlBlock::bytes_for(options.tile_capacity), Sharing::private_to_process)),
-        control_(ControlBlock::create_in(memory_.get(), ControlBlock::bytes_for(options.tile_capacity), options.tile_capacity)) {
+        worker_exe_(find_worker_executable(options)) {
+    make_control(std::max<std::int64_t>(1, options.tile_capacity));
     for (int slot = 0; slot < options.workers; ++slot) connections_.push_back(std::make_unique<Connection>(*this, slot));
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -65,25 +64,28 @@ class CopyLauncher final : public Launcher {
       throw;
     }
     spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (int slot = 0; slot < options.workers; ++slot) {
-      threads_.emplace_back([this, slot] {
-        // A write to a dead worker's pipe must be EPIPE here, not a process-wide SIGPIPE.
-        sigset_t pipe_signal;
-        sigemptyset(&pipe_signal);
-        sigaddset(&pipe_signal, SIGPIPE);
-        ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
-        serve_jobs(*control_, slot, *connections_[static_cast<std::size_t>(slot)]);
-      });
-    }
+    start_threads();
   }
   ~CopyLauncher() override { stop(); }
 
   Mode mode() const noexcept override { return Mode::copy; }
   int worker_count() const noexcept override { return static_cast<int>(connections_.size()); }
-  std::int64_t tile_capacity() const noexcept override { return options_.tile_capacity; }
   double spawn_seconds() const noexcept override { return spawn_s_; }
   std::uint64_t bytes_copied() const noexcept override { return bytes_copied_.load(std::memory_order_relaxed); }
-  ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
+  ControlBlock& control_for(std::int64_t tiles) override {
+    // A bigger job: the I/O threads move to a block sized for it; the worker processes, which
+    // never see the block, stay.
+    if (tiles > control_->tile_capacity()) {
+      stop_threads();
+      make_control(tiles);
+      for (int slot = 0; slot < worker_count(); ++slot) {
+        WorkerProcess* w = connections_[static_cast<std::size_t>(slot)]->process();
+        control_->worker(slot).pid.store(w != nullptr && !w->exited() ? w->pid() : 0, std::memory_order_release);
+      }
+      start_threads();
+    }
+    return *control_;
+  }
 
   void bind(const JobRequest& job, const PreparedJob& prepared) override {
     const std::vector<ArraySpec> specs = input_specs(job);
@@ -120,10 +122,35 @@ class CopyLauncher final : public Launcher {
     if (busy_ == 0) busy_changed_.notify_all();
   }
 
-  void stop() noexcept {
+  void make_control(std::int64_t capacity) {
+    const std::size_t bytes = ControlBlock::bytes_for(capacity, options_.workers);
+    // worker_pids() may be reading the old block from another thread: it stays until we go.
+    if (memory_) retired_.push_back(std::move(memory_));
+    memory_ = allocate_bytes(bytes, Sharing::private_to_process);
+    control_ = ControlBlock::create_in(memory_.get(), bytes, capacity, options_.workers);
+  }
+
+  void start_threads() {
+    for (int slot = 0; slot < options_.workers; ++slot) {
+      threads_.emplace_back([this, slot] {
+        // A write to a dead worker's pipe must be EPIPE here, not a process-wide SIGPIPE.
+        sigset_t pipe_signal;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+        serve_jobs(*control_, slot, *connections_[static_cast<std::size_t>(slot)]);
+      });
+    }
+  }
+
+  void stop_threads() noexcept {
     control_->request_stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
+  }
+
+  void stop() noexcept {
+    stop_threads();
     std::vector<WorkerProcess*> workers;
     for (auto& c : connections_) workers.push_back(c->process());
     stop_all(workers, kStopGrace);  // EOF on stdin ends each worker's loop
@@ -133,7 +160,8 @@ class CopyLauncher final : public Launcher {
   Supervisor& supervisor_;
   std::filesystem::path worker_exe_;
   std::shared_ptr<std::byte> memory_;
-  ControlBlock* control_;
+  std::vector<std::shared_ptr<std::byte>> retired_;  // smaller blocks this pool outgrew
+  ControlBlock* control_ = nullptr;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::thread> threads_;
   double spawn_s_ = 0;

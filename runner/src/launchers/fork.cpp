@@ -30,14 +30,14 @@ class ForkLauncher final : public Launcher {
 
   Mode mode() const noexcept override { return Mode::fork; }
   int worker_count() const noexcept override { return options_.workers; }
-  std::int64_t tile_capacity() const noexcept override { return options_.tile_capacity; }
   double spawn_seconds() const noexcept override { return spawn_s_; }
 
   ControlBlock& control_for(std::int64_t tiles) override {
     // A fresh block per job, sized for it: the children are forked after it exists.
     const std::int64_t capacity = std::max<std::int64_t>(1, tiles);
-    memory_ = allocate_bytes(ControlBlock::bytes_for(capacity), Sharing::shared_with_children);
-    control_ = ControlBlock::create_in(memory_.get(), ControlBlock::bytes_for(capacity), capacity);
+    const std::size_t bytes = ControlBlock::bytes_for(capacity, options_.workers);
+    memory_ = allocate_bytes(bytes, Sharing::shared_with_children);
+    control_ = ControlBlock::create_in(memory_.get(), bytes, capacity, options_.workers);
     return *control_;
   }
 
@@ -132,7 +132,10 @@ class ForkLauncher final : public Launcher {
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
-    } catch (...) {  // serve_jobs reports kernel errors itself; nothing may escape a child
+    } catch (const std::exception& e) {  // serve_jobs reports kernel errors itself; nothing may escape a child
+      control_->report_error(fmt::format("fork worker {} (pid {}) could not start: {}", slot, ::getpid(), e.what()));
+      status = 2;
+    } catch (...) {
       status = 2;
     }
     ::_exit(status);

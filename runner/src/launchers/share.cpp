@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <optional>
 
 #include "detail/launcher.hpp"
 #include "detail/worker_process.hpp"
@@ -16,33 +17,32 @@ namespace {
 class ShareLauncher final : public Launcher {
  public:
   ShareLauncher(const PoolOptions& options, const JobRequest* first_job)
-      : options_(options),
-        worker_exe_(find_worker_executable(options)),
-        control_segment_(Segment::create(job_segment_name("control"), ControlBlock::bytes_for(options.tile_capacity),
-                                         options.backing, MapOptions{.populate = false})),
-        control_(ControlBlock::create_in(control_segment_.data(), control_segment_.size(), options.tile_capacity)) {
+      : options_(options), worker_exe_(find_worker_executable(options)) {
+    std::optional<JobDescriptor> staged;
+    std::int64_t capacity = std::max<std::int64_t>(1, options.tile_capacity);
     if (first_job != nullptr) {
-      // Staged, not posted: the initializer attaches these segments before saying ready.
-      control_->stage_job(describe(*first_job, prepare(*first_job, options.tile_capacity), options.backing, 0));
+      const PreparedJob prepared = prepare(*first_job);
+      staged = describe(*first_job, prepared, options.backing, 0);
+      capacity = std::max(capacity, prepared.grid.tile_count());
     }
-    workers_.resize(static_cast<std::size_t>(options.workers));
     const auto t0 = std::chrono::steady_clock::now();
-    try {
-      for (int slot = 0; slot < options.workers; ++slot) spawn(slot);
-      for (int slot = 0; slot < options.workers; ++slot) ready(slot);
-    } catch (...) {
-      stop();
-      throw;
-    }
+    start_workers(capacity, staged);
     spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   ~ShareLauncher() override { stop(); }
 
   Mode mode() const noexcept override { return Mode::share; }
   int worker_count() const noexcept override { return static_cast<int>(workers_.size()); }
-  std::int64_t tile_capacity() const noexcept override { return options_.tile_capacity; }
   double spawn_seconds() const noexcept override { return spawn_s_; }
-  ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
+  ControlBlock& control_for(std::int64_t tiles) override {
+    // A job bigger than the block: the workers move to a new block sized for it. Their
+    // command line names the block (the initializer's argument), so they are started again.
+    if (tiles > control_->tile_capacity()) {
+      stop();
+      start_workers(tiles, std::nullopt);
+    }
+    return *control_;
+  }
 
   void check(const JobRequest& job, const PreparedJob& /*prepared*/) const override {
     for (const JobArray& a : job.inputs) require_segment(a, "input");
@@ -58,7 +58,10 @@ class ShareLauncher final : public Launcher {
     ready(slot);
     return true;
   }
-  std::vector<pid_t> worker_pids() const override { return pids_in(*control_, worker_count()); }
+  std::vector<pid_t> worker_pids() const override {
+    const ControlBlock* control = control_;  // null only while a bigger block is being made
+    return control != nullptr ? pids_in(*control, worker_count()) : std::vector<pid_t>{};
+  }
 
  private:
   static void require_segment(const JobArray& a, const char* role) {
@@ -70,15 +73,38 @@ class ShareLauncher final : public Launcher {
 
   WorkerProcess& worker(int slot) const { return *workers_[static_cast<std::size_t>(slot)]; }
 
+  // A control block for jobs of up to `capacity` tiles, and a worker in every slot attached to
+  // it (with `staged`'s segments attached by their initializer).
+  void start_workers(std::int64_t capacity, const std::optional<JobDescriptor>& staged) {
+    // worker_pids() may be reading the old block from another thread: its mapping stays.
+    if (control_segment_) retired_.push_back(control_segment_->mapping());
+    control_ = nullptr;
+    control_segment_.reset();
+    control_segment_ = Segment::create(job_segment_name("control"), ControlBlock::bytes_for(capacity, options_.workers),
+                                       options_.backing, MapOptions{.populate = false});
+    control_ = ControlBlock::create_in(control_segment_->data(), control_segment_->size(), capacity, options_.workers);
+    if (staged) control_->stage_job(*staged);  // staged, not posted: the initializer attaches its segments
+    workers_.clear();
+    workers_.resize(static_cast<std::size_t>(options_.workers));
+    try {
+      for (int slot = 0; slot < options_.workers; ++slot) spawn(slot);
+      for (int slot = 0; slot < options_.workers; ++slot) ready(slot);
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+
   void spawn(int slot) {
     control_->worker(slot).pid.store(0, std::memory_order_release);
     workers_[static_cast<std::size_t>(slot)] = WorkerProcess::start(
-        worker_exe_, {"share", "--control", control_segment_.name(), "--slot", std::to_string(slot), "--parent",
+        worker_exe_, {"share", "--control", control_segment_->name(), "--slot", std::to_string(slot), "--parent",
                       std::to_string(::getpid()), "--backing", options_.backing.spec()});
   }
   void ready(int slot) { worker(slot).await_ready(fmt::format("worker {}", slot)); }
 
   void stop() noexcept {
+    if (control_ == nullptr) return;
     control_->request_stop();
     std::vector<WorkerProcess*> workers;
     for (auto& w : workers_) workers.push_back(w.get());
@@ -88,8 +114,9 @@ class ShareLauncher final : public Launcher {
 
   PoolOptions options_;
   std::filesystem::path worker_exe_;
-  Segment control_segment_;
-  ControlBlock* control_;
+  std::optional<Segment> control_segment_;
+  std::vector<std::shared_ptr<Mapping>> retired_;  // smaller blocks this pool outgrew
+  ControlBlock* control_ = nullptr;
   std::vector<std::unique_ptr<WorkerProcess>> workers_;
   double spawn_s_ = 0;
 };

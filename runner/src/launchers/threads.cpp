@@ -11,28 +11,24 @@ namespace {
 
 class ThreadLauncher final : public Launcher {
  public:
-  explicit ThreadLauncher(const PoolOptions& options)
-      : capacity_(options.tile_capacity),
-        memory_(allocate_bytes(ControlBlock::bytes_for(capacity_), Sharing::private_to_process)),
-        control_(ControlBlock::create_in(memory_.get(), ControlBlock::bytes_for(capacity_), capacity_)) {
+  explicit ThreadLauncher(const PoolOptions& options) : workers_(options.workers) {
     handlers_.reserve(static_cast<std::size_t>(options.workers));
     for (int slot = 0; slot < options.workers; ++slot) {
       handlers_.push_back(std::make_unique<LocalJobHandler>([this](const JobDescriptor&) { return arrays_; }));
     }
-    threads_.reserve(handlers_.size());
-    for (int slot = 0; slot < options.workers; ++slot) {
-      threads_.emplace_back([this, slot] { serve_jobs(*control_, slot, *handlers_[static_cast<std::size_t>(slot)]); });
-    }
+    start_threads(std::max<std::int64_t>(1, options.tile_capacity));
   }
-  ~ThreadLauncher() override {
-    control_->request_stop();
-    for (auto& t : threads_) t.join();
-  }
+  ~ThreadLauncher() override { stop_threads(); }
 
   Mode mode() const noexcept override { return Mode::threads; }
-  int worker_count() const noexcept override { return static_cast<int>(threads_.size()); }
-  std::int64_t tile_capacity() const noexcept override { return capacity_; }
-  ControlBlock& control_for(std::int64_t /*tiles*/) override { return *control_; }
+  int worker_count() const noexcept override { return workers_; }
+  ControlBlock& control_for(std::int64_t tiles) override {
+    if (tiles > control_->tile_capacity()) {  // a bigger job: a block sized for it
+      stop_threads();
+      start_threads(tiles);
+    }
+    return *control_;
+  }
   void bind(const JobRequest& job, const PreparedJob& /*prepared*/) override {
     arrays_.inputs.clear();
     for (const JobArray& in : job.inputs) arrays_.inputs.push_back(in.array);
@@ -40,9 +36,24 @@ class ThreadLauncher final : public Launcher {
   }
 
  private:
-  std::int64_t capacity_;
+  void start_threads(std::int64_t capacity) {
+    const std::size_t bytes = ControlBlock::bytes_for(capacity, workers_);
+    memory_ = allocate_bytes(bytes, Sharing::private_to_process);
+    control_ = ControlBlock::create_in(memory_.get(), bytes, capacity, workers_);
+    threads_.reserve(handlers_.size());
+    for (int slot = 0; slot < workers_; ++slot) {
+      threads_.emplace_back([this, slot] { serve_jobs(*control_, slot, *handlers_[static_cast<std::size_t>(slot)]); });
+    }
+  }
+  void stop_threads() noexcept {
+    control_->request_stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  int workers_;
   std::shared_ptr<std::byte> memory_;
-  ControlBlock* control_;
+  ControlBlock* control_ = nullptr;
   JobArrays arrays_;  // the current job's: written only inside post_job's quiet window
   std::vector<std::unique_ptr<LocalJobHandler>> handlers_;
   std::vector<std::thread> threads_;

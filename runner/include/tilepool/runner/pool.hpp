@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,8 +36,12 @@ Mode parse_mode(std::string_view text);
 struct JobArray {
   AnyArray array;
   std::string segment;
-  /// The array of a segment, by name; `s` must outlive the job.
-  static JobArray of(const ArraySegment& s) { return JobArray{s.array(), s.name()}; }
+  /// The object `segment` named when the array was made (pinned): share-mode workers attach the
+  /// name only while it still names this object, so a job never reads or writes another array
+  /// that took the name. nullopt: not pinned (workers attach whatever the name holds).
+  std::optional<SegmentIdentity> identity;
+  /// The array of a segment, by name, pinned to the object `s` mapped; `s` must outlive the job.
+  static JobArray of(const ArraySegment& s) { return JobArray{s.array(), s.name(), s.segment().identity()}; }
 };
 
 /// What a job does with an array.
@@ -94,7 +99,9 @@ struct PoolOptions {
   /// arguments); empty: $TILEPOOL_WORKER, else tilepool-worker beside this executable. A program
   /// that carries its own kernels names itself ("/proc/self/exe").
   std::filesystem::path worker_executable;
-  std::int64_t tile_capacity = 1 << 17;  ///< the most tiles a job may have
+  /// Tiles the control block has room for at first; a bigger job grows it (share mode restarts
+  /// its workers on the new block), so this is a starting size, not a limit.
+  std::int64_t tile_capacity = 1 << 12;
   int max_tile_retries = 3;              ///< a tile whose worker died more often fails the job
   /// Sample the PSS of the runner and its workers during each job (JobStats::peak_pss_bytes).
   /// Reading /proc/PID/smaps_rollup costs ~0.1 ms per process per sample: turn it off when

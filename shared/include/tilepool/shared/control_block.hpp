@@ -15,17 +15,23 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/segment.hpp"
 #include "tilepool/shared/shape.hpp"
 
 namespace tilepool {
 
 inline constexpr std::size_t kMaxInputs = 4;
-inline constexpr int kMaxWorkers = 64;
+/// The most workers a pool may have: a sanity bound on a flag, not a layout limit (a control
+/// block holds as many worker slots as it was made for).
+inline constexpr int kMaxWorkers = 4096;
+/// Worker slots of a control block made without saying how many.
+inline constexpr int kDefaultWorkerSlots = 64;
 inline constexpr std::size_t kNameCapacity = 208;      ///< a segment name (<= 200) and its NUL
 inline constexpr std::size_t kBackingCapacity = 512;   ///< "shm" or "file:DIR"
 inline constexpr std::size_t kParamsCapacity = 1024;   ///< "key=value\n" lines
@@ -61,6 +67,19 @@ struct JobDescriptor {
   std::int64_t tile_count = 0;
   char params[kParamsCapacity] = {};
   char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
+  /// The objects the job pinned when it started (Segment::identity), by input and for the
+  /// output; all zero for an array that is not a segment or was not pinned. A worker attaches
+  /// a name only while it still names that object.
+  SegmentIdentity input_identities[kMaxInputs] = {};
+  SegmentIdentity output_identity = {};
+
+  /// Input `i`'s pinned identity, or nullopt if it was not pinned.
+  [[nodiscard]] std::optional<SegmentIdentity> input_identity(std::size_t i) const noexcept {
+    TILEPOOL_CHECK(i < kMaxInputs);
+    return pinned(input_identities[i]);
+  }
+  /// The output's pinned identity, or nullopt.
+  [[nodiscard]] std::optional<SegmentIdentity> pinned_output_identity() const noexcept { return pinned(output_identity); }
 
   /// Copies `text` into a fixed field; throws Error(usage) naming `field` if it does not fit.
   static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
@@ -84,6 +103,10 @@ struct JobDescriptor {
   [[nodiscard]] std::string_view plugin_path() const noexcept { return text_of(plugin); }
 
  private:
+  static std::optional<SegmentIdentity> pinned(const SegmentIdentity& id) noexcept {
+    if (id == SegmentIdentity{}) return std::nullopt;
+    return id;
+  }
   // Up to the first NUL, or the whole field if it has none (another process wrote it).
   template <std::size_t N>
   static std::string_view text_of(const char (&field)[N]) noexcept {
@@ -91,26 +114,31 @@ struct JobDescriptor {
   }
 };
 
-/// One worker's slot: who it is and what it is doing, for supervision.
-struct WorkerSlot {
+/// One worker's slot: who it is and what it is doing, for supervision. One cache line: each
+/// worker writes only its own.
+struct alignas(64) WorkerSlot {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
   std::atomic<std::int64_t> claimed_at_ns{0};  ///< monotonic_ns() when it claimed current_tile
   std::atomic<std::uint64_t> tiles_done{0};
 };
 
-/// The control block header, followed in memory by the tile state table and the partials.
+/// The control block header, followed in memory by the worker slots, the tile state table and
+/// the partials, each sized when the block is made.
 /// Lives in shared memory: every member is either an atomic or written only while no worker
 /// reads it. Safe across threads and processes as documented per member function.
 class ControlBlock {
  public:
   static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
-  static constexpr std::uint32_t kVersion = 1;
+  static constexpr std::uint32_t kVersion = 2;
 
-  /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles.
-  static std::size_t bytes_for(std::int64_t tile_capacity) noexcept;
-  /// Constructs a fresh control block in `memory` (bytes_for(tile_capacity) bytes, 64-aligned).
-  static ControlBlock* create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity);
+  /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles on up to
+  /// `worker_capacity` workers (slots 0 .. worker_capacity-1).
+  static std::size_t bytes_for(std::int64_t tile_capacity, int worker_capacity = kDefaultWorkerSlots) noexcept;
+  /// Constructs a fresh control block in `memory` (bytes_for(tile_capacity, worker_capacity)
+  /// bytes, 64-aligned).
+  static ControlBlock* create_in(void* memory, std::size_t bytes, std::int64_t tile_capacity,
+                                 int worker_capacity = kDefaultWorkerSlots);
   /// Checks that `memory` holds a control block of this version and size; throws Error(bad_input).
   static ControlBlock* open_in(void* memory, std::size_t bytes, std::string_view what);
 
@@ -118,6 +146,7 @@ class ControlBlock {
   ControlBlock& operator=(const ControlBlock&) = delete;
 
   [[nodiscard]] std::int64_t tile_capacity() const noexcept { return tile_capacity_; }
+  [[nodiscard]] int worker_capacity() const noexcept { return worker_capacity_; }
   [[nodiscard]] std::atomic<std::uint32_t>& tile_state(std::int64_t tile) noexcept;
   [[nodiscard]] TilePartial& partial(std::int64_t tile) noexcept;
   /// The partials of tiles [0, count), in tile order.
@@ -125,8 +154,14 @@ class ControlBlock {
     if (count <= 0) return {};
     return {&partial(0), static_cast<std::size_t>(count)};
   }
-  [[nodiscard]] WorkerSlot& worker(int slot) noexcept { return workers_[slot]; }
-  [[nodiscard]] const WorkerSlot& worker(int slot) const noexcept { return workers_[slot]; }
+  [[nodiscard]] WorkerSlot& worker(int slot) noexcept {
+    TILEPOOL_CHECK(slot >= 0 && slot < worker_capacity_);
+    return worker_slots()[slot];
+  }
+  [[nodiscard]] const WorkerSlot& worker(int slot) const noexcept {
+    TILEPOOL_CHECK(slot >= 0 && slot < worker_capacity_);
+    return const_cast<ControlBlock*>(this)->worker_slots()[slot];
+  }
 
   // --- the runner's side -------------------------------------------------------------------
   /// Writes a job's description without posting it, before any worker exists, so that the
@@ -178,11 +213,12 @@ class ControlBlock {
 
  private:
   ControlBlock() = default;
-  std::uint64_t* tile_table() noexcept;
+  WorkerSlot* worker_slots() noexcept;
 
   char magic_[8] = {};
   std::uint32_t version_ = 0;
   std::int64_t tile_capacity_ = 0;
+  std::int32_t worker_capacity_ = 0;
   std::size_t total_bytes_ = 0;
 
   alignas(64) std::atomic<std::uint32_t> epoch_{0};
@@ -199,7 +235,6 @@ class ControlBlock {
   std::atomic<std::int64_t> last_done_ns_{0};
   char error_[kMessageCapacity] = {};
   JobDescriptor job_;
-  WorkerSlot workers_[kMaxWorkers];
 };
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes on one machine.

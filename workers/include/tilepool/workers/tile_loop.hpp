@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,20 +73,25 @@ class LocalJobHandler final : public JobHandler {
 };
 
 /// The segments a worker has attached, by name: each is attached once and reused by later
-/// jobs while it is still the same object (same inode). Not thread-safe; one per worker.
+/// jobs while it is still the object the job pinned (or, unpinned, the object the name holds).
+/// Not thread-safe; one per worker.
 class SegmentCache {
  public:
-  /// The attached segment `name`; attaches on first use or if the name now refers to a new
-  /// object. Throws Error(bad_input) as ArraySegment::attach.
-  const ArraySegment& get(const std::string& name, const Backing& backing);
-  /// The arrays of `job`, attached through this cache; drops segments the job does not name.
+  /// The attached segment `name`, mapped read-only or read-write. With `expected`, the mapping
+  /// is of that object or the call fails (Error(bad_input) "segment 'x' was replaced or resized
+  /// since the job started: ..."), never of another object that took the name; without it, the
+  /// object the name holds now. Throws Error(bad_input) as ArraySegment::attach.
+  const ArraySegment& get(const std::string& name, const Backing& backing, bool read_only = false,
+                          std::optional<SegmentIdentity> expected = std::nullopt);
+  /// The arrays of `job`, attached through this cache (inputs read-only, each pinned to the
+  /// identity the job descriptor gives); drops segments the job does not name.
   JobArrays arrays_of(const JobDescriptor& job);
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
  private:
   struct Entry {
     ArraySegment segment;
-    unsigned long inode;
+    bool read_only;
   };
   std::map<std::string, Entry, std::less<>> entries_;
 };
