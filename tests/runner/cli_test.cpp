@@ -192,19 +192,25 @@ TEST_F(CliTest, GcRemovesOnlyDeadOwnersJobSegments) {
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   const std::string stale = "tilepool-" + std::to_string(child) + "-" + std::to_string(*start) + "-0123456789abcdef-in0";
-  Segment dead = Segment::create(stale, 64);
+  // In a store of this test's own (a file backing): a `tilepool run` of a test running beside
+  // this one sweeps dead owners' leftovers from /dev/shm before this gc could.
+  const std::filesystem::path store = dir_ / "store";
+  std::filesystem::create_directory(store);
+  const Backing backing = Backing::parse("file:" + store.string());
+  const std::string flag = " --backing file:" + store.string();
+  Segment dead = Segment::create(stale, 64, backing);
   dead.release_name();
-  Segment live = Segment::create(job_segment_name("in0"), 64);  // ours, alive
+  Segment live = Segment::create(job_segment_name("in0"), 64, backing);  // ours, alive
   const std::string named = unique_name("named");
-  ArraySegment user = ArraySegment::create(named, DType::float64, {4});
+  ArraySegment user = ArraySegment::create(named, DType::float64, {4}, backing);
 
-  EXPECT_NE(run_command(kTilepool + " ls").output.find("stale"), std::string::npos);
-  const auto r = run_command(kTilepool + " gc");
+  EXPECT_NE(run_command(kTilepool + " ls" + flag).output.find("stale"), std::string::npos);
+  const auto r = run_command(kTilepool + " gc" + flag);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.output.find("removed " + stale), std::string::npos) << r.output;
-  EXPECT_FALSE(segment_exists(stale));
-  EXPECT_TRUE(segment_exists(live.name()));
-  EXPECT_TRUE(segment_exists(named));
+  EXPECT_FALSE(segment_exists(stale, backing));
+  EXPECT_TRUE(segment_exists(live.name(), backing));
+  EXPECT_TRUE(segment_exists(named, backing));
 }
 
 TEST_F(CliTest, ProgressBarAppearsOnATerminalAndNowhereElse) {
