@@ -191,20 +191,19 @@ class CreateGuard {
   bool armed_ = true;
 };
 
-// The entry under a name, checked as a segment this user may move or replace: a regular file
-// of this uid. Returns false if there is none.
-bool stat_own_segment(std::string_view name, const Backing& backing, struct stat& st) {
+// The entry under a name, checked as a segment this user may `act_on` ("remove", "move or
+// replace"): a regular file of this uid. Returns false if there is none.
+bool stat_own_segment(std::string_view name, const Backing& backing, struct stat& st, std::string_view act_on) {
   if (::lstat(backing.path_of(name).c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
     throw system_error(where(name, backing), errno);
   }
   if (!S_ISREG(st.st_mode)) {
-    throw Error(Errc::bad_input, fmt::format("{}: not a regular file; refusing to move or replace it", where(name, backing)));
+    throw Error(Errc::bad_input, fmt::format("{}: not a regular file; refusing to {} it", where(name, backing), act_on));
   }
   if (st.st_uid != ::geteuid()) {
-    throw Error(Errc::bad_input,
-                fmt::format("{}: owned by uid {}, not by this user; refusing to move or replace it", where(name, backing),
-                            st.st_uid));
+    throw Error(Errc::bad_input, fmt::format("{}: owned by uid {}, not by this user; refusing to {} it", where(name, backing),
+                                             st.st_uid, act_on));
   }
   return true;
 }
@@ -339,19 +338,8 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
 
 bool remove_segment(std::string_view name, const Backing& backing) {
   validate_segment_name(name);
-  const auto path = backing.path_of(name);
   struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
-    throw system_error(where(name, backing), errno);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    throw Error(Errc::bad_input, fmt::format("{}: not a regular file; refusing to remove it", where(name, backing)));
-  }
-  if (st.st_uid != ::geteuid()) {
-    throw Error(Errc::bad_input,
-                fmt::format("{}: owned by uid {}; refusing to remove it", where(name, backing), st.st_uid));
-  }
+  if (!stat_own_segment(name, backing, st, "remove")) return false;
   unlink_name(std::string(name), backing);
   return true;
 }
@@ -367,7 +355,7 @@ void publish_segment(std::string_view from, std::string_view to, const Backing& 
   validate_segment_name(from);
   validate_segment_name(to);
   struct stat st {};
-  if (!stat_own_segment(from, backing, st)) {
+  if (!stat_own_segment(from, backing, st, "move or replace")) {
     throw Error(Errc::bad_input, fmt::format("{}: does not exist; nothing to publish", where(from, backing)));
   }
   if (expected && identity_of(st) != *expected) {
@@ -381,7 +369,7 @@ void publish_segment(std::string_view from, std::string_view to, const Backing& 
   const auto exists_error = [&] { return Error(Errc::exists, fmt::format("{}: already exists", where(to, backing))); };
   if (replace) {
     struct stat old {};
-    (void)stat_own_segment(to, backing, old);  // refuses a directory, symlink or another user's file
+    (void)stat_own_segment(to, backing, old, "move or replace");  // refuses a directory, symlink or another user's file
     if (::rename(from_path.c_str(), to_path.c_str()) != 0) {
       throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), errno);
     }
