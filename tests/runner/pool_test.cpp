@@ -75,7 +75,7 @@ class PoolGrowthTest : public ::testing::TestWithParam<Mode> {};
 TEST_P(PoolGrowthTest, WarmPoolGrowsItsControlBlockForABiggerJob) {
   ArraySegment a = random_segment(DType::float64, {256, 256}, 5);
   Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam(), .tile_capacity = 16});
-  for (const Shape tile : {Shape{64, 64}, Shape{4, 4}, Shape{64, 64}}) {  // 16 tiles, then 4096, then 16 again
+  for (const Shape& tile : {Shape{64, 64}, Shape{4, 4}, Shape{64, 64}}) {  // 16 tiles, then 4096, then 16 again
     ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, {256, 256});
     ArraySegment ref = ArraySegment::create(unique_name("ref"), DType::float64, {256, 256});
     JobRequest job{"negate", {JobArray::of(a)}, JobArray::of(out), tile, {}};
