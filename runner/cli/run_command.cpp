@@ -17,6 +17,7 @@
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace tilepool::cli {
 namespace {
@@ -42,34 +43,33 @@ Location parse_location(const std::string& s, const char* flag) {
 }
 
 /// A job's arrays and the handles that own them: destroying it removes every job-private
-/// segment (and a user-named output that was not kept).
+/// segment and an output that was not published.
 struct RunArrays {
   std::vector<ArraySegment> segments;
-  std::vector<JobArray> inputs;
-  JobArray output;
-  std::optional<std::string> output_file;
+  std::optional<ArraySegment> output;
 };
 
 JobArray load_input(const Location& loc, const ArrayPlacement& placement, const Backing& backing, RunArrays& arrays) {
   if (loc.is_segment) {
     // Read-only: a segment the user may only read (mode 0400, a read-only mount) is an input
     // too, and a kernel that writes into its input faults instead of changing the user's data.
-    arrays.segments.push_back(ArraySegment::attach(loc.text, backing, MapOptions{.read_only = true}));
+    arrays.segments.push_back(ArraySegment::attach(loc.text, backing, MapOptions{.populate = false, .read_only = true}));
     return JobArray::of(arrays.segments.back());
   }
   return placement.load_npy(loc.text, ArrayRole::input);
 }
 
-/// The output, built under a job-owned name ("tilepool-<pid>-...-out", which `gc` collects if
-/// this process dies) and published onto the user's name only after the job succeeded.
-JobArray make_output(const Location& loc, const ArraySpec& spec, const ArrayPlacement& placement, const Backing& backing,
-                     RunArrays& arrays) {
+/// The output, built where no reader can see it and published onto the user's name only after
+/// the job succeeded: a segment under a job-owned name ("tilepool-<pid>-...-out", which `gc`
+/// collects if this process dies), or a file with no name yet in the output's directory
+/// (O_TMPFILE: it vanishes with this process) that every mode's workers write in place.
+JobArray make_output(const Location& loc, const ArraySpec& spec, const Backing& backing, RunArrays& arrays) {
   if (loc.is_segment) {
-    arrays.segments.push_back(ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing));
-    return JobArray::of(arrays.segments.back());
+    arrays.output = ArraySegment::create(job_segment_name("out"), spec.dtype, spec.shape, backing, MapOptions{.populate = false});
+  } else {
+    arrays.output = ArraySegment::create_npy_file(loc.text, spec.dtype, spec.shape);
   }
-  arrays.output_file = loc.text;
-  return placement.make(spec.dtype, spec.shape, ArrayRole::output);
+  return JobArray::of(*arrays.output);
 }
 
 /// Everything about the output that can be checked before any segment or process exists:
@@ -109,17 +109,23 @@ void check_output(const Location& out, const Backing& backing, bool force) {
   }
 }
 
-/// Publishes the finished output onto the name the user asked for: one rename(2), replacing
-/// an old one only with --force (without it, a name that appeared during the job is kept and
-/// the job fails). Checks first that the job-owned segment is still the object the job built.
-void publish_output(ArraySegment& built, const std::string& name, bool force) {
+/// Publishes the finished output onto the name the user asked for in one step (rename(2) of a
+/// segment, linkat(2) of a file), replacing an old one only with --force (without it, a name
+/// that appeared during the job is kept and the job fails). A segment is checked first to be
+/// still the object the job built.
+void publish_output(ArraySegment& built, const Location& loc, bool force) {
   try {
-    built.segment().publish(name, force);
+    if (loc.is_segment) {
+      built.segment().publish(loc.text, force);
+    } else {
+      built.publish_npy_file(loc.text, force);
+    }
   } catch (const Error& e) {
     // The work is done but its result cannot be delivered: the job failed (exit 1). The
-    // job-owned segment is removed with its handle.
+    // job-owned segment or unnamed file goes with its handle.
     throw Error(e.code() == Errc::exists ? Errc::exists : Errc::job_failed,
-                fmt::format("--output shm:{}: the result was not published: {}", name, e.what()));
+                fmt::format("--output {}{}: the result was not published: {}", loc.is_segment ? "shm:" : "",
+                            escape_for_message(loc.text), e.what()));
   }
 }
 
@@ -206,7 +212,7 @@ RunReport run_job(const RunOptions& o) {
                                          "like --tile {})", o.kernel, space.size(), format_shape(space),
                                          space.size() == 1 ? "4" : "4,4"));
   }
-  job.output = make_output(out_loc, spec, placement, backing, arrays);
+  job.output = make_output(out_loc, spec, backing, arrays);
   report.load_s = seconds_since(t_start);
 
   std::optional<ProgressBar> bar;
@@ -234,12 +240,7 @@ RunReport run_job(const RunOptions& o) {
   report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
 
   const auto t_write = Clock::now();
-  if (arrays.output_file) {
-    const AnyArray& out = job.output.array;
-    npy::write_file(*arrays.output_file, out.dtype(), out.shape(), std::span<const std::byte>(out.data(), out.bytes()), o.force);
-  } else {
-    publish_output(arrays.segments.back(), out_loc.text, o.force);  // shm:NAME lives until `tilepool rm`
-  }
+  publish_output(*arrays.output, out_loc, o.force);  // shm:NAME lives until `tilepool rm`
   report.write_s = seconds_since(t_write);
   report.wall_s = seconds_since(t_start);
   return report;

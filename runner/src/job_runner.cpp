@@ -59,7 +59,7 @@ JobStats JobRunner::run(const JobRequest& job) {
   ControlBlock& control = launcher_->control_for(prepared.grid.tile_count());
   supervisor_.begin(control, prepared);
   if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_);
-  control.post_job(describe(job, prepared, options_.backing, next_job_id_++), [&] { launcher_->bind(job, prepared); });
+  control.post_job(describe(job, prepared, next_job_id_++), [&] { launcher_->bind(job, prepared); });
   std::uint64_t peak = 0;
   try {
     launcher_->start_job();
@@ -137,7 +137,7 @@ PreparedJob prepare(const JobRequest& job) {
   return p;
 }
 
-JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const Backing& backing, std::uint64_t job_id) {
+JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::uint64_t job_id) {
   if (job.inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", job.inputs.size(), kMaxInputs));
   JobDescriptor desc;
   desc.job_id = job_id;
@@ -145,11 +145,12 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const
   desc.input_count = static_cast<std::uint32_t>(job.inputs.size());
   for (std::size_t i = 0; i < job.inputs.size(); ++i) {
     JobDescriptor::set_text(desc.inputs[i], kNameCapacity, job.inputs[i].segment, "input segment name");
+    JobDescriptor::set_text(desc.input_backings[i], kBackingCapacity, job.inputs[i].backing.spec(), "input backing");
     desc.input_identities[i] = job.inputs[i].identity.value_or(SegmentIdentity{});
   }
   JobDescriptor::set_text(desc.output, kNameCapacity, job.output.segment, "output segment name");
+  JobDescriptor::set_text(desc.output_backing, kBackingCapacity, job.output.backing.spec(), "output backing");
   desc.output_identity = job.output.identity.value_or(SegmentIdentity{});
-  JobDescriptor::set_text(desc.backing, kBackingCapacity, backing.spec(), "backing");
   JobDescriptor::set_text(desc.params, kParamsCapacity, job.params.to_text(), "parameter list");
   JobDescriptor::set_text(desc.plugin, kPluginPathCapacity, plugin_path_of(*prepared.kernel), "plugin path");
   const Shape& space = prepared.grid.shape();

@@ -14,7 +14,8 @@ namespace {
 JobArray owned(ArraySegment segment) {
   auto owner = std::make_shared<ArraySegment>(std::move(segment));
   const AnyArray view = owner->array();
-  return JobArray{AnyArray(owner, view.data(), view.dtype(), view.shape()), owner->name(), owner->segment().identity()};
+  return JobArray{AnyArray(owner, view.data(), view.dtype(), view.shape()), owner->name(), owner->segment().backing(),
+                  owner->segment().identity()};
 }
 
 const char* role_name(ArrayRole role) noexcept { return role == ArrayRole::input ? "in" : "out"; }
@@ -26,12 +27,19 @@ Sharing sharing_for(Mode mode, ArrayRole role) noexcept {
 }  // namespace
 
 JobArray ArrayPlacement::make(DType dtype, const Shape& shape, ArrayRole role) const {
-  if (mode_ == Mode::share) return owned(ArraySegment::create(job_segment_name(role_name(role)), dtype, shape, backing_));
+  // Not pre-faulted: posix_fallocate has made the pages, and each is mapped by the process
+  // that first touches it.
+  if (mode_ == Mode::share) {
+    return owned(ArraySegment::create(job_segment_name(role_name(role)), dtype, shape, backing_, MapOptions{.populate = false}));
+  }
   return JobArray{allocate_array(dtype, shape, sharing_for(mode_, role)), ""};
 }
 
 JobArray ArrayPlacement::load_npy(const std::filesystem::path& path, ArrayRole role) const {
-  // One read() of the file straight into the segment.
+  if (role == ArrayRole::input) {
+    if (auto mapped = ArraySegment::map_npy_file(path)) return owned(std::move(*mapped));
+  }
+  // Converted (or an output): one read() of the file straight into the segment.
   if (mode_ == Mode::share) return owned(ArraySegment::load_npy(path, job_segment_name(role_name(role)), backing_));
   const npy::Header h = npy::read_file_header(path);
   JobArray a{allocate_array(h.dtype, h.shape, sharing_for(mode_, role)), ""};

@@ -7,14 +7,15 @@
 #include <vector>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool {
 
 ArraySegment::ArraySegment(Segment segment, npy::Header header) : segment_(std::move(segment)), header_(std::move(header)) {}
 
-ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& shape, const Backing& backing,
-                                  MapOptions options) {
+ArraySegment ArraySegment::with_header(DType dtype, const Shape& shape,
+                                       const std::function<Segment(std::size_t bytes)>& make_segment) {
   if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
     throw Error(Errc::usage, fmt::format("shape {} has {} axes; at most {} are supported", format_shape(shape),
                                          shape.size(), kMaxDims));
@@ -26,17 +27,44 @@ ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& sh
   }
   const std::string header_text = npy::make_header(dtype, shape);
   // A 0-byte array still needs a mapping: the header is never empty.
-  Segment seg = Segment::create(std::move(name), header_text.size() + *data_bytes, backing, options);
+  Segment seg = make_segment(header_text.size() + *data_bytes);
   std::memcpy(seg.data(), header_text.data(), header_text.size());
   npy::Header h = npy::parse_header(std::as_bytes(std::span(header_text)));
   return ArraySegment(std::move(seg), std::move(h));
 }
 
+ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& shape, const Backing& backing,
+                                  MapOptions options) {
+  return with_header(dtype, shape, [&](std::size_t bytes) { return Segment::create(std::move(name), bytes, backing, options); });
+}
+
+ArraySegment ArraySegment::create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape) {
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  // Not pre-faulted: each page is touched first by the worker that writes it.
+  return with_header(dtype, shape, [&](std::size_t bytes) {
+    return Segment::create_unnamed_file(dir, bytes, MapOptions{.populate = false});
+  });
+}
+
 ArraySegment ArraySegment::attach(std::string name, const Backing& backing, MapOptions options) {
   Segment seg = Segment::attach(std::move(name), backing, options, /*min_size=*/0);
   const std::string what = fmt::format("segment '{}'", seg.name());
+  return from_mapped(std::move(seg), what);
+}
+
+std::optional<ArraySegment> ArraySegment::map_npy_file(const std::filesystem::path& path) {
+  const npy::Header h = npy::read_file_header(path);
+  if (h.big_endian || h.data_offset % dtype_size(h.dtype) != 0) return std::nullopt;
+  // Not pre-faulted: a worker maps the pages of the tiles it runs, and the file's page cache
+  // is shared by every process that maps it.
+  return from_mapped(Segment::open_file(path, MapOptions{.populate = false, .read_only = true}),
+                     escape_for_message(path.string()));
+}
+
+ArraySegment ArraySegment::from_mapped(Segment seg, const std::string& what) {
   // Parse a copy of the header bytes, taken under a fault guard: a segment truncated since
-  // Segment::attach checked its size is then an error, not a SIGBUS.
+  // it was opened is then an error, not a SIGBUS.
   std::vector<std::byte> head(std::min(seg.size(), npy::kPreambleBytes + npy::kMaxHeaderBytes));
   guard_faults([&] { std::memcpy(head.data(), seg.data(), head.size()); });
   npy::Header h = npy::parse_header(head, what);

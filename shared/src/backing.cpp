@@ -13,6 +13,21 @@ Backing Backing::file(std::filesystem::path dir) {
   return b;
 }
 
+Backing Backing::descriptors_of(pid_t pid) {
+  Backing b;
+  b.kind_ = Kind::descriptors;
+  b.dir_ = fmt::format("/proc/{}/fd", pid);
+  return b;
+}
+
+Backing Backing::from_spec(std::string_view spec) {
+  if (spec.starts_with("fd:") && spec.size() > 3 && spec.size() < 13 &&
+      spec.find_first_not_of("0123456789", 3) == std::string_view::npos) {
+    return descriptors_of(static_cast<pid_t>(std::stol(std::string(spec.substr(3)))));
+  }
+  return parse(spec);
+}
+
 Backing Backing::parse(std::string_view spec) {
   if (spec == "shm") return {};
   if (spec.starts_with("file:") && spec.size() > 5) {
@@ -30,7 +45,14 @@ std::filesystem::path Backing::directory() const { return kind_ == Kind::shm ? "
 
 std::filesystem::path Backing::path_of(std::string_view name) const { return directory() / std::string(name); }
 
-std::string Backing::spec() const { return kind_ == Kind::shm ? "shm" : "file:" + dir_.string(); }
+std::string Backing::spec() const {
+  switch (kind_) {
+    case Kind::shm: return "shm";
+    case Kind::file: return "file:" + dir_.string();
+    case Kind::descriptors: return "fd:" + dir_.parent_path().filename().string();
+  }
+  return "shm";
+}
 
 void validate_segment_name(std::string_view name) {
   constexpr std::size_t kMaxName = 200;

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ostream>
+#include <random>
 #include <utility>
 
 #include "detail/fd.hpp"
@@ -54,11 +55,10 @@ struct OpenObject {
 // the object is now, and registers its range with guard_faults while it is mapped.
 class RegionMapping final : public Mapping {
  public:
-  RegionMapping(OpenObject object, bip::mapped_region region, std::string_view name, bool read_only)
+  RegionMapping(OpenObject object, bip::mapped_region region, std::string label, bool read_only)
       : object_(std::move(object)),
         region_(std::move(region)),
-        registration_(std::span<const std::byte>(data(), size()), fmt::format("segment '{}'", name), object_.native(),
-                      read_only) {}
+        registration_(std::span<const std::byte>(data(), size()), std::move(label), object_.native(), read_only) {}
   std::byte* data() const noexcept override { return static_cast<std::byte*>(region_.get_address()); }
   std::size_t size() const noexcept override { return region_.get_size(); }
 
@@ -69,8 +69,18 @@ class RegionMapping final : public Mapping {
   FaultRegistration registration_;
 };
 
+// What a descriptor refers to, for messages: its path, or "/dir/#123 (deleted)" for an
+// unnamed file.
+std::string file_path_of(const std::filesystem::path& link) {
+  std::error_code ec;
+  const auto target = std::filesystem::read_symlink(link, ec);
+  return ec ? link.string() : target.string();
+}
+
 // "segment 'x' (/dev/shm/x)": the name is validated; the backing directory may hold any byte.
+// A descriptor of a runner is named by the file it opened: "file /data/a.npy".
 std::string where(std::string_view name, const Backing& backing) {
+  if (backing.is_descriptors()) return fmt::format("file {}", escape_for_message(file_path_of(backing.path_of(name))));
   return fmt::format("segment '{}' ({})", escape_for_message(name), escape_for_message(backing.path_of(name).string()));
 }
 
@@ -108,7 +118,8 @@ void check_entry_kind(const std::string& ctx, const Backing& backing, const std:
 OpenObject open_object(const std::string& name, const Backing& backing, bool create, bool read_only) {
   OpenObject obj;
   const std::string ctx = where(name, backing);
-  if (!create) check_entry_kind(ctx, backing, name);
+  // A descriptor (/proc/PID/fd/N) is a link by nature: opening it opens the object itself.
+  if (!create && !backing.is_descriptors()) check_entry_kind(ctx, backing, name);
   if (backing.is_shm()) {
     try {
       if (create) {
@@ -128,7 +139,8 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
     return obj;
   }
   const auto path = backing.path_of(name);
-  const int flags = (create ? (O_RDWR | O_CREAT | O_EXCL) : (read_only ? O_RDONLY : O_RDWR)) | O_NOFOLLOW | O_CLOEXEC;
+  const int flags = (create ? (O_RDWR | O_CREAT | O_EXCL) : (read_only ? O_RDONLY : O_RDWR)) |
+                    (backing.is_descriptors() ? 0 : O_NOFOLLOW) | O_CLOEXEC;
   obj.fd = detail::UniqueFd(::open(path.c_str(), flags, kSegmentMode));
   if (!obj.fd) {
     const int err = errno;
@@ -147,7 +159,8 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
   return obj;
 }
 
-std::shared_ptr<Mapping> map_object(OpenObject obj, std::size_t size, const MapOptions& options, std::string_view name,
+// `label` names the mapping in a fault report ("segment 'x'", "file /data/a.npy").
+std::shared_ptr<Mapping> map_object(OpenObject obj, std::size_t size, const MapOptions& options, std::string label,
                                     const std::string& ctx) {
   const auto mode = options.read_only ? bip::read_only : bip::read_write;
   const bip::map_options_t flags = options.populate ? MAP_POPULATE : bip::default_map_options;
@@ -155,7 +168,7 @@ std::shared_ptr<Mapping> map_object(OpenObject obj, std::size_t size, const MapO
   try {
     bip::mapped_region region = obj.fd ? bip::mapped_region(FdMappable(obj.fd.get(), mode), mode, 0, size, nullptr, flags)
                                        : bip::mapped_region(obj.shm, mode, 0, size, nullptr, flags);
-    return std::make_shared<RegionMapping>(std::move(obj), std::move(region), name, options.read_only);
+    return std::make_shared<RegionMapping>(std::move(obj), std::move(region), std::move(label), options.read_only);
   } catch (const bip::interprocess_exception& e) {
     throw ipc_error(ctx + ": mmap", e);
   }
@@ -247,7 +260,8 @@ Segment::Segment(Segment&& other) noexcept
       mapping_(std::move(other.mapping_)),
       identity_(other.identity_),
       read_only_(other.read_only_),
-      owns_name_(std::exchange(other.owns_name_, false)) {}
+      owns_name_(std::exchange(other.owns_name_, false)),
+      temp_path_(std::move(other.temp_path_)) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
@@ -258,6 +272,7 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     identity_ = other.identity_;
     read_only_ = other.read_only_;
     owns_name_ = std::exchange(other.owns_name_, false);
+    temp_path_ = std::move(other.temp_path_);
   }
   return *this;
 }
@@ -268,6 +283,15 @@ void Segment::remove_name() noexcept {
   // Only if the name still holds this handle's object: another object that took the name
   // after ours was removed (by `rm` or by hand) is not ours to remove.
   struct stat st {};
+  if (backing_.is_descriptors()) {
+    // An unnamed file has nothing to remove; its hidden stand-in does.
+    if (owns_name_ && !temp_path_.empty() && ::lstat(temp_path_.c_str(), &st) == 0 &&
+        static_cast<std::uint64_t>(st.st_ino) == identity_.inode) {
+      ::unlink(temp_path_.c_str());
+    }
+    owns_name_ = false;
+    return;
+  }
   if (owns_name_ && ::lstat(backing_.path_of(name_).c_str(), &st) == 0 &&
       static_cast<std::uint64_t>(st.st_dev) == identity_.device && static_cast<std::uint64_t>(st.st_ino) == identity_.inode) {
     unlink_name(name_, backing_);
@@ -299,7 +323,7 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
   }
   struct stat st {};
   if (::fstat(obj.native(), &st) != 0) throw system_error(where(name, backing) + ": fstat", errno);
-  auto mapping = map_object(std::move(obj), size, options, name, where(name, backing));
+  auto mapping = map_object(std::move(obj), size, options, fmt::format("segment '{}'", name), where(name, backing));
   guard.dismiss();
   return Segment(std::move(name), backing, std::move(mapping), identity_of(st), /*read_only=*/false, /*owns=*/true);
 }
@@ -313,18 +337,21 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
     throw Error(Errc::bad_input, fmt::format("segment '{}' was removed since the job started: {} does not exist", name,
                                              escape_for_message(backing.path_of(name).string())));
   }
+  const std::string subject = backing.is_descriptors() ? ctx : fmt::format("segment '{}'", name);
   OpenObject obj = open_object(name, backing, /*create=*/false, options.read_only);
   if (::fstat(obj.native(), &st) != 0) throw system_error(ctx + ": fstat", errno);
   if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, fmt::format("{}: not a regular file", ctx));
-  if (st.st_uid != ::geteuid()) {
+  // A descriptor of another process of ours names the object that process opened for its
+  // user (an input file may belong to anyone who let us read it).
+  if (st.st_uid != ::geteuid() && !backing.is_descriptors()) {
     throw Error(Errc::bad_input,
                 fmt::format("{}: owned by uid {}, not by this user (uid {})", ctx, st.st_uid, ::geteuid()));
   }
   const SegmentIdentity found = identity_of(st);
   if (expected && found != *expected) {
-    throw Error(Errc::bad_input, fmt::format("segment '{}' was replaced or resized since the job started: it was {}, "
+    throw Error(Errc::bad_input, fmt::format("{} was replaced or resized since the job started: it was {}, "
                                              "{} now holds {}",
-                                             name, to_string(*expected),
+                                             subject, to_string(*expected),
                                              escape_for_message(backing.path_of(name).string()), to_string(found)));
   }
   const auto size = static_cast<std::size_t>(st.st_size);
@@ -332,8 +359,112 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
     throw Error(Errc::bad_input, fmt::format("{}: too small: {} bytes, expected at least {}", ctx, size,
                                              std::max<std::size_t>(min_size, 1)));
   }
-  auto mapping = map_object(std::move(obj), size, options, name, ctx);
+  auto mapping = map_object(std::move(obj), size, options, subject, ctx);
   return Segment(std::move(name), backing, std::move(mapping), found, options.read_only, /*owns=*/false);
+}
+
+Segment Segment::open_file(const std::filesystem::path& path, MapOptions options) {
+  const std::string ctx = escape_for_message(path.string());
+  TILEPOOL_CHECK(!options.expected_identity);
+  OpenObject obj;
+  obj.fd = detail::UniqueFd(::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!obj.fd) {
+    const int err = errno;
+    if (err == ENOENT) throw Error(Errc::bad_input, fmt::format("{}: does not exist", ctx));
+    throw open_error(ctx, err, options.read_only);
+  }
+  struct stat st {};
+  if (::fstat(obj.fd.get(), &st) != 0) throw system_error(ctx + ": fstat", errno);
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::bad_input, fmt::format("{}: not a regular file", ctx));
+  if (st.st_size == 0) throw Error(Errc::bad_input, fmt::format("{}: empty file", ctx));
+  const int fd = obj.fd.get();
+  auto mapping = map_object(std::move(obj), static_cast<std::size_t>(st.st_size), options, fmt::format("file {}", ctx), ctx);
+  return Segment(std::to_string(fd), Backing::descriptors_of(::getpid()), std::move(mapping), identity_of(st),
+                 options.read_only, /*owns=*/false);
+}
+
+Segment Segment::create_unnamed_file(const std::filesystem::path& dir, std::size_t size, MapOptions options) {
+  TILEPOOL_CHECK(size > 0);
+  TILEPOOL_CHECK(!options.read_only && !options.expected_identity);
+  const std::string ctx = escape_for_message(dir.string());
+  OpenObject obj;
+  // Mode 0666 less the umask, as any file the user writes (npy::write_file's too).
+  obj.fd = detail::UniqueFd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666));
+  std::filesystem::path temp;
+  if (!obj.fd && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    std::random_device random;
+    temp = dir / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
+    obj.fd = detail::UniqueFd(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+  }
+  if (!obj.fd) {
+    const int err = errno;
+    if (err == EACCES || err == EPERM || err == EROFS || err == ENOENT || err == ENOTDIR) {
+      throw Error(Errc::bad_input, fmt::format("{}: cannot create a file there: {}", ctx, std::strerror(err)));
+    }
+    throw system_error(fmt::format("{}: creating a file", ctx), err);
+  }
+  auto drop_temp = [&] {
+    if (!temp.empty()) ::unlink(temp.c_str());
+  };
+  if (const int err = ::posix_fallocate(obj.fd.get(), 0, static_cast<off_t>(size)); err != 0) {
+    drop_temp();
+    if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
+      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes", ctx, size));
+    }
+    throw system_error(ctx + ": posix_fallocate", err);
+  }
+  struct stat st {};
+  if (::fstat(obj.fd.get(), &st) != 0) {
+    const int err = errno;
+    drop_temp();
+    throw system_error(ctx + ": fstat", err);
+  }
+  const int fd = obj.fd.get();
+  std::shared_ptr<Mapping> mapping;
+  try {
+    mapping = map_object(std::move(obj), size, options, fmt::format("a new file in {}", ctx), ctx);
+  } catch (...) {
+    drop_temp();
+    throw;
+  }
+  Segment segment(std::to_string(fd), Backing::descriptors_of(::getpid()), std::move(mapping), identity_of(st),
+                  /*read_only=*/false, /*owns=*/true);
+  segment.temp_path_ = std::move(temp);
+  return segment;
+}
+
+void Segment::link_file(const std::filesystem::path& to, bool replace) {
+  TILEPOOL_CHECK(backing_.is_descriptors() && owns_name_);
+  const std::string ctx = escape_for_message(to.string());
+  const auto exists_error = [&] { return Error(Errc::exists, fmt::format("{}: already exists", ctx)); };
+  if (!temp_path_.empty()) {
+    // The hidden stand-in: rename it (rename_noreplace unless replacing).
+    const int err = replace ? (::rename(temp_path_.c_str(), to.c_str()) == 0 ? 0 : errno)
+                            : rename_noreplace(temp_path_.c_str(), to.c_str());
+    if (err == EEXIST) throw exists_error();
+    if (err != 0) throw system_error(fmt::format("{}: publishing", ctx), err);
+    temp_path_.clear();
+    owns_name_ = false;
+    return;
+  }
+  // An O_TMPFILE file gets its first name from linkat(2) through /proc/self/fd, which never
+  // replaces; replacing links a hidden name first and renames it over `to` in one step.
+  const std::string self = fmt::format("/proc/self/fd/{}", name_);
+  std::filesystem::path target = to;
+  if (replace) {
+    std::random_device random;
+    target = to.parent_path() / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
+  }
+  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    if (errno == EEXIST) throw exists_error();
+    throw system_error(fmt::format("{}: publishing", ctx), errno);
+  }
+  if (replace && ::rename(target.c_str(), to.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(target.c_str());
+    throw system_error(fmt::format("{}: publishing", ctx), err);
+  }
+  owns_name_ = false;
 }
 
 bool remove_segment(std::string_view name, const Backing& backing) {

@@ -327,6 +327,103 @@ TEST_F(NamedDataTest, HundredShareWorkersRunAJob) {
   EXPECT_EQ(nlohmann::json::parse(r.output)["workers"], 100);
 }
 
+// --- 9. files mapped in place ------------------------------------------------------------------
+// A .npy input is mapped as it is (workers attach the runner's descriptor of it) and a .npy
+// output is written in place in a file that has no name until the job succeeded.
+
+/// True once process `pid` holds `path` open (it has mapped that input).
+bool wait_until_open(pid_t pid, const std::string& path) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+      std::error_code link_ec;
+      if (std::filesystem::read_symlink(e.path(), link_ec) == path) return true;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_P(NamedDataAllModesTest, RunnerKilledAtAnyStageLeavesNoFileButTheOldOrTheWholeNewOutputFile) {
+  ASSERT_EQ(run_python("import numpy as np\n"
+                       "np.save('" + in("big.npy") + "', np.arange(2000*2000, dtype=np.float64).reshape(2000, 2000))\n"
+                       "np.save('" + in("old2k.npy") + "', np.full((2000, 2000), 7.0))\n").status, 0);
+  const std::string out = in("out.npy");
+  for (const int delay_ms : {5, 20, 40, 80, 160, 320}) {
+    std::filesystem::copy_file(in("old2k.npy"), out, std::filesystem::copy_options::overwrite_existing);
+    const std::vector<std::string> before = names_in(dir_.path());
+    RunnerProcess runner({"run", "-k", "negate", "-i", in("big.npy"), "-o", out, "--force", "-t", "50,50", "-w", "1", "-m",
+                          GetParam(), "--no-progress"},
+                         "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(runner.pid(), SIGKILL);
+    runner.wait_exit(5s);
+    std::this_thread::sleep_for(100ms);  // let its workers die with it
+    EXPECT_EQ(names_in(dir_.path()), before) << "after " << delay_ms << " ms: a file of the killed run was left";
+    const auto r = run_python("import numpy as np\n"
+                              "x=np.load('" + out + "')\n"
+                              "print('OLD' if np.all(x == 7.0) else 'NEW' if np.array_equal(x, -np.load('" + in("big.npy") +
+                              "')) else 'TORN')");
+    EXPECT_TRUE(r.output == "OLD\n" || r.output == "NEW\n") << "after " << delay_ms << " ms: " << r.output;
+    EXPECT_EQ(run_command(kTilepool + " gc").status, 0);
+    EXPECT_TRUE(segments_of(runner.pid()).empty()) << "after " << delay_ms << " ms";
+  }
+}
+
+TEST_P(NamedDataAllModesTest, InputFileTruncatedMidJobIsAOneLineJobFailureNamingTheFile) {
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + in("m.npy") + "', np.random.rand(1500, 1500))").status, 0);
+  RunnerProcess runner({"run", "-k", "matmul", "-i", in("m.npy"), "-i", in("m.npy"), "-o", in("res.npy"), "-t", "100,100", "-w",
+                        "1", "-m", GetParam(), "--no-progress"},
+                       "", (dir_ / "err").string());
+  ASSERT_TRUE(wait_until_open(runner.pid(), in("m.npy")));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(::truncate(in("m.npy").c_str(), 0), 0);
+  const int status = runner.wait_exit(30s);
+  const std::string err = read_file(dir_ / "err");
+  EXPECT_EQ(status, 1) << err;
+  EXPECT_TRUE(one_error_line(err)) << err;
+  EXPECT_NE(err.find(in("m.npy")), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(in("res.npy")));
+  EXPECT_TRUE(segments_of(runner.pid()).empty());
+}
+
+TEST_F(NamedDataTest, InputFileReplacedMidJobIsNotReadByARespawnedWorker) {
+  // The worker stops on tile 0 and is killed by the tile timeout; its replacement attaches the
+  // runner's descriptor of a.npy, so a file renamed over the path meanwhile is never read.
+  RunnerProcess runner({"run", "-k", "negate", "-i", in("a.npy"), "-o", in("out.npy"), "-t", "8,8", "-w", "1",
+                        "--tile-timeout", "1", "--no-progress"},
+                       "hang:0:" + (dir_ / "once").string(), (dir_ / "err").string());
+  ASSERT_TRUE(wait_until_open(runner.pid(), in("a.npy")));
+  std::this_thread::sleep_for(200ms);
+  std::filesystem::rename(in("old.npy"), in("a.npy"));
+  EXPECT_EQ(runner.wait_exit(10s), 0) << read_file(dir_ / "err");
+  EXPECT_EQ(run_python("import numpy as np\n"
+                       "print(np.array_equal(np.load('" + in("out.npy") + "'), -np.arange(64*64.0).reshape(64, 64)))").output,
+            "True\n");
+}
+
+TEST_P(NamedDataAllModesTest, InputFileOfAnotherUserThatWeMayReadIsMappedInPlace) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a file to another user";
+  ASSERT_EQ(::chown(in("a.npy").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod(in("a.npy").c_str(), 0644), 0);
+  const std::string with_space = in("my data.npy");
+  std::filesystem::copy_file(in("b.npy"), with_space);
+  const auto r = run_command(kTilepool + " run -k add -i " + in("a.npy") + " -i '" + with_space + "' -o " + in("out.npy") +
+                             " -t 8,8 -w 2 --no-progress -m " + GetParam() + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(run_python("import numpy as np\n"
+                       "print(np.array_equal(np.load('" + in("out.npy") + "'), np.arange(64*64.0).reshape(64, 64) + 1))").output,
+            "True\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, NamedDataAllModesTest, ::testing::ValuesIn(kAllModes));
 INSTANTIATE_TEST_SUITE_P(Modes, NamedDataProcessModesTest, ::testing::ValuesIn(kProcessModes));
 

@@ -234,14 +234,14 @@ TEST(JobDescriptorTest, AccessorsReturnTheTextsThatSetTextStored) {
   JobDescriptor::set_text(d.inputs[0], kNameCapacity, "tilepool-1-in0", "input segment name");
   JobDescriptor::set_text(d.inputs[1], kNameCapacity, "b", "input segment name");
   JobDescriptor::set_text(d.output, kNameCapacity, "out", "output segment name");
-  JobDescriptor::set_text(d.backing, kBackingCapacity, "file:/tmp/x", "backing");
+  JobDescriptor::set_text(d.output_backing, kBackingCapacity, "file:/tmp/x", "backing");
   JobDescriptor::set_text(d.params, kParamsCapacity, "value=5\n", "parameters");
 
   EXPECT_EQ(d.kernel_name(), "add");
   EXPECT_EQ(d.input_name(0), "tilepool-1-in0");
   EXPECT_EQ(d.input_name(1), "b");
   EXPECT_EQ(d.output_name(), "out");
-  EXPECT_EQ(d.backing_spec(), "file:/tmp/x");
+  EXPECT_EQ(d.output_backing_spec(), "file:/tmp/x");
   EXPECT_EQ(d.params_text(), "value=5\n");
 }
 
@@ -253,7 +253,7 @@ TEST(JobDescriptorTest, UnsetFieldsAndInputsPastTheCountAreEmpty) {
   EXPECT_EQ(d.kernel_name(), "");
   EXPECT_EQ(d.input_name(kMaxInputs - 1), "");
   EXPECT_EQ(d.output_name(), "");
-  EXPECT_EQ(d.backing_spec(), "");
+  EXPECT_EQ(d.output_backing_spec(), "");
   EXPECT_EQ(d.params_text(), "");
 }
 
@@ -263,14 +263,14 @@ TEST(JobDescriptorTest, AccessorsStopAtTheFieldsEndWhenItHasNoNul) {
   std::memset(d.kernel, 'k', sizeof d.kernel);
   std::memset(d.inputs, 'i', sizeof d.inputs);
   std::memset(d.output, 'o', sizeof d.output);
-  std::memset(d.backing, 'b', sizeof d.backing);
+  std::memset(d.output_backing, 'b', sizeof d.output_backing);
   std::memset(d.params, 'p', sizeof d.params);
 
   EXPECT_EQ(d.kernel_name(), std::string(sizeof d.kernel, 'k'));
   EXPECT_EQ(d.input_name(0), std::string(kNameCapacity, 'i'));
   EXPECT_EQ(d.input_name(kMaxInputs - 1), std::string(kNameCapacity, 'i'));
   EXPECT_EQ(d.output_name(), std::string(kNameCapacity, 'o'));
-  EXPECT_EQ(d.backing_spec(), std::string(kBackingCapacity, 'b'));
+  EXPECT_EQ(d.output_backing_spec(), std::string(kBackingCapacity, 'b'));
   EXPECT_EQ(d.params_text(), std::string(kParamsCapacity, 'p'));
 }
 

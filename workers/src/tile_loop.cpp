@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -84,7 +85,8 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
 
 const ArraySegment& SegmentCache::get(const std::string& name, const Backing& backing, bool read_only,
                                       std::optional<SegmentIdentity> expected) {
-  auto it = entries_.find(name);
+  const std::string path = backing.path_of(name).string();
+  auto it = entries_.find(path);
   if (expected) {
     // Pinned: the object the job started with, whatever the name holds now. A mapping of it
     // is good as long as it was made with the same access.
@@ -93,7 +95,7 @@ const ArraySegment& SegmentCache::get(const std::string& name, const Backing& ba
     }
   } else {
     struct stat st {};
-    const bool exists = ::stat(backing.path_of(name).c_str(), &st) == 0;
+    const bool exists = ::stat(path.c_str(), &st) == 0;
     if (it != entries_.end() && exists && it->second.segment.segment().identity().inode == st.st_ino &&
         it->second.read_only == read_only) {
       return it->second.segment;
@@ -101,23 +103,31 @@ const ArraySegment& SegmentCache::get(const std::string& name, const Backing& ba
   }
   if (it != entries_.end()) entries_.erase(it);
   ArraySegment seg = ArraySegment::attach(name, backing,
-                                          MapOptions{.populate = true, .read_only = read_only, .expected_identity = expected});
-  return entries_.emplace(name, Entry{std::move(seg), read_only}).first->second.segment;
+                                          MapOptions{.populate = false, .read_only = read_only, .expected_identity = expected});
+  return entries_.emplace(path, Entry{std::move(seg), read_only}).first->second.segment;
 }
 
 JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
-  const Backing backing = Backing::parse(job.backing_spec());
-  std::vector<std::string> names;
-  for (std::uint32_t i = 0; i < job.input_count; ++i) names.emplace_back(job.input_name(i));
-  names.emplace_back(job.output_name());
-  std::erase_if(entries_, [&](const auto& kv) { return std::find(names.begin(), names.end(), kv.first) == names.end(); });
+  struct Located {
+    std::string name;
+    Backing backing;
+  };
+  std::vector<Located> located;
+  for (std::uint32_t i = 0; i < job.input_count; ++i) {
+    located.push_back({std::string(job.input_name(i)), Backing::from_spec(job.input_backing_spec(i))});
+  }
+  located.push_back({std::string(job.output_name()), Backing::from_spec(job.output_backing_spec())});
+  std::erase_if(entries_, [&](const auto& kv) {
+    return std::none_of(located.begin(), located.end(),
+                        [&](const Located& l) { return l.backing.path_of(l.name).string() == kv.first; });
+  });
   JobArrays arrays;
   // Inputs are mapped read-only: a kernel that writes into one faults (a clean job failure)
   // instead of changing the user's data, and a segment the user may only read works.
-  for (std::size_t i = 0; i + 1 < names.size(); ++i) {
-    arrays.inputs.push_back(get(names[i], backing, /*read_only=*/true, job.input_identity(i)).array());
+  for (std::size_t i = 0; i + 1 < located.size(); ++i) {
+    arrays.inputs.push_back(get(located[i].name, located[i].backing, /*read_only=*/true, job.input_identity(i)).array());
   }
-  arrays.output = get(names.back(), backing, /*read_only=*/false, job.pinned_output_identity()).array();
+  arrays.output = get(located.back().name, located.back().backing, /*read_only=*/false, job.pinned_output_identity()).array();
   return arrays;
 }
 

@@ -87,6 +87,6 @@ TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs
 /// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
 PreparedJob prepare(const JobRequest& job);
 /// The job's description for a control block.
-JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, const Backing& backing, std::uint64_t job_id);
+JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::uint64_t job_id);
 
 }  // namespace tilepool::detail

@@ -22,7 +22,7 @@ class ShareLauncher final : public Launcher {
     std::int64_t capacity = std::max<std::int64_t>(1, options.tile_capacity);
     if (first_job != nullptr) {
       const PreparedJob prepared = prepare(*first_job);
-      staged = describe(*first_job, prepared, options.backing, 0);
+      staged = describe(*first_job, prepared, 0);
       capacity = std::max(capacity, prepared.grid.tile_count());
     }
     const auto t0 = std::chrono::steady_clock::now();

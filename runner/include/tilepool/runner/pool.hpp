@@ -36,12 +36,17 @@ Mode parse_mode(std::string_view text);
 struct JobArray {
   AnyArray array;
   std::string segment;
+  /// Where `segment` lives: shm, file:DIR, or the descriptors of this process (fd:PID) for a
+  /// file mapped in place (an input .npy, an output being made).
+  Backing backing;
   /// The object `segment` named when the array was made (pinned): share-mode workers attach the
   /// name only while it still names this object, so a job never reads or writes another array
   /// that took the name. nullopt: not pinned (workers attach whatever the name holds).
   std::optional<SegmentIdentity> identity;
   /// The array of a segment, by name, pinned to the object `s` mapped; `s` must outlive the job.
-  static JobArray of(const ArraySegment& s) { return JobArray{s.array(), s.name(), s.segment().identity()}; }
+  static JobArray of(const ArraySegment& s) {
+    return JobArray{s.array(), s.name(), s.segment().backing(), s.segment().identity()};
+  }
 };
 
 /// What a job does with an array.
@@ -60,8 +65,10 @@ class ArrayPlacement {
   /// A zero-filled array of `dtype` and `shape` for `role`. Throws Error(no_space) if the store
   /// or memory is too small, Error(usage) if the byte size overflows.
   [[nodiscard]] JobArray make(DType dtype, const Shape& shape, ArrayRole role) const;
-  /// An NPY file's array, placed as make() places it, filled by one read() of the file's data.
-  /// Throws Error(bad_input) for a bad file, and leaves nothing behind.
+  /// An NPY file's array. An input that needs no conversion is mapped in place, read-only, in
+  /// every mode (ArraySegment::map_npy_file: nothing copied); otherwise it is placed as make()
+  /// places it and filled by one read() of the file's data. Throws Error(bad_input) for a bad
+  /// file, and leaves nothing behind.
   [[nodiscard]] JobArray load_npy(const std::filesystem::path& path, ArrayRole role = ArrayRole::input) const;
   [[nodiscard]] Mode mode() const noexcept { return mode_; }
 

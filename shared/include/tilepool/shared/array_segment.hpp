@@ -3,6 +3,8 @@
 /// Data segments: N-D arrays stored as NPY files in shared memory.
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -30,6 +32,19 @@ class ArraySegment {
   static ArraySegment load_npy(const std::filesystem::path& path, std::string name,
                                const Backing& backing = {});
 
+  /// Maps an NPY file in place, read-only, when its data needs no conversion (little-endian,
+  /// C order, elements aligned: what numpy.save writes): nothing is copied, workers attach the
+  /// file itself (Segment::open_file) and a file larger than RAM works. nullopt when the file
+  /// must be converted (big-endian data, misaligned elements): load_npy it instead. Throws
+  /// Error(bad_input) for a file that is not valid NPY or holds less data than its header says.
+  static std::optional<ArraySegment> map_npy_file(const std::filesystem::path& path);
+  /// A zero-filled NPY file of `dtype` and `shape` being made for `path`: unnamed in path's
+  /// directory (Segment::create_unnamed_file) until publish_npy_file(). Throws as
+  /// Segment::create_unnamed_file, or Error(usage) as create().
+  static ArraySegment create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape);
+  /// Gives a create_npy_file() array the name `path` (Segment::link_file).
+  void publish_npy_file(const std::filesystem::path& path, bool replace) { segment_.link_file(path, replace); }
+
   /// Writes the array to an NPY file (atomically; see npy::write_file).
   void save_npy(const std::filesystem::path& path, bool overwrite = false) const;
 
@@ -50,6 +65,11 @@ class ArraySegment {
 
  private:
   ArraySegment(Segment segment, npy::Header header);
+  /// The array a mapped segment holds, its header checked as attach() documents.
+  static ArraySegment from_mapped(Segment segment, const std::string& what);
+  /// A mapped segment of header + data bytes, the header written in.
+  static ArraySegment with_header(DType dtype, const Shape& shape,
+                                  const std::function<Segment(std::size_t bytes)>& make_segment);
 
   Segment segment_;
   npy::Header header_;

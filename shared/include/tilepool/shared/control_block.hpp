@@ -59,7 +59,10 @@ struct JobDescriptor {
   std::uint32_t input_count = 0;
   char inputs[kMaxInputs][kNameCapacity] = {};
   char output[kNameCapacity] = {};
-  char backing[kBackingCapacity] = {};
+  /// Where each array's segment lives, as Backing::from_spec reads it: "shm",
+  /// "file:DIR", or "fd:PID" for a file the runner mapped in place.
+  char input_backings[kMaxInputs][kBackingCapacity] = {};
+  char output_backing[kBackingCapacity] = {};
   std::int32_t ndim = 0;  ///< of the iteration space (the grid's shape)
   std::int64_t shape[kMaxDims] = {};
   std::int32_t tile_ndim = 0;  ///< number of tiled (trailing) axes
@@ -95,8 +98,13 @@ struct JobDescriptor {
   }
   /// The output's segment name (empty when the output is not a segment).
   [[nodiscard]] std::string_view output_name() const noexcept { return text_of(output); }
-  /// Where the segments live, as Backing::parse() reads it ("shm" or "file:DIR").
-  [[nodiscard]] std::string_view backing_spec() const noexcept { return text_of(backing); }
+  /// Where input `i`'s segment lives ("shm", "file:DIR" or "fd:PID").
+  [[nodiscard]] std::string_view input_backing_spec(std::size_t i) const noexcept {
+    TILEPOOL_CHECK(i < kMaxInputs);
+    return text_of(input_backings[i]);
+  }
+  /// Where the output's segment lives.
+  [[nodiscard]] std::string_view output_backing_spec() const noexcept { return text_of(output_backing); }
   /// The job's parameters as "key=value\n" lines.
   [[nodiscard]] std::string_view params_text() const noexcept { return text_of(params); }
   /// The plugin that provides the kernel (workers load it before binding), or empty.
@@ -130,7 +138,7 @@ struct alignas(64) WorkerSlot {
 class ControlBlock {
  public:
   static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
-  static constexpr std::uint32_t kVersion = 2;
+  static constexpr std::uint32_t kVersion = 3;
 
   /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles on up to
   /// `worker_capacity` workers (slots 0 .. worker_capacity-1).

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -76,6 +77,26 @@ class Segment {
   static Segment attach(std::string name, const Backing& backing = {}, MapOptions options = {},
                         std::size_t min_size = 0);
 
+  /// Maps an existing file by its path, as it is (an input the user named: any owner, symlinks
+  /// followed). The segment is named by the descriptor it keeps open: name() is its number and
+  /// backing() is Backing::descriptors_of(getpid()), so another process attaches the very object
+  /// opened here (/proc/PID/fd/N), whatever happens to the path later. Throws Error(bad_input)
+  /// naming `path` if it is missing, unreadable, empty or not a regular file.
+  static Segment open_file(const std::filesystem::path& path, MapOptions options = {});
+
+  /// Creates a file of `size` bytes in directory `dir` that has no name yet: O_TMPFILE, so it
+  /// vanishes with this process, even after SIGKILL, until link_file() names it (a hidden
+  /// ".tilepool-<pid>-<random>.tmp" file, removed by this handle, where the filesystem lacks
+  /// O_TMPFILE). Named by its descriptor as open_file's; space reserved with posix_fallocate.
+  /// Throws Error(no_space) if the filesystem is too small, Error(bad_input) if `dir` is not a
+  /// writable directory.
+  static Segment create_unnamed_file(const std::filesystem::path& dir, std::size_t size, MapOptions options = {});
+
+  /// Gives a create_unnamed_file() segment the path `to`, in one step: readers of `to` see the
+  /// old file or the whole new one. Never replaces an existing `to` unless `replace`
+  /// (Error(exists)). Afterwards the file is the user's and this handle removes nothing.
+  void link_file(const std::filesystem::path& to, bool replace);
+
   Segment(Segment&& other) noexcept;
   Segment& operator=(Segment&& other) noexcept;
   Segment(const Segment&) = delete;
@@ -115,6 +136,8 @@ class Segment {
   SegmentIdentity identity_;
   bool read_only_ = false;
   bool owns_name_ = false;
+  /// create_unnamed_file without O_TMPFILE: the hidden temporary name this handle removes.
+  std::filesystem::path temp_path_;
 };
 
 /// Publishes a finished segment: renames `from` to `to` in the same backing in one step, so

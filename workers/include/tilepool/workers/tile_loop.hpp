@@ -72,9 +72,10 @@ class LocalJobHandler final : public JobHandler {
   TileGrid grid_;
 };
 
-/// The segments a worker has attached, by name: each is attached once and reused by later
+/// The segments a worker has attached, by path: each is attached once and reused by later
 /// jobs while it is still the object the job pinned (or, unpinned, the object the name holds).
-/// Not thread-safe; one per worker.
+/// Nothing is pre-faulted: a worker maps the pages of the tiles it runs, when it runs them, so
+/// attaching costs the same at 1 KiB and at 1 GiB. Not thread-safe; one per worker.
 class SegmentCache {
  public:
   /// The attached segment `name`, mapped read-only or read-write. With `expected`, the mapping
