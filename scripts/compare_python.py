@@ -5,11 +5,16 @@ Every timed run is one process, from posix_spawn to its exit (the wall time a us
 the command), with its output file removed beforehand. Peers:
   tilepool share | fork | copy | threads    build/release/bin/tilepool run ... --mode M
   numpy, mp_pool, joblib, dask_processes, dask_threads     scripts/py_peers.py (see there)
+  floor        build/release/bin/tilepool-add-floor: read, add on WORKERS threads, write (add only)
+  tilepool_help, spawn_workers   `tilepool --help`, and tilepool-spawn-workers starting WORKERS
+               tilepool-worker processes: the start-up floors (the 1x1 workload only)
 Workloads (float64, WORKERS workers):
+  one         1x1 add, 1x1 tile: no work, start-up and tear-down only (tilepool and floors)
   seed        365x16x16 add, 4x4 tiles (16 tiles)
   add         4096x4096 add, 256x256 tiles (256 tiles)
   blur        4096x4096 blur3x3 (3x3 mean, borders clamped), 256x256 tiles
   tiles65536  4096x4096 add, 16x16 tiles (65,536 tiles)
+  gib         8192x16384 add (1 GiB per array), 1024x1024 tiles (tilepool and the floor only)
 Runs go round-robin over the peers of a workload (run 1 of every peer, then run 2, ...), so
 load from other processes on the machine spreads over all of them; the table gives medians.
 Every run's output is checked against numpy (exact for add; blur3x3 is checked with
@@ -40,9 +45,11 @@ import process_runs  # noqa: E402
 from process_runs import timed_run  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
-TILEPOOL = os.path.join(ROOT, "build", "release", "bin", "tilepool")
+BIN = os.path.join(ROOT, "build", "release", "bin")
+TILEPOOL = os.path.join(BIN, "tilepool")
 MODES = ("share", "fork", "copy", "threads")
 PY_PEERS = ("numpy", "mp_pool", "joblib", "dask_processes", "dask_threads")
+FLOORS = ("floor", "tilepool_help", "spawn_workers")
 PEER_LABELS = {
     "tilepool share": "tilepool `--mode share`",
     "tilepool fork": "tilepool `--mode fork`",
@@ -53,6 +60,9 @@ PEER_LABELS = {
     "joblib": "joblib `Parallel` (loky, auto-memmapping)",
     "dask_processes": "dask.array, `processes` scheduler",
     "dask_threads": "dask.array, `threads` scheduler",
+    "floor": "floor: C++ read, add on the workers' threads, write",
+    "tilepool_help": "floor: `tilepool --help`",
+    "spawn_workers": "floor: start the workers' processes (`posix_spawn`)",
 }
 
 
@@ -68,11 +78,23 @@ class Workload:
 
 
 WORKLOADS = [
+    Workload("one", "1×1 `add`, no work", "add", (1, 1), 1),
     Workload("seed", "seed: 365×16×16 `add`, 4×4 tiles (16)", "add", (365, 16, 16), 4),
     Workload("add", "4096² `add`, 256² tiles (256)", "add", (4096, 4096), 256),
     Workload("blur", "4096² `blur3x3`, 256² tiles (256)", "blur3x3", (4096, 4096), 256),
     Workload("tiles65536", "4096² `add`, 16² tiles (65,536)", "add", (4096, 4096), 16),
+    Workload("gib", "8192×16384 `add` (1 GiB arrays), 1024² tiles", "add", (8192, 16384), 1024),
 ]
+
+
+def applies(peer, w):
+    """Whether `peer` runs on workload `w`: the start-up floors on the 1x1 job only, the add
+    floor on add jobs, Python peers not on the start-up and 1 GiB jobs (minutes of dask there)."""
+    if peer in ("tilepool_help", "spawn_workers"):
+        return w.key == "one"
+    if peer == "floor":
+        return w.kernel == "add"
+    return peer.startswith("tilepool ") or w.key not in ("one", "gib")
 
 
 def machine():
@@ -92,12 +114,22 @@ def make_inputs(directory, workloads):
             if path not in made:
                 made[path] = rng.random(w.shape)
                 np.save(path, made[path])
+                # Written and then read once, as a user's dataset that was just made or used.
+                with open(path, "rb") as f:
+                    while f.read(1 << 24):
+                        pass
             w.inputs.append(path)
         arrays = [made[p] for p in w.inputs]
         w.reference = arrays[0] + arrays[1] if w.kernel == "add" else py_peers.blur_whole(arrays[0])
 
 
 def command(peer, w, out, workers):
+    if peer == "floor":
+        return [os.path.join(BIN, "tilepool-add-floor"), out, *w.inputs, str(workers)]
+    if peer == "tilepool_help":
+        return [TILEPOOL, "--help"]
+    if peer == "spawn_workers":
+        return [os.path.join(BIN, "tilepool-spawn-workers"), str(workers), os.path.join(BIN, "tilepool-worker")]
     if peer.startswith("tilepool "):
         cmd = [TILEPOOL, "run", "--kernel", w.kernel]
         for p in w.inputs:
@@ -141,7 +173,7 @@ def run_all(workloads, peers, args, directory):
         for run in range(args.runs):
             for peer in peers:
                 s = state[peer]
-                if s["error"] or (run > 0 and s["note"]):
+                if s["error"] or (run > 0 and s["note"]) or not applies(peer, w):
                     continue
                 if os.path.exists(out):
                     os.unlink(out)
@@ -153,10 +185,11 @@ def run_all(workloads, peers, args, directory):
                     s["note"] = f"killed after {args.timeout:g} s"
                     print(f"  {w.key:10} {peer:18} killed after {args.timeout:g} s", file=sys.stderr)
                     continue
+                verdict = (None, True)
                 if status != 0:
                     with open(err, errors="replace") as f:
                         s["error"] = f"exit status {status}: {f.read().strip()[-300:]}"
-                elif (verdict := check(w, out))[0] is not None:
+                elif peer not in ("tilepool_help", "spawn_workers") and (verdict := check(w, out))[0] is not None:
                     s["error"] = f"WRONG RESULT: {verdict[0]}"
                 elif left:
                     s["error"] = f"left {left} in /dev/shm (removed)"
@@ -189,7 +222,9 @@ def table(workloads, peers, results, args):
         cells = []
         for w in workloads:
             r = results[(w.key, peer)]
-            if r["error"]:
+            if not applies(peer, w):
+                cells.append("")
+            elif r["error"]:
                 cells.append("**failed** (see below)")
             elif not r["times"]:
                 cells.append(r["note"] or "—")
@@ -219,7 +254,7 @@ def main():
     if args.quick:
         args.runs, args.timeout = 1, 10.0
     workloads = [w for w in WORKLOADS if not args.only or w.key in args.only.split(",")]
-    peers = [f"tilepool {m}" for m in MODES] + list(PY_PEERS)
+    peers = [f"tilepool {m}" for m in MODES] + list(FLOORS) + list(PY_PEERS)
     if args.peers:
         peers = [p for p in peers if p in args.peers.split(",") or p.replace("tilepool ", "") in args.peers.split(",")]
     if "tilepool share" not in peers:

@@ -17,7 +17,7 @@ workers=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
 scripts/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" --target tilepool tilepool-worker >/dev/null
+cmake --build --preset release -j "$(nproc)" --target tilepool tilepool-worker tilepool-add-floor tilepool-spawn-workers >/dev/null
 mkdir -p bench-out
 quick=()
 if [ -n "${QUICK:-}" ]; then quick=(--quick); fi

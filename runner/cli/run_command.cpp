@@ -222,7 +222,8 @@ RunReport run_job(const RunOptions& o) {
   }
   JobStats stats;
   {
-    const PoolOptions pool_options{.workers = o.workers, .mode = mode, .backing = backing,
+    // Memory is measured only when it is reported (--json): walking smaps costs time.
+    const PoolOptions pool_options{.workers = o.workers, .mode = mode, .backing = backing, .sample_memory = o.json,
                                    .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
     Pool pool = Pool::start(pool_options, &job);
     report.workers = pool.worker_count();
@@ -237,7 +238,7 @@ RunReport run_job(const RunOptions& o) {
   report.compute_s = stats.compute_s;
   report.retries = stats.retries;
   report.bytes_copied = stats.bytes_copied;
-  report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+  if (o.json) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
 
   const auto t_write = Clock::now();
   publish_output(*arrays.output, out_loc, o.force);  // shm:NAME lives until `tilepool rm`

@@ -120,7 +120,12 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
   error_state_.store(0, std::memory_order_relaxed);
   error_[0] = '\0';
   WorkerSlot* slots = worker_slots();
-  for (int i = 0; i < worker_capacity_; ++i) slots[i].current_tile.store(-1, std::memory_order_relaxed);
+  for (int i = 0; i < worker_capacity_; ++i) {
+    slots[i].current_tile.store(-1, std::memory_order_relaxed);
+    slots[i].chunk_next.store(0, std::memory_order_relaxed);
+    slots[i].chunk_end.store(0, std::memory_order_relaxed);
+    slots[i].unreported_done.store(0, std::memory_order_relaxed);
+  }
   posting_.store(0, std::memory_order_seq_cst);
   epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(epoch_);
@@ -142,15 +147,24 @@ void ControlBlock::wait_for_progress(std::chrono::nanoseconds timeout) const noe
 }
 
 std::int64_t ControlBlock::requeue_tiles_of(int slot) noexcept {
-  std::int64_t count = 0;
+  std::int64_t count = 0;     // started: run again
+  std::int64_t returned = 0;  // reserved, never started
   const std::uint32_t claimed = tile_claimed_by(slot);
+  const std::uint32_t reserved = tile_reserved_by(slot);
   for (std::int64_t i = 0; i < job_.tile_count; ++i) {
-    std::uint32_t expected = claimed;
-    if (tile_state(i).compare_exchange_strong(expected, kTileFree, std::memory_order_acq_rel)) ++count;
+    std::uint32_t expected = tile_state(i).load(std::memory_order_relaxed);
+    if (expected != claimed && expected != reserved) continue;
+    if (tile_state(i).compare_exchange_strong(expected, kTileFree, std::memory_order_acq_rel)) {
+      ++(expected == claimed ? count : returned);
+    }
   }
-  worker(slot).current_tile.store(-1, std::memory_order_release);
-  if (count > 0) {
-    requeued_.fetch_add(count, std::memory_order_acq_rel);
+  WorkerSlot& w = worker(slot);
+  w.current_tile.store(-1, std::memory_order_release);
+  w.chunk_next.store(0, std::memory_order_relaxed);
+  w.chunk_end.store(0, std::memory_order_relaxed);
+  report_done(slot);  // what it finished before it died
+  if (count + returned > 0) {
+    requeued_.fetch_add(count + returned, std::memory_order_acq_rel);
     requeued_total_.fetch_add(count, std::memory_order_acq_rel);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
     futex_wake_all(epoch_);
@@ -185,30 +199,54 @@ void ControlBlock::leave_job() noexcept {
 
 std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
   const std::int64_t n = job_.tile_count;
+  WorkerSlot& w = worker_slots()[slot];
   const std::uint32_t claimed = tile_claimed_by(slot);
-  auto take = [&](std::int64_t t) {
-    std::uint32_t expected = kTileFree;
-    if (!tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return false;
+  const std::uint32_t reserved = tile_reserved_by(slot);
+  auto start = [&](std::int64_t t) {
     const std::int64_t now = monotonic_ns();
-    WorkerSlot& w = worker_slots()[slot];
     w.claimed_at_ns.store(now, std::memory_order_relaxed);
     w.current_tile.store(t, std::memory_order_release);
-    std::int64_t zero = 0;
-    first_claim_ns_.compare_exchange_strong(zero, now, std::memory_order_acq_rel);
-    return true;
+    // Only the job's first claim writes this shared word; every other claim just reads it.
+    if (first_claim_ns_.load(std::memory_order_relaxed) == 0) {
+      std::int64_t zero = 0;
+      first_claim_ns_.compare_exchange_strong(zero, now, std::memory_order_acq_rel);
+    }
+    return t;
   };
   while (error_state_.load(std::memory_order_relaxed) == 0) {
-    const std::int64_t t = cursor_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= n) break;
-    if (take(t)) return t;
+    // The rest of this worker's chunk: tiles reserved for it (none other starts them).
+    for (std::int64_t t = w.chunk_next.load(std::memory_order_relaxed); t < w.chunk_end.load(std::memory_order_relaxed);) {
+      w.chunk_next.store(t + 1, std::memory_order_relaxed);
+      std::uint32_t expected = reserved;
+      if (tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return start(t);
+      ++t;
+    }
+    report_done(slot);
+    // A new chunk from the cursor: guided, so that the last tiles are spread over the workers.
+    const std::int64_t left = n - cursor_.load(std::memory_order_relaxed);
+    if (left <= 0) break;
+    const std::int64_t size = std::clamp<std::int64_t>(left / (4 * std::max(worker_capacity_, 1)), 1, kMaxChunk);
+    const std::int64_t first = cursor_.fetch_add(size, std::memory_order_relaxed);
+    if (first >= n) break;
+    const std::int64_t end = std::min(first + size, n);
+    for (std::int64_t t = first; t < end; ++t) {
+      // A tile can already be taken by a worker that scans for requeued tiles: then skip it.
+      std::uint32_t expected = kTileFree;
+      tile_state(t).compare_exchange_strong(expected, reserved, std::memory_order_acq_rel);
+    }
+    w.chunk_end.store(end, std::memory_order_relaxed);
+    w.chunk_next.store(first, std::memory_order_relaxed);
   }
+  report_done(slot);
   // Tiles put back after a worker died: rare, so a scan is fine.
   while (requeued_.load(std::memory_order_acquire) > 0 && error_state_.load(std::memory_order_relaxed) == 0) {
     bool found = false;
     for (std::int64_t t = 0; t < n; ++t) {
-      if (tile_state(t).load(std::memory_order_relaxed) == kTileFree && take(t)) {
+      std::uint32_t expected = kTileFree;
+      if (tile_state(t).load(std::memory_order_relaxed) == kTileFree &&
+          tile_state(t).compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) {
         requeued_.fetch_sub(1, std::memory_order_acq_rel);
-        return t;
+        return start(t);
       }
       found = found || tile_state(t).load(std::memory_order_relaxed) == kTileFree;
     }
@@ -221,8 +259,19 @@ void ControlBlock::complete_tile(int slot, std::int64_t tile) noexcept {
   tile_state(tile).store(kTileDone, std::memory_order_release);
   WorkerSlot& w = worker_slots()[slot];
   w.current_tile.store(-1, std::memory_order_relaxed);
-  w.tiles_done.fetch_add(1, std::memory_order_relaxed);
-  if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job_.tile_count) {
+  // Only this worker writes its slot: plain increments, no locked instruction.
+  w.tiles_done.store(w.tiles_done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  w.unreported_done.store(w.unreported_done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // The last tile of a chunk (or one completed after the worker's claims ran out, as copy
+  // mode's tiles in flight are): report now, so the job's count is never left waiting.
+  if (w.chunk_next.load(std::memory_order_relaxed) >= w.chunk_end.load(std::memory_order_relaxed)) report_done(slot);
+}
+
+void ControlBlock::report_done(int slot) noexcept {
+  WorkerSlot& w = worker_slots()[slot];
+  const std::int64_t count = w.unreported_done.exchange(0, std::memory_order_acq_rel);
+  if (count == 0) return;
+  if (done_.fetch_add(count, std::memory_order_acq_rel) + count == job_.tile_count) {
     last_done_ns_.store(monotonic_ns(), std::memory_order_release);
     finished_.fetch_add(1, std::memory_order_acq_rel);
     futex_wake_all(finished_);

@@ -94,7 +94,8 @@ struct JobStats {
   double compute_s = 0;      ///< first tile handed out to last tile done
   std::int64_t retries = 0;  ///< tiles run again after their worker died
   std::uint64_t bytes_copied = 0;
-  std::uint64_t peak_pss_bytes = 0;  ///< parent + workers, sampled during the job
+  /// Parent + workers, when the job's last tile is done (PoolOptions::sample_memory).
+  std::uint64_t peak_pss_bytes = 0;
 };
 
 /// Pool settings.
@@ -110,9 +111,10 @@ struct PoolOptions {
   /// its workers on the new block), so this is a starting size, not a limit.
   std::int64_t tile_capacity = 1 << 12;
   int max_tile_retries = 3;              ///< a tile whose worker died more often fails the job
-  /// Sample the PSS of the runner and its workers during each job (JobStats::peak_pss_bytes).
-  /// Reading /proc/PID/smaps_rollup costs ~0.1 ms per process per sample: turn it off when
-  /// timing many short jobs on a warm pool.
+  /// Sample the PSS of the runner and its workers once per job, after its last tile is done
+  /// (JobStats::peak_pss_bytes): every page the job touched is mapped then. Reading
+  /// /proc/PID/smaps_rollup walks every mapped page (about 20 ms per process at 3 x 128 MiB):
+  /// turn it off when the figure is not wanted.
   bool sample_memory = true;
   /// A worker that holds one tile longer than this is killed and the tile retried (0: never).
   std::chrono::milliseconds tile_timeout{0};

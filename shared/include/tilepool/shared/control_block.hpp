@@ -4,9 +4,12 @@
 /// memory that the runner and every worker map (a segment in share mode, a MAP_SHARED anonymous
 /// mapping in fork mode, plain memory in threads mode).
 ///
-/// Dispatch: an atomic tile cursor hands out tiles; each tile's state goes
-/// free -> claimed(worker slot) -> done with compare-and-swap; a done counter tells the runner
-/// when the job is complete. Nothing on that path makes a system call; idle workers sleep on a
+/// Dispatch: an atomic tile cursor hands out chunks of tiles (guided: a quarter of what is left
+/// per worker, at most kMaxChunk, shrinking to 1 at the end); each tile's state goes
+/// free -> reserved(slot) -> claimed(slot) -> done; a done counter, which each worker adds to
+/// once per chunk, tells the runner when the job is complete. So the words every worker writes
+/// (cursor, done counter) are touched once per chunk, not once per tile; the rest sits on the
+/// worker's own cache line. Nothing on that path makes a system call; idle workers sleep on a
 /// futex (`epoch`) and the runner sleeps on another (`finished`).
 
 #include <atomic>
@@ -43,6 +46,10 @@ inline constexpr std::uint32_t kTileFree = 0;
 inline constexpr std::uint32_t kTileDone = 0xFFFFFFFFu;
 /// A claimed tile's state: 1 + the claiming worker's slot.
 constexpr std::uint32_t tile_claimed_by(int slot) noexcept { return 1u + static_cast<std::uint32_t>(slot); }
+/// A reserved tile's state: taken from the cursor in a worker's chunk, not yet started.
+constexpr std::uint32_t tile_reserved_by(int slot) noexcept { return 0x40000000u + static_cast<std::uint32_t>(slot); }
+/// The most tiles one claim takes from the cursor (ControlBlock::claim_next_tile).
+inline constexpr std::int64_t kMaxChunk = 64;
 
 /// A per-tile partial result, for reductions (combined by the runner in tile order).
 struct TilePartial {
@@ -122,14 +129,20 @@ struct JobDescriptor {
   }
 };
 
-/// One worker's slot: who it is and what it is doing, for supervision. One cache line: each
-/// worker writes only its own.
+/// One worker's slot: who it is and what it is doing, for supervision, and its chunk of tiles.
+/// One cache line: each worker writes only its own (the runner writes a dead worker's).
 struct alignas(64) WorkerSlot {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
   std::atomic<std::int64_t> claimed_at_ns{0};  ///< monotonic_ns() when it claimed current_tile
   std::atomic<std::uint64_t> tiles_done{0};
+  /// The worker's chunk: tiles [chunk_next, chunk_end) are reserved for it, not yet started.
+  std::atomic<std::int64_t> chunk_next{0};
+  std::atomic<std::int64_t> chunk_end{0};
+  /// Tiles it completed that the job's done counter does not count yet (added once per chunk).
+  std::atomic<std::int64_t> unreported_done{0};
 };
+static_assert(sizeof(WorkerSlot) == 64);
 
 /// The control block header, followed in memory by the worker slots, the tile state table and
 /// the partials, each sized when the block is made.
@@ -180,7 +193,8 @@ class ControlBlock {
   /// resets the dispatch state and wakes the workers. If `while_quiet` throws, nothing is posted
   /// (the block holds no job) and the exception propagates. Runner only; not concurrent with itself.
   void post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet = {});
-  /// Tiles of the current job done so far.
+  /// Tiles of the current job done so far (counted once per worker chunk: it can lag the tiles
+  /// whose state is done by up to kMaxChunk per worker).
   [[nodiscard]] std::int64_t tiles_done() const noexcept { return done_.load(std::memory_order_acquire); }
   /// True when every tile of the current job is done.
   [[nodiscard]] bool job_complete() const noexcept;
@@ -191,7 +205,8 @@ class ControlBlock {
   /// Sleeps until the job completes, fails, or `timeout` passes (the runner checks its workers
   /// between waits).
   void wait_for_progress(std::chrono::nanoseconds timeout) const noexcept;
-  /// Puts every tile claimed by `slot` back in the queue (its worker died); returns how many.
+  /// Puts every tile claimed or reserved by `slot` back in the queue and counts the tiles it
+  /// completed (its worker died); returns how many it had started (claimed): those are retries.
   std::int64_t requeue_tiles_of(int slot) noexcept;
   /// Asks every worker to exit and wakes them.
   void request_stop() noexcept;
@@ -216,6 +231,9 @@ class ControlBlock {
   [[nodiscard]] std::int64_t claim_next_tile(int slot) noexcept;
   /// Marks `tile` done; the worker that completes the job wakes the runner.
   void complete_tile(int slot, std::int64_t tile) noexcept;
+  /// Adds `slot`'s completed tiles to the job's done counter now (claim_next_tile does it once
+  /// per chunk and when nothing is left).
+  void report_done(int slot) noexcept;
   /// Records the job's first error (later ones are dropped) and wakes the runner.
   void report_error(std::string_view message) noexcept;
 
