@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "modes/bench_support.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace tilepool::bench {
 namespace {
@@ -90,6 +91,12 @@ void register_all(bool full) {
       add_case(m, Case{kernel, "tiles", {4096, 4096}, {}})->ArgNames({"edge", "workers"})->ArgsProduct({other_edges, one_count});
     }
     add_case(m, Case{"matmul", "tiles", {1024, 1024}, {}})->ArgNames({"edge", "workers"})->ArgsProduct({matmul_edges, one_count});
+    // Dispatch alone: a kernel that does nothing, 65,536 and 1,048,576 tiles, 1 and 2 workers.
+    add_case(m, Case{"noop", "tiles", {4096, 4096}, {}})
+        ->ArgNames({"edge", "workers"})
+        ->ArgsProduct({{16, 4}, main_workers})
+        ->Repetitions(kKeyRepetitions)
+        ->DisplayAggregatesOnly(true);
   }
   benchmark::RegisterBenchmark("BM_PlainLoop/add/tiles/edge:4096", BM_PlainLoop)
       ->UseRealTime()
@@ -132,6 +139,9 @@ void describe_machine(bool full) {
 }  // namespace tilepool::bench
 
 int main(int argc, char** argv) {
+  tilepool::bench::register_noop_kernel();
+  // The pools start this program as their workers.
+  if (const auto status = tilepool::serve_as_worker_if_asked(argc, argv)) return *status;
   // --full is ours; every other flag goes to Google Benchmark.
   bool full = false;
   if (const char* env = std::getenv("TILEPOOL_BENCH_FULL"); env != nullptr && std::strcmp(env, "1") == 0) full = true;

@@ -11,6 +11,9 @@
 namespace tilepool::bench {
 namespace {
 
+// This program is its pools' workers (main calls serve_as_worker_if_asked): they know "noop".
+const std::filesystem::path kSelf = "/proc/self/exe";
+
 // The arrays of the case being measured, kept while consecutive benchmarks use them.
 struct Fixture {
   std::string key;
@@ -87,7 +90,7 @@ Pool& pool_for(Mode mode, int workers, const JobRequest& first, bool& fresh) {
   g.pool.reset();
   // No PSS sampling in timed runs: each sample walks every process's page tables (tens of ms
   // for GiB-sized arrays). run_case measures memory once, untimed.
-  g.pool.emplace(Pool::start(PoolOptions{.workers = workers, .mode = mode, .sample_memory = false}, &first));
+  g.pool.emplace(Pool::start(PoolOptions{.workers = workers, .mode = mode, .worker_executable = kSelf, .sample_memory = false}, &first));
   g.pool_mode = mode;
   g.pool_workers = workers;
   fresh = true;
@@ -134,7 +137,7 @@ void run_case(benchmark::State& state, const Case& c, Mode mode) {
   std::uint64_t peak_pss = 0;
   try {
     if (mode == Mode::fork) {
-      Pool sampled = Pool::start(PoolOptions{.workers = workers, .mode = mode});
+      Pool sampled = Pool::start(PoolOptions{.workers = workers, .mode = mode, .worker_executable = kSelf});
       peak_pss = sampled.run(f->job).peak_pss_bytes;
     } else {
       peak_pss = pss_bytes_with(pool->worker_pids());
@@ -171,6 +174,7 @@ void run_pool_start(benchmark::State& state, Mode mode) {
   std::optional<Pool> pool;
   for (auto _ : state) {
     try {
+      // tilepool-worker, as `tilepool run` starts: what a user's pool costs to start.
       pool.emplace(Pool::start(PoolOptions{.workers = workers, .mode = mode}, &f->job));
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());

@@ -36,6 +36,10 @@ void run_case(benchmark::State& state, const Case& c, Mode mode);
 /// Times Pool::start (its workers up and ready) for `mode`; range 0 is the worker count.
 void run_pool_start(benchmark::State& state, Mode mode);
 
+/// Registers "noop", a kernel that does nothing per tile (noop_kernel.cpp): BM_<Mode>/noop
+/// measures dispatch alone. tilepool-bench is its pools' worker program, so workers know it.
+void register_noop_kernel();
+
 /// Drops the cached pool and arrays (call before exit so segments are removed).
 void release_cached();
 

@@ -58,7 +58,9 @@ JobStats JobRunner::run(const JobRequest& job) {
   ControlBlock& control = launcher_->control_for(prepared.grid.tile_count());
   supervisor_.begin(control, prepared);
   if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_);
-  control.post_job(describe(job, prepared, next_job_id_++), [&] { launcher_->bind(job, prepared); });
+  JobDescriptor desc = describe(job, prepared, next_job_id_++);
+  desc.stamp_claims = options_.tile_timeout.count() > 0 ? 1 : 0;
+  control.post_job(desc, [&] { launcher_->bind(job, prepared); });
   std::uint64_t peak = 0;
   try {
     launcher_->start_job();

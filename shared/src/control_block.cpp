@@ -203,13 +203,13 @@ std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
   const std::uint32_t claimed = tile_claimed_by(slot);
   const std::uint32_t reserved = tile_reserved_by(slot);
   auto start = [&](std::int64_t t) {
-    const std::int64_t now = monotonic_ns();
-    w.claimed_at_ns.store(now, std::memory_order_relaxed);
+    // The clock is read only when someone looks: the supervisor's tile timeout, and the job's
+    // first claim (compute_s). Every other claim reads the shared word and writes nothing there.
+    if (job_.stamp_claims != 0) w.claimed_at_ns.store(monotonic_ns(), std::memory_order_relaxed);
     w.current_tile.store(t, std::memory_order_release);
-    // Only the job's first claim writes this shared word; every other claim just reads it.
     if (first_claim_ns_.load(std::memory_order_relaxed) == 0) {
       std::int64_t zero = 0;
-      first_claim_ns_.compare_exchange_strong(zero, now, std::memory_order_acq_rel);
+      first_claim_ns_.compare_exchange_strong(zero, monotonic_ns(), std::memory_order_acq_rel);
     }
     return t;
   };

@@ -93,8 +93,18 @@ Box TileGrid::box(std::int64_t index) const noexcept {
   b.ndim = ndim();
   for (int a = b.ndim - 1; a >= 0; --a) {
     const auto i = static_cast<std::size_t>(a);
-    const std::int64_t c = index % grid_[i];
-    index /= grid_[i];
+    std::int64_t c = 0;
+    // A 32-bit division where both fit (every grid a job can hold today): several times faster
+    // than a 64-bit one on x86, and this runs once per tile.
+    if (((static_cast<std::uint64_t>(index) | static_cast<std::uint64_t>(grid_[i])) >> 32) == 0) {
+      const auto n = static_cast<std::uint32_t>(index);
+      const auto g = static_cast<std::uint32_t>(grid_[i]);
+      c = n % g;
+      index = n / g;
+    } else {
+      c = index % grid_[i];
+      index /= grid_[i];
+    }
     b.lo[i] = c * tile_[i];
     b.hi[i] = std::min(b.lo[i] + tile_[i], shape_[i]);
   }

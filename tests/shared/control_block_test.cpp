@@ -117,6 +117,74 @@ TEST_F(ControlBlockTest, RequeuedTilesOfADeadWorkerAreClaimedAgain) {
   EXPECT_EQ(control_->tiles_requeued_total(), 3);
 }
 
+// Chunks: a worker takes several tiles from the cursor at once (reserved for it), so the shared
+// cursor and done counter are touched once per chunk. A worker that dies gives back the tiles
+// it had reserved but not started (they are not retries), its finished tiles still count, and
+// the job completes with every tile run once.
+class ChunkedControlBlockTest : public ::testing::Test {
+ protected:
+  static constexpr std::int64_t kTiles = 1000;
+  static constexpr int kWorkers = 2;
+  void SetUp() override {
+    bytes_ = ControlBlock::bytes_for(kTiles, kWorkers);
+    memory_.resize(bytes_ + 64);
+    void* aligned = memory_.data() + (64 - reinterpret_cast<std::uintptr_t>(memory_.data()) % 64) % 64;
+    control_ = ControlBlock::create_in(aligned, bytes_, kTiles, kWorkers);
+    JobDescriptor d;
+    d.job_id = 1;
+    d.tile_count = kTiles;
+    control_->post_job(d);
+    ASSERT_TRUE(control_->enter_job());
+  }
+  void TearDown() override { control_->leave_job(); }
+  std::size_t bytes_ = 0;
+  std::vector<std::byte> memory_;
+  ControlBlock* control_ = nullptr;
+};
+
+TEST_F(ChunkedControlBlockTest, AClaimReservesAChunkAndTheDoneCountIsReportedPerChunk) {
+  const std::int64_t first = control_->claim_next_tile(0);
+  EXPECT_EQ(first, 0);
+  // The rest of the chunk is reserved for slot 0: slot 1's first tile comes after it.
+  const std::int64_t other = control_->claim_next_tile(1);
+  EXPECT_GT(other, 1);
+  EXPECT_LE(other, kMaxChunk);
+  EXPECT_EQ(control_->tile_state(1).load(), tile_reserved_by(0));
+  control_->complete_tile(0, first);
+  EXPECT_EQ(control_->tiles_done(), 0) << "reported per chunk, not per tile";
+  control_->report_done(0);
+  EXPECT_EQ(control_->tiles_done(), 1);
+}
+
+TEST_F(ChunkedControlBlockTest, ADeadWorkersReservedTilesComeBackWithoutCountingAsRetries) {
+  // Slot 0 finishes one tile, starts a second and dies holding it and the rest of its chunk.
+  const std::int64_t a = control_->claim_next_tile(0);
+  control_->complete_tile(0, a);
+  const std::int64_t b = control_->claim_next_tile(0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(control_->requeue_tiles_of(0), 1) << "only the tile it had started is a retry";
+  EXPECT_EQ(control_->tiles_requeued_total(), 1);
+  EXPECT_EQ(control_->tiles_done(), 1) << "the tile it finished counts";
+  std::vector<int> runs(kTiles, 0);
+  runs[static_cast<std::size_t>(a)] = 1;
+  for (std::int64_t t; (t = control_->claim_next_tile(1)) >= 0;) {
+    ++runs[static_cast<std::size_t>(t)];
+    control_->complete_tile(1, t);
+  }
+  EXPECT_TRUE(control_->job_complete());
+  EXPECT_EQ(control_->tiles_done(), kTiles);
+  EXPECT_EQ(std::count(runs.begin(), runs.end(), 1), kTiles) << "every tile ran exactly once";
+}
+
+TEST_F(ChunkedControlBlockTest, TilesCompletedAfterTheLastClaimAreReportedAtOnce) {
+  // Copy mode keeps several tiles in flight and completes them after its claims ran out.
+  std::vector<std::int64_t> in_flight;
+  for (std::int64_t t; (t = control_->claim_next_tile(0)) >= 0;) in_flight.push_back(t);
+  ASSERT_EQ(static_cast<std::int64_t>(in_flight.size()), kTiles);
+  for (const std::int64_t t : in_flight) control_->complete_tile(0, t);
+  EXPECT_TRUE(control_->job_complete());
+}
+
 TEST_F(ControlBlockTest, RequeueLeavesDoneTilesAndOtherWorkersTilesAlone) {
   control_->post_job(job(4));
   ASSERT_TRUE(control_->enter_job());

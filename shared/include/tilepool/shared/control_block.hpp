@@ -75,6 +75,9 @@ struct JobDescriptor {
   std::int32_t tile_ndim = 0;  ///< number of tiled (trailing) axes
   std::int64_t tile[kMaxDims] = {};
   std::int64_t tile_count = 0;
+  /// 1: each claim records WorkerSlot::claimed_at_ns (the runner enforces a tile timeout);
+  /// 0: it does not, and a claim reads no clock.
+  std::uint32_t stamp_claims = 0;
   char params[kParamsCapacity] = {};
   char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
   /// The objects the job pinned when it started (Segment::identity), by input and for the
@@ -134,7 +137,8 @@ struct JobDescriptor {
 struct alignas(64) WorkerSlot {
   std::atomic<std::int32_t> pid{0};
   std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
-  std::atomic<std::int64_t> claimed_at_ns{0};  ///< monotonic_ns() when it claimed current_tile
+  /// monotonic_ns() when it claimed current_tile (when the job's stamp_claims is set)
+  std::atomic<std::int64_t> claimed_at_ns{0};
   std::atomic<std::uint64_t> tiles_done{0};
   /// The worker's chunk: tiles [chunk_next, chunk_end) are reserved for it, not yet started.
   std::atomic<std::int64_t> chunk_next{0};
