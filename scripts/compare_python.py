@@ -2,7 +2,8 @@
 """Times tilepool's four modes against what a Python user would pick instead, end to end.
 
 Every timed run is one process, from posix_spawn to its exit (the wall time a user waits for
-the command), with its output file removed beforehand. Peers:
+the command), with its output file removed and the filesystems synced beforehand (so that no
+run is throttled by the writeback of another's output). Peers:
   tilepool share | fork | copy | threads    build/release/bin/tilepool run ... --mode M
   numpy, mp_pool, joblib, dask_processes, dask_threads     scripts/py_peers.py (see there)
   floor        build/release/bin/tilepool-add-floor: read, add on WORKERS threads, write (add only)
@@ -177,6 +178,9 @@ def run_all(workloads, peers, args, directory):
                     continue
                 if os.path.exists(out):
                     os.unlink(out)
+                # Untimed: the previous run's output reaches the disk now, so no run pays for
+                # another's writeback (1 GiB of dirty pages throttles whoever writes next).
+                os.sync()
                 seconds, pid, status = timed_run(command(peer, w, out, args.workers), args.timeout, err)
                 left = leftovers(pid)
                 for name in left:

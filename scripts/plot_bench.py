@@ -231,6 +231,26 @@ def report(table, ctx):
                          ("≤ 1.10x", 1.10)))
     out.append(ratio_row("share / threads compute_s, 16² tiles", compute_of("Share", 16), compute_of("Threads", 16),
                          ("≤ 1.25x", 1.25)))
+    # Threads mode as a fair baseline: warm, within 1.1x of share at every tile size.
+    for edge in sorted({parse_name(n)[3].get("edge") for n in table if parse_name(n)[1:3] == ("add", "tiles")} - {None},
+                       reverse=True):
+        out.append(ratio_row("threads / share, 4096² add, {}² tiles (wall per job, warm)".format(edge),
+                             time_of("Threads", edge), time_of("Share", edge), ("≤ 1.10x", 1.10)))
+    # Dispatch alone: the noop kernel (no memory traffic), per tile and 2 workers against 1.
+    for edge in (16, 4):
+        one = find(table, "Share", "noop", "tiles", edge=edge, workers=1)
+        two = find(table, "Share", "noop", "tiles", edge=edge, workers=2)
+        tiles = (4096 // edge) ** 2
+        out.append(ratio_row("share dispatch per tile, {:,} tiles, 1 worker (noop kernel)".format(tiles),
+                             seconds(one) * 1e9 / tiles if one else None, 1.0, ("≤ 100 ns", 100.0), fmt="{:.0f} ns"))
+        out.append(ratio_row("share 1 worker / 2 workers, {:,} tiles (noop kernel: dispatch scaling)".format(tiles),
+                             seconds(one) if one else None, seconds(two) if two else None, ("≥ 1.7x", 1.7),
+                             better="higher"))
+    one = find(table, "Share", "add", "tiles", edge=16, workers=1)
+    two = find(table, "Share", "add", "tiles", edge=16, workers=2)
+    out.append(ratio_row("share add 1 worker / 2 workers, 16² tiles (compute; memory-bound, see the plain loop)",
+                         one.get("compute_s") if one else None, two.get("compute_s") if two else None,
+                         ("≥ 1.7x", 1.7), better="higher"))
     out.append("")
     out.append("Per mode, 4096² float64 add ({} workers): wall time per job, bandwidth, tiles/s, bytes over pipes, peak PSS".format(w))
     out.append("")

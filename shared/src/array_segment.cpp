@@ -1,11 +1,13 @@
 #include "tilepool/shared/array_segment.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
@@ -85,9 +87,18 @@ ArraySegment ArraySegment::from_mapped(Segment seg, const std::string& what) {
 
 ArraySegment ArraySegment::load_npy(const std::filesystem::path& path, std::string name, const Backing& backing) {
   const npy::Header h = npy::read_file_header(path);
-  // The data is written once by read(); pre-faulting the pages first would touch them twice.
-  ArraySegment out = create(std::move(name), h.dtype, h.shape, backing, MapOptions{.populate = false});
-  npy::read_file_data(path, h, std::span(out.data(), out.data_bytes()));
+  if (h.big_endian) {
+    // Converted while it is read: one read() into the mapping, then swapped in place.
+    ArraySegment out = create(std::move(name), h.dtype, h.shape, backing, MapOptions{.populate = false});
+    npy::read_file_data(path, h, std::span(out.data(), out.data_bytes()));
+    return out;
+  }
+  // As it is: sized, not reserved, and filled inside the kernel, so each page is written once
+  // (posix_fallocate would zero every page first) and never faulted in this process.
+  ArraySegment out = create(std::move(name), h.dtype, h.shape, backing, MapOptions{.populate = false, .reserve = false});
+  detail::UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) throw Error(Errc::bad_input, fmt::format("{}: cannot open: {}", escape_for_message(path.string()), std::strerror(errno)));
+  out.segment_.copy_from(file.get(), h.data_offset, out.header_.data_offset, h.data_bytes);
   return out;
 }
 

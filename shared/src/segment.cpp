@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -314,7 +315,9 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
   TILEPOOL_CHECK(!options.read_only && !options.expected_identity);
   OpenObject obj = open_object(name, backing, /*create=*/true, /*read_only=*/false);
   CreateGuard guard(name, backing);
-  if (const int err = ::posix_fallocate(obj.native(), 0, static_cast<off_t>(size)); err != 0) {
+  if (!options.reserve) {
+    if (::ftruncate(obj.native(), static_cast<off_t>(size)) != 0) throw system_error(where(name, backing) + ": ftruncate", errno);
+  } else if (const int err = ::posix_fallocate(obj.native(), 0, static_cast<off_t>(size)); err != 0) {
     if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
       throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", where(name, backing), size,
                                               escape_for_message(backing.directory().string())));
@@ -361,6 +364,41 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
   }
   auto mapping = map_object(std::move(obj), size, options, subject, ctx);
   return Segment(std::move(name), backing, std::move(mapping), found, options.read_only, /*owns=*/false);
+}
+
+void Segment::copy_from(int source, std::uint64_t source_offset, std::size_t offset, std::size_t length) {
+  TILEPOOL_CHECK(offset <= size() && length <= size() - offset && !read_only_);
+  // The mapping keeps the object's descriptor: write through a descriptor of our own.
+  const std::string ctx = where(name_, backing_);
+  detail::UniqueFd dest(::open(backing_.path_of(name_).c_str(), O_WRONLY | O_CLOEXEC | (backing_.is_descriptors() ? 0 : O_NOFOLLOW)));
+  if (!dest) throw system_error(ctx + ": open for writing", errno);
+  auto in = static_cast<off_t>(source_offset);
+  auto out = static_cast<off_t>(offset);
+  bool use_sendfile = false;
+  std::size_t left = length;
+  while (left > 0) {
+    ssize_t n = -1;
+    if (!use_sendfile) {
+      n = ::copy_file_range(source, &in, dest.get(), &out, left, 0);
+      // Across filesystems (a disk file into tmpfs) the kernel says EXDEV: sendfile copies there.
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        use_sendfile = true;
+        if (::lseek(dest.get(), out, SEEK_SET) < 0) throw system_error(ctx + ": lseek", errno);
+        continue;
+      }
+    } else {
+      n = ::sendfile(dest.get(), source, &in, left);
+      if (n > 0) out += n;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
+      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", ctx, size(),
+                                              escape_for_message(backing_.directory().string())));
+    }
+    if (n < 0) throw system_error(ctx + ": copying data in", errno);
+    if (n == 0) throw Error(Errc::bad_input, fmt::format("{}: the source file ended {} bytes early", ctx, left));
+    left -= static_cast<std::size_t>(n);
+  }
 }
 
 Segment Segment::open_file(const std::filesystem::path& path, MapOptions options) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -363,6 +364,32 @@ TEST(ArraySegmentTest, LoadNpyCanUseAFileBacking) {
 
   EXPECT_TRUE(std::filesystem::exists(store / name));
   EXPECT_EQ(seg.view<const double>().data()[2], 3.0);
+}
+
+// load_npy fills a segment inside the kernel (copy_file_range/sendfile) without reserving it
+// first: a store that fills up mid-copy is still Error(no_space), and nothing is left.
+TEST(ArraySegmentTest, LoadNpyIntoAStoreThatFillsUpMidCopyIsNoSpaceAndLeavesNothing) {
+  testing::SmallTmpfs fs("1m");
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  TempDir files;
+  const auto path = files / "big.npy";
+  std::vector<double> values(512 * 512, 1.5);  // 2 MiB
+  npy::write_file(path, DType::float64, Shape{512, 512}, std::as_bytes(std::span(values)));
+  const std::string name = unique_name();
+  EXPECT_TRUE(throws_error([&] { (void)ArraySegment::load_npy(path, name, Backing::file(fs.path())); }, Errc::no_space,
+                           {name, "not enough space"}));
+  EXPECT_TRUE(std::filesystem::is_empty(fs.path()));
+}
+
+TEST(ArraySegmentTest, LoadNpyCopiesEveryByteOfALargeFile) {
+  TempDir files;
+  const auto path = files / "ramp.npy";
+  std::vector<std::int32_t> values(3'000'001);  // not a whole number of pages
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<std::int32_t>(i * 7);
+  npy::write_file(path, DType::int32, Shape{static_cast<std::int64_t>(values.size())}, std::as_bytes(std::span(values)));
+  const ArraySegment seg = ArraySegment::load_npy(path, unique_name());
+  const auto* got = reinterpret_cast<const std::int32_t*>(seg.data());
+  EXPECT_TRUE(std::equal(values.begin(), values.end(), got));
 }
 
 TEST(ArraySegmentTest, SaveNpyWritesAFileThatReadsBack) {

@@ -56,6 +56,10 @@ struct MapOptions {
   /// Attach refuses with Error(bad_input) if the object now under the name is another object
   /// or has another size, so a job never reads or writes an object that merely took the name.
   std::optional<SegmentIdentity> expected_identity;
+  /// Create only: reserve every byte with posix_fallocate (a full store fails at creation). With
+  /// false the object is only sized (ftruncate): for a caller that writes every byte at once
+  /// with copy_from, which reports a full store itself, so no page is zeroed and then written.
+  bool reserve = true;
 };
 
 /// A named segment: a handle that maps it and, if this handle created it, removes the
@@ -91,6 +95,12 @@ class Segment {
   /// Throws Error(no_space) if the filesystem is too small, Error(bad_input) if `dir` is not a
   /// writable directory.
   static Segment create_unnamed_file(const std::filesystem::path& dir, std::size_t size, MapOptions options = {});
+
+  /// Copies `length` bytes of the open file `source` from `source_offset` into this segment at
+  /// `offset`, inside the kernel (copy_file_range, else sendfile): no user-space buffer and no
+  /// fault on the mapping. Throws Error(no_space) if the store fills up, Error(bad_input) if the
+  /// file is shorter than `source_offset + length`, Error(system) otherwise.
+  void copy_from(int source, std::uint64_t source_offset, std::size_t offset, std::size_t length);
 
   /// Gives a create_unnamed_file() segment the path `to`, in one step: readers of `to` see the
   /// old file or the whole new one. Never replaces an existing `to` unless `replace`
