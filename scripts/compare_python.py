@@ -208,9 +208,36 @@ def run_all(workloads, peers, args, directory):
                 print(f"  {w.key:10} {peer:18} run {run + 1}: {seconds * 1e3:9.1f} ms", file=sys.stderr)
         for peer in peers:
             results[(w.key, peer)] = state[peer]
+        results[(w.key, "phases")] = share_phases(w, out, args.workers)
     if os.path.exists(out):
         os.unlink(out)
     return results, failures
+
+
+def share_phases(w, out, workers):
+    """One more share-mode run of `w`, untimed, with --json: its phases (load, spawn, compute,
+    write, in seconds) and peak PSS, or None if it failed."""
+    if os.path.exists(out):
+        os.unlink(out)
+    os.sync()
+    r = subprocess.run(command("tilepool share", w, out, workers) + ["--json"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    report = json.loads(r.stdout)
+    return {**report["phases"], "wall_s": report["wall_s"], "peak_pss_bytes": report["peak_pss_bytes"]}
+
+
+def phases_table(workloads, results):
+    lines = ["| share mode, one `--json` run | " + " | ".join(w.title for w in workloads) + " |",
+             "| --- |" + " --- |" * len(workloads)]
+    for key, label in (("load_s", "load_s"), ("spawn_s", "spawn_s (2 workers)"), ("compute_s", "compute_s"),
+                       ("write_s", "write_s"), ("wall_s", "wall_s (inside the process)")):
+        cells = [fmt_ms(results[(w.key, "phases")][key]) if results.get((w.key, "phases")) else "—" for w in workloads]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [f"{results[(w.key, 'phases')]['peak_pss_bytes'] / 2**20:,.1f} MiB" if results.get((w.key, "phases")) else "—"
+             for w in workloads]
+    lines.append("| peak PSS, runner + workers | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def fmt_ms(seconds):
@@ -284,12 +311,15 @@ def main():
           f"{load_after[0]:.1f} after; {time.time() - started:.0f} s in all. Command: `{cmdline.strip()}`.\n")
     print(table(workloads, peers, results, args))
     inexact = sorted({f"{w.key} / {p}" for (w_key, p), r in results.items() for w in workloads
-                      if w.key == w_key and r["times"] and not r["exact"]})
+                      if w.key == w_key and p != "phases" and r["times"] and not r["exact"]})
     print("\n(×) time relative to tilepool share mode on the same workload, same run. "
           f"¹ one run only: the first took longer than {args.slow:g} s. "
           "Every run's output was checked against numpy: "
           + ("all equal, bit for bit." if not inexact else "equal bit for bit except (allclose, rtol 1e-12): "
              + ", ".join(inexact) + "."))
+    print("\nWhere share mode's time goes in each job (one more run per workload, with `--json`; "
+          "the timed runs above do not measure memory):\n")
+    print(phases_table(workloads, results))
     if failures:
         print("\n**Failures:**\n")
         for f in failures:
@@ -298,7 +328,8 @@ def main():
         data = {"machine": info, "command": cmdline.strip(), "runs": args.runs, "workers": args.workers,
                 "load_average": [load_before[0], load_after[0]],
                 "workloads": {w.key: {"title": w.title, "kernel": w.kernel, "shape": list(w.shape), "tile": w.tile,
-                                      "peers": {p: results[(w.key, p)] for p in peers}} for w in workloads}}
+                                      "peers": {p: results[(w.key, p)] for p in peers},
+                                      "share_phases": results.get((w.key, "phases"))} for w in workloads}}
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
     return 1 if failures else 0

@@ -22,6 +22,9 @@ struct RunOptions {
   std::vector<std::string> params;
   std::string backing = "shm";
   bool json = false;
+  /// Measure peak PSS (walks every process's page tables once, after the last tile): on with
+  /// --json and in `demo`, which print it.
+  bool measure_memory = false;
   bool force = false;
   bool progress = false;     // --progress: always draw the bar
   bool no_progress = false;  // --no-progress: never (default: when stderr is a terminal)

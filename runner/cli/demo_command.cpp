@@ -80,6 +80,7 @@ void add_demo_command(CLI::App& app) {
       o.workers = workers;
       o.mode = std::string(mode_name(mode));
       o.no_progress = true;
+      o.measure_memory = true;
       try {
         reports.push_back(run_job(o));
       } catch (const Error& e) {

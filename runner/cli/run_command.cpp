@@ -167,6 +167,7 @@ class ProgressBar {
 
 RunReport run_job(const RunOptions& o) {
   const auto t_start = Clock::now();
+  const bool measure_memory = o.json || o.measure_memory;
   // Everything a user can get wrong is checked before any segment or process exists.
   load_plugins(o.plugins);
   const Mode mode = for_flag("--mode", o.mode, parse_mode);
@@ -222,8 +223,8 @@ RunReport run_job(const RunOptions& o) {
   }
   JobStats stats;
   {
-    // Memory is measured only when it is reported (--json): walking smaps costs time.
-    const PoolOptions pool_options{.workers = o.workers, .mode = mode, .backing = backing, .sample_memory = o.json,
+    // Memory is measured only when it is reported: walking smaps costs time.
+    const PoolOptions pool_options{.workers = o.workers, .mode = mode, .backing = backing, .sample_memory = measure_memory,
                                    .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
     Pool pool = Pool::start(pool_options, &job);
     report.workers = pool.worker_count();
@@ -238,7 +239,7 @@ RunReport run_job(const RunOptions& o) {
   report.compute_s = stats.compute_s;
   report.retries = stats.retries;
   report.bytes_copied = stats.bytes_copied;
-  if (o.json) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+  if (measure_memory) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
 
   const auto t_write = Clock::now();
   publish_output(*arrays.output, out_loc, o.force);  // shm:NAME lives until `tilepool rm`

@@ -61,12 +61,4 @@ bool is_shared_with_children(const void* p, std::size_t n) {
   return false;
 }
 
-void prefault_for_writing(void* p, std::size_t n) noexcept {
-  if (n == 0) return;
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto start = reinterpret_cast<std::uintptr_t>(p) / page * page;
-  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + n;
-  (void)::madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
-}
-
 }  // namespace tilepool

@@ -51,8 +51,7 @@ class ForkLauncher final : public Launcher {
     }
   }
 
-  void bind(const JobRequest& job, const PreparedJob& prepared) override {
-    writes_output_ = prepared.kernel->reduction == Reduction::none;
+  void bind(const JobRequest& job, const PreparedJob& /*prepared*/) override {
     arrays_.inputs.clear();
     for (const JobArray& in : job.inputs) arrays_.inputs.push_back(in.array);
     arrays_.output = job.output.array;
@@ -128,7 +127,6 @@ class ForkLauncher final : public Launcher {
     try {
       die_with_parent(parent, /*watch_stdin=*/false);
       control_->worker(slot).pid.store(::getpid(), std::memory_order_release);
-      if (writes_output_) prefault_for_writing(arrays_.output.data(), arrays_.output.bytes());
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
@@ -150,7 +148,6 @@ class ForkLauncher final : public Launcher {
   std::shared_ptr<std::byte> memory_;
   ControlBlock* control_ = nullptr;
   JobArrays arrays_;
-  bool writes_output_ = false;
   double spawn_s_ = 0;
   mutable std::mutex pids_mutex_;  // tests read the pids from another thread
   std::vector<pid_t> pids_;        // by slot; 0: none

@@ -30,9 +30,4 @@ AnyArray allocate_array(DType dtype, const Shape& shape, Sharing sharing);
 /// /proc/self/maps): what a child forked now writes there, this process sees.
 bool is_shared_with_children(const void* p, std::size_t n);
 
-/// Faults in every page of [p, p + n) for writing (MADV_POPULATE_WRITE), so that later writes
-/// take no page fault; a MAP_SHARED page is not mapped in a child forked after it was touched.
-/// Does nothing on kernels without MADV_POPULATE_WRITE.
-void prefault_for_writing(void* p, std::size_t n) noexcept;
-
 }  // namespace tilepool
