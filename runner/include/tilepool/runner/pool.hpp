@@ -70,6 +70,13 @@ class ArrayPlacement {
   Backing backing_;
 };
 
+/// A contiguous run of a tile grid's tiles, in tile order: tiles [first, first + count).
+/// count < 0 means every tile from `first` to the end; the default is the whole grid.
+struct TileRange {
+  std::int64_t first = 0;
+  std::int64_t count = -1;
+};
+
 /// A job: a kernel over inputs into an output, cut into tiles.
 struct JobRequest {
   std::string kernel;
@@ -77,6 +84,10 @@ struct JobRequest {
   JobArray output;
   Shape tile;  ///< extents for the last k axes of the iteration space
   Params params;
+  /// The tiles to run (default: all). Only those tiles' output elements are written; the rest
+  /// of the output is left as it was. A reduction's output gets the total of the range's
+  /// partials. Error(usage) if the range is not inside the grid.
+  TileRange tiles;
   /// Called from the runner's wait loop (about every 20 ms) with tiles done and total.
   std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
@@ -88,6 +99,9 @@ struct JobStats {
   std::int64_t retries = 0;  ///< tiles run again after their worker died
   std::uint64_t bytes_copied = 0;
   std::uint64_t peak_pss_bytes = 0;  ///< parent + workers, sampled during the job
+  /// A reduction's per-tile partials, in tile order, one per tile of the job's range (empty for
+  /// maps): what sum_in_tile_order combined into the output.
+  std::vector<TilePartial> partials;
 };
 
 /// Pool settings.

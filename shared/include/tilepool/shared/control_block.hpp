@@ -65,6 +65,9 @@ struct JobDescriptor {
   std::int32_t tile_ndim = 0;  ///< number of tiled (trailing) axes
   std::int64_t tile[kMaxDims] = {};
   std::int64_t tile_count = 0;
+  /// The grid tile that claim index 0 runs: workers claim i in [0, tile_count) and run grid
+  /// tile first_tile + i (a job over a range of the grid's tiles; 0 for the whole grid).
+  std::int64_t first_tile = 0;
   char params[kParamsCapacity] = {};
   char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
   /// The objects the job pinned when it started (Segment::identity), by input and for the
@@ -85,6 +88,8 @@ struct JobDescriptor {
   static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
   [[nodiscard]] Shape shape_vector() const { return Shape(shape, shape + ndim); }
   [[nodiscard]] Shape tile_vector() const { return Shape(tile, tile + tile_ndim); }
+  /// The grid tile that claim index `claimed` (0 <= claimed < tile_count) stands for.
+  [[nodiscard]] std::int64_t grid_tile(std::int64_t claimed) const noexcept { return first_tile + claimed; }
 
   /// The kernel's registered name. Views this descriptor: valid while it is unchanged.
   [[nodiscard]] std::string_view kernel_name() const noexcept { return text_of(kernel); }
@@ -130,7 +135,7 @@ struct alignas(64) WorkerSlot {
 class ControlBlock {
  public:
   static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
-  static constexpr std::uint32_t kVersion = 2;
+  static constexpr std::uint32_t kVersion = 3;
 
   /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles on up to
   /// `worker_capacity` workers (slots 0 .. worker_capacity-1).
