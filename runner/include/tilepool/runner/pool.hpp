@@ -60,6 +60,11 @@ class ArrayPlacement {
   /// A zero-filled array of `dtype` and `shape` for `role`. Throws Error(no_space) if the store
   /// or memory is too small, Error(usage) if the byte size overflows.
   [[nodiscard]] JobArray make(DType dtype, const Shape& shape, ArrayRole role) const;
+  /// As make(), for a process that will fill or write only `data_ranges` (byte ranges of the
+  /// data) of the array: share mode makes a sparse segment with only those ranges reserved
+  /// (ArraySegment::create_sparse); the other modes' memory takes pages only when touched
+  /// anyway, except fork mode's outputs, which are shared and pre-faulted whole.
+  [[nodiscard]] JobArray make_sparse(DType dtype, const Shape& shape, ArrayRole role, std::span<const ByteRange> data_ranges) const;
   /// An NPY file's array, placed as make() places it, filled by one read() of the file's data.
   /// Throws Error(bad_input) for a bad file, and leaves nothing behind.
   [[nodiscard]] JobArray load_npy(const std::filesystem::path& path, ArrayRole role = ArrayRole::input) const;
