@@ -56,6 +56,10 @@ TileGrid tile_grid(const JobRequest& job) {
   return detail::tile_grid_of(kernel, specs, check_inputs(kernel, specs, job.params), job.tile);
 }
 
+TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
+  return detail::tile_grid_of(kernel, inputs, output, tile);
+}
+
 namespace {
 std::atomic<int> g_interrupt_signal{0};
 extern "C" void on_interrupt(int sig) { g_interrupt_signal.store(sig); }

@@ -175,6 +175,9 @@ ArraySpec output_spec(const JobRequest& job);
 /// The grid of tiles `job` runs over: its kernel's iteration space cut by `job.tile`. Throws
 /// Error(usage) if the tile does not fit that space, Error as output_spec for bad inputs.
 TileGrid tile_grid(const JobRequest& job);
+/// The grid of tiles of `kernel` over arrays of these specs (before any memory exists), cut by
+/// `tile`; throws as tile_grid.
+TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
