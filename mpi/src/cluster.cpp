@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <fmt/format.h>
@@ -63,6 +65,8 @@ void check_mpi(int code, std::string_view what) {
 }
 
 void wait_polling(MPI_Request& request, const std::function<void()>& idle) {
+  // Quick steps end quickly; a rank that waits for a long compute step polls every 2 ms.
+  auto pause = std::chrono::microseconds(20);
   for (;;) {
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -73,7 +77,8 @@ void wait_polling(MPI_Request& request, const std::function<void()>& idle) {
                                                  sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
     }
     if (idle) idle();
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(2));
   }
 }
 
