@@ -57,6 +57,17 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// The JSON object a --json run printed last, or null (a test failure showing the output).
+nlohmann::json json_of(const CommandResult& r) {
+  const std::vector<std::string> lines = lines_of(r.output);
+  try {
+    if (!lines.empty()) return nlohmann::json::parse(lines.back());
+  } catch (const nlohmann::json::exception&) {
+  }
+  ADD_FAILURE() << "no JSON object at the end of:\n" << r.output;
+  return nlohmann::json::object();
+}
+
 // Random data (integers wrap, floats are not exact in binary) written as an .npy file.
 void write_random_npy(const fs::path& path, DType dtype, const Shape& shape, unsigned seed) {
   const AnyArray a = allocate_array(dtype, shape, Sharing::private_to_process);
@@ -183,7 +194,7 @@ TEST_P(MpiRunTest, JsonCountsEachNodesTilesAndOnlyTheBytesItsTilesRead) {
                                                   mpirun(ranks), in.string(), out.string()));
 
   ASSERT_EQ(r.status, 0) << r.output;
-  const auto j = nlohmann::json::parse(lines_of(r.output).back());
+  const auto j = json_of(r);
   EXPECT_EQ(j["nodes"], ranks);
   EXPECT_EQ(j["tiles"], 64);
   ASSERT_EQ(j["per_node"].size(), static_cast<std::size_t>(ranks));
@@ -207,10 +218,13 @@ TEST_P(MpiRunTest, ShmInputIsSentFromRankZeroAndCounted) {
   const fs::path in = dir_ / "in.npy";
   write_random_npy(in, DType::float32, {40, 30}, 5);
   const std::string seg = testing::unique_name("mpiin");
-  ASSERT_EQ(run_command(fmt::format("{}/tilepool put {} {}", kBin, in.string(), seg)).status, 0);
+  const CommandResult put = run_command(fmt::format("{}/tilepool put {} {}", kBin, in.string(), seg));
+  ASSERT_EQ(put.status, 0) << put.output;
   const fs::path ref = dir_ / "ref.npy";
   const fs::path out = dir_ / "out.npy";
-  ASSERT_EQ(run_command(fmt::format("{}/tilepool run --kernel blur3x3 --input {} --tile 8,8 --output {}", kBin, in.string(), ref.string())).status, 0);
+  const CommandResult single =
+      run_command(fmt::format("{}/tilepool run --kernel blur3x3 --input {} --tile 8,8 --output {}", kBin, in.string(), ref.string()));
+  ASSERT_EQ(single.status, 0) << single.output;
 
   const CommandResult r = run_command(fmt::format("{} --kernel blur3x3 --input shm:{} --tile 8,8 --workers 1 --json --output {} 2>&1",
                                                   mpirun(ranks), seg, out.string()));
@@ -218,7 +232,8 @@ TEST_P(MpiRunTest, ShmInputIsSentFromRankZeroAndCounted) {
   (void)run_command(fmt::format("{}/tilepool rm {}", kBin, seg));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(slurp(out) == slurp(ref));
-  const auto j = nlohmann::json::parse(lines_of(r.output).back());
+  const auto j = json_of(r);
+  SCOPED_TRACE(r.output);
   EXPECT_GT(j["bytes_moved_between_ranks"].get<std::uint64_t>(), 0u);
   EXPECT_LT(j["bytes_moved_between_ranks"].get<std::uint64_t>(), 40u * 30u * 4u);
   EXPECT_EQ(j["bytes_read"], 0);
