@@ -10,6 +10,7 @@ packages=(
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
   python3-numpy python3-matplotlib python3-joblib python3-dask
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

@@ -4,25 +4,6 @@
 #include "commands.hpp"
 #include "tilepool/shared/error.hpp"
 
-namespace {
-
-int exit_status(const tilepool::Error& e) {
-  switch (e.code()) {
-    case tilepool::Errc::usage:
-    case tilepool::Errc::bad_input:
-    case tilepool::Errc::exists:
-    // Segments reserve their pages (posix_fallocate) when they are made, before any work: a
-    // full store is bad input, like the other checks made then.
-    case tilepool::Errc::no_space: return 2;
-    case tilepool::Errc::interrupted: return 128 + tilepool::interrupt_signal();
-    case tilepool::Errc::system:
-    case tilepool::Errc::job_failed: break;
-  }
-  return 1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app("tilepool: tile-based batch jobs over N-D arrays, on worker processes that share the data");
   app.require_subcommand(1);
@@ -45,7 +26,7 @@ int main(int argc, char** argv) {
     // The library describes the data; the command line adds the remedy it offers.
     const char* remedy = e.code() == tilepool::Errc::no_space ? " (for a larger store, use --backing file:DIR)" : "";
     std::fprintf(stderr, "tilepool: error: %s%s\n", e.what(), remedy);
-    return exit_status(e);
+    return tilepool::cli::exit_status(e);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tilepool: error: %s\n", e.what());
     return 1;

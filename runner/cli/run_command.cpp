@@ -26,11 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-/// Where an array comes from or goes: "FILE.npy" or "shm:NAME".
-struct Location {
-  bool is_segment = false;
-  std::string text;  // the path, or the segment name
-};
+}  // namespace
 
 Location parse_location(const std::string& s, const char* flag) {
   if (s.starts_with("shm:")) {
@@ -41,6 +37,8 @@ Location parse_location(const std::string& s, const char* flag) {
   if (s.empty()) throw Error(Errc::usage, std::string(flag) + " needs FILE.npy or shm:NAME");
   return Location{false, s};
 }
+
+namespace {
 
 /// A job's arrays and the handles that own them: destroying it removes every job-private
 /// segment and an output that was not published.
@@ -72,9 +70,8 @@ JobArray make_output(const Location& loc, const ArraySpec& spec, const Backing& 
   return JobArray::of(*arrays.output);
 }
 
-/// Everything about the output that can be checked before any segment or process exists:
-/// an existing name without --force, a directory that is missing or not writable. Nothing is
-/// removed here: --force replaces the old output only when the new one is published.
+}  // namespace
+
 void check_output(const Location& out, const Backing& backing, bool force) {
   namespace fs = std::filesystem;
   if (out.is_segment) {
@@ -102,12 +99,14 @@ void check_output(const Location& out, const Backing& backing, bool force) {
   if (!fs::is_directory(dir, ec)) {
     throw Error(Errc::bad_input, fmt::format("--output {}: directory {} does not exist", out.text, dir.string()));
   }
-  // The file is written as a temporary beside it and renamed: the directory must take both.
+  // The output file is made in that directory, with no name until the job succeeded.
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     throw Error(Errc::bad_input, fmt::format("--output {}: cannot write in directory {}: {}", out.text, dir.string(),
                                              std::strerror(errno)));
   }
 }
+
+namespace {
 
 /// Publishes the finished output onto the name the user asked for in one step (rename(2) of a
 /// segment, linkat(2) of a file), replacing an old one only with --force (without it, a name
@@ -129,17 +128,16 @@ void publish_output(ArraySegment& built, const Location& loc, bool force) {
   }
 }
 
-/// The shape the job's kernel iterates over (what --tile cuts).
-Shape iteration_space(const JobRequest& job, const ArraySpec& output) {
+/// The dtype and shape of each of the job's inputs.
+std::vector<ArraySpec> input_specs_of(const JobRequest& job) {
   std::vector<ArraySpec> specs;
   for (const JobArray& in : job.inputs) specs.push_back(ArraySpec{in.array.dtype(), in.array.shape()});
-  return find_kernel(job.kernel).iteration_shape(specs, output);
+  return specs;
 }
 
-/// A one-line progress bar on stderr: tiles done, rate, ETA.
-class ProgressBar {
- public:
-  void update(std::int64_t done, std::int64_t total) {
+}  // namespace
+
+void ProgressBar::update(std::int64_t done, std::int64_t total) {
     const auto now = Clock::now();
     if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
     last_ = now;
@@ -152,41 +150,56 @@ class ProgressBar {
                  "##############################", kWidth - filled, "", static_cast<long long>(done),
                  static_cast<long long>(total), rate, eta);
     shown_ = true;
-  }
-  ~ProgressBar() {
-    if (shown_) std::fputs("\n", stderr);
-  }
+}
 
- private:
-  Clock::time_point start_ = Clock::now();
-  Clock::time_point last_{};
-  bool shown_ = false;
-};
+ProgressBar::~ProgressBar() {
+  if (shown_) std::fputs("\n", stderr);
+}
 
-}  // namespace
+bool progress_wanted(const RunOptions& o) { return !o.no_progress && (o.progress || ::isatty(STDERR_FILENO) != 0); }
+
+RunSettings check_run_options(const RunOptions& o) {
+  RunSettings s;
+  s.mode = for_flag("--mode", o.mode, parse_mode);
+  s.backing = for_flag("--backing", o.backing, Backing::parse);
+  (void)find_kernel(o.kernel);
+  // No --tile: the kernel's iteration space must be 0-d (checked once the inputs are known).
+  s.tile = o.tile ? for_flag("--tile", *o.tile, TileGrid::parse_extents) : Shape{};
+  if (o.workers < 0 || o.workers > kMaxWorkers) {
+    throw Error(Errc::usage, fmt::format("--workers {}: expected 1 to {}", o.workers, kMaxWorkers));
+  }
+  for (const std::string& item : o.params) {
+    const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
+    for (const auto& [key, value] : one.values()) s.params.set(key, value);
+  }
+  if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
+  for (const auto& in : o.inputs) s.inputs.push_back(parse_location(in, "--input"));
+  s.output = parse_location(o.output, "--output");
+  return s;
+}
+
+TileGrid check_tile_flag(const RunOptions& o, const KernelDef& kernel, std::span<const ArraySpec> inputs,
+                         const ArraySpec& output, const Shape& tile) {
+  if (o.tile) return for_flag("--tile", *o.tile, [&](auto) { return tile_grid(kernel, inputs, output, tile); });
+  const Shape space = kernel.iteration_shape(inputs, output);
+  if (!space.empty()) {
+    throw Error(Errc::usage, fmt::format("--tile is required: {} runs over a {}-D space {} (give extents for its last axes, "
+                                         "like --tile {})", kernel.name, space.size(), format_shape(space),
+                                         space.size() == 1 ? "4" : "4,4"));
+  }
+  return tile_grid(kernel, inputs, output, tile);
+}
 
 RunReport run_job(const RunOptions& o) {
   const auto t_start = Clock::now();
   const bool measure_memory = o.json || o.measure_memory;
   // Everything a user can get wrong is checked before any segment or process exists.
   load_plugins(o.plugins);
-  const Mode mode = for_flag("--mode", o.mode, parse_mode);
-  const Backing backing = for_flag("--backing", o.backing, Backing::parse);
-  (void)find_kernel(o.kernel);
-  // No --tile: the kernel's iteration space must be 0-d (checked once the inputs are known).
-  const Shape tile = o.tile ? for_flag("--tile", *o.tile, TileGrid::parse_extents) : Shape{};
-  if (o.workers < 0 || o.workers > kMaxWorkers) {
-    throw Error(Errc::usage, fmt::format("--workers {}: expected 1 to {}", o.workers, kMaxWorkers));
-  }
-  Params params;
-  for (const std::string& item : o.params) {
-    const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
-    for (const auto& [key, value] : one.values()) params.set(key, value);
-  }
-  if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
-  std::vector<Location> in_locs;
-  for (const auto& s : o.inputs) in_locs.push_back(parse_location(s, "--input"));
-  const Location out_loc = parse_location(o.output, "--output");
+  const RunSettings settings = check_run_options(o);
+  const Mode mode = settings.mode;
+  const Backing& backing = settings.backing;
+  const Shape& tile = settings.tile;
+  const Location& out_loc = settings.output;
   check_output(out_loc, backing, o.force);
   if (!backing.is_shm() && ::access(backing.directory().c_str(), W_OK | X_OK) != 0) {
     throw Error(Errc::bad_input, fmt::format("--backing {}: cannot create segments there: {}", backing.spec(), std::strerror(errno)));
@@ -202,22 +215,16 @@ RunReport run_job(const RunOptions& o) {
   JobRequest job;
   job.kernel = o.kernel;
   job.tile = tile;
-  job.params = params;
+  job.params = settings.params;
   const ArrayPlacement placement(mode, backing);
-  for (const Location& loc : in_locs) job.inputs.push_back(load_input(loc, placement, backing, arrays));
+  for (const Location& loc : settings.inputs) job.inputs.push_back(load_input(loc, placement, backing, arrays));
   const ArraySpec spec = output_spec(job);
-  if (o.tile) {
-    (void)for_flag("--tile", *o.tile, [&](auto) { return tile_grid(job); });
-  } else if (const Shape space = iteration_space(job, spec); !space.empty()) {
-    throw Error(Errc::usage, fmt::format("--tile is required: {} runs over a {}-D space {} (give extents for its last axes, "
-                                         "like --tile {})", o.kernel, space.size(), format_shape(space),
-                                         space.size() == 1 ? "4" : "4,4"));
-  }
+  (void)check_tile_flag(o, find_kernel(o.kernel), input_specs_of(job), spec, tile);
   job.output = make_output(out_loc, spec, backing, arrays);
   report.load_s = seconds_since(t_start);
 
   std::optional<ProgressBar> bar;
-  if (!o.no_progress && (o.progress || ::isatty(STDERR_FILENO) != 0)) {
+  if (progress_wanted(o)) {
     bar.emplace();
     job.progress = [&bar](std::int64_t done, std::int64_t total) { bar->update(done, total); };
   }
@@ -264,8 +271,7 @@ std::string report_json(const RunReport& r) {
   return j.dump();
 }
 
-void add_run_command(CLI::App& app, RunOptions& o) {
-  CLI::App* run = app.add_subcommand("run", "run a kernel over tiles of the inputs");
+void add_run_options(CLI::App* run, RunOptions& o) {
   run->add_option("--kernel,-k", o.kernel, "kernel name (see tilepool kernels)")->required();
   run->add_option("--plugin", o.plugins, "a kernel plugin FILE.so to load first (repeatable)");
   run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
@@ -281,6 +287,11 @@ void add_run_command(CLI::App& app, RunOptions& o) {
   run->add_flag("--force", o.force, "replace an existing output");
   run->add_flag("--progress", o.progress, "draw a progress bar on stderr even when it is not a terminal");
   run->add_flag("--no-progress", o.no_progress, "no progress bar (default: one when stderr is a terminal)");
+}
+
+void add_run_command(CLI::App& app, RunOptions& o) {
+  CLI::App* run = app.add_subcommand("run", "run a kernel over tiles of the inputs");
+  add_run_options(run, o);
   run->callback([&o] {
     install_interrupt_handlers();
     const RunReport r = run_job(o);

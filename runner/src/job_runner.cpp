@@ -25,12 +25,12 @@ double seconds_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
 // tile) into a reduction's 0-d output: float64, or int64 wrapping like numpy.
 void finish_reduction(ControlBlock& control, const PreparedJob& prepared, const AnyArray& output) {
   if (prepared.kernel->reduction == Reduction::none) return;
-  store_total(sum_in_tile_order(control.partials(prepared.grid.tile_count())), output);
+  store_total(sum_in_tile_order(control.partials(prepared.tile_count)), output);
 }
 
 JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared) {
   JobStats s;
-  s.tiles = prepared.grid.tile_count();
+  s.tiles = prepared.tile_count;
   // The worker that finished the last tile stamps the time just after counting it.
   std::int64_t last = control.last_done_ns();
   for (int spin = 0; last == 0 && s.tiles > 0 && spin < 10000; ++spin) last = control.last_done_ns();
@@ -55,7 +55,7 @@ JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
 JobStats JobRunner::run(const JobRequest& job) {
   const PreparedJob prepared = prepare(job);
   launcher_->check(job, prepared);
-  ControlBlock& control = launcher_->control_for(prepared.grid.tile_count());
+  ControlBlock& control = launcher_->control_for(prepared.tile_count);
   supervisor_.begin(control, prepared);
   if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_);
   JobDescriptor desc = describe(job, prepared, next_job_id_++);
@@ -74,6 +74,10 @@ JobStats JobRunner::run(const JobRequest& job) {
   JobStats stats = stats_of(control, prepared);
   stats.bytes_copied = launcher_->bytes_copied();
   stats.peak_pss_bytes = peak;
+  if (prepared.kernel->reduction != Reduction::none) {
+    const auto partials = control.partials(prepared.tile_count);
+    stats.partials.assign(partials.begin(), partials.end());
+  }
   return stats;
 }
 
@@ -130,6 +134,14 @@ PreparedJob prepare(const JobRequest& job) {
                                              format_shape(out.shape()), dtype_name(p.output.dtype), format_shape(p.output.shape)));
   }
   p.grid = tile_grid_of(*p.kernel, specs, p.output, job.tile);
+  const std::int64_t n = p.grid.tile_count();
+  const TileRange& r = job.tiles;
+  if (r.first < 0 || r.first > n || (r.count >= 0 && r.count > n - r.first)) {
+    throw Error(Errc::usage, fmt::format("tile range [{}, {}) is not inside the grid's {} tiles", r.first,
+                                         r.count < 0 ? n : r.first + r.count, n));
+  }
+  p.first_tile = r.first;
+  p.tile_count = r.count < 0 ? n - r.first : r.count;
   return p;
 }
 
@@ -154,7 +166,8 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::
   std::copy(space.begin(), space.end(), desc.shape);
   desc.tile_ndim = static_cast<std::int32_t>(job.tile.size());
   std::copy(job.tile.begin(), job.tile.end(), desc.tile);
-  desc.tile_count = prepared.grid.tile_count();
+  desc.tile_count = prepared.tile_count;
+  desc.first_tile = prepared.first_tile;
   return desc;
 }
 

@@ -35,6 +35,13 @@ JobArray ArrayPlacement::make(DType dtype, const Shape& shape, ArrayRole role) c
   return JobArray{allocate_array(dtype, shape, sharing_for(mode_, role)), ""};
 }
 
+JobArray ArrayPlacement::make_sparse(DType dtype, const Shape& shape, ArrayRole role, std::span<const ByteRange> data_ranges) const {
+  if (mode_ == Mode::share) {
+    return owned(ArraySegment::create_sparse(job_segment_name(role_name(role)), dtype, shape, data_ranges, backing_));
+  }
+  return make(dtype, shape, role);
+}
+
 JobArray ArrayPlacement::load_npy(const std::filesystem::path& path, ArrayRole role) const {
   if (role == ArrayRole::input) {
     if (auto mapped = ArraySegment::map_npy_file(path)) return owned(std::move(*mapped));

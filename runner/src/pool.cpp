@@ -56,6 +56,10 @@ TileGrid tile_grid(const JobRequest& job) {
   return detail::tile_grid_of(kernel, specs, check_inputs(kernel, specs, job.params), job.tile);
 }
 
+TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
+  return detail::tile_grid_of(kernel, inputs, output, tile);
+}
+
 namespace {
 std::atomic<int> g_interrupt_signal{0};
 extern "C" void on_interrupt(int sig) { g_interrupt_signal.store(sig); }
@@ -76,8 +80,10 @@ void run_inline(const JobRequest& job) {
   std::vector<AnyArray> inputs;
   for (const JobArray& in : job.inputs) inputs.push_back(in.array);
   auto bound = prepared.kernel->bind(inputs, job.output.array, job.params);
-  std::vector<TilePartial> partials(static_cast<std::size_t>(prepared.grid.tile_count()));
-  for (std::int64_t t = 0; t < prepared.grid.tile_count(); ++t) bound->run_tile(prepared.grid.box(t), partials[static_cast<std::size_t>(t)]);
+  std::vector<TilePartial> partials(static_cast<std::size_t>(prepared.tile_count));
+  for (std::int64_t t = 0; t < prepared.tile_count; ++t) {
+    bound->run_tile(prepared.grid.box(prepared.first_tile + t), partials[static_cast<std::size_t>(t)]);
+  }
   if (prepared.kernel->reduction != Reduction::none) store_total(sum_in_tile_order(partials), job.output.array);
 }
 

@@ -41,7 +41,7 @@ void Supervisor::worker_died(int slot, std::int64_t tile, const std::string& fat
                                        job_->kernel->name, failures, fate));
   } else if (tile >= 0 && failures > max_tile_retries_) {
     control_->report_error(fmt::format("{}: tile {} {} killed its worker {} times (last: {})", job_->kernel->name, tile,
-                                       format_box(job_->grid.box(tile)), failures, fate));
+                                       format_box(job_->grid.box(job_->first_tile + tile)), failures, fate));
   }
 }
 
@@ -60,7 +60,7 @@ void Supervisor::check(Launcher& launcher) {
     worker_died(slot, tile, how);
     if (control_->job_failed()) return;
     if (!launcher.replace(slot) && launcher.live_workers() == 0 && !control_->job_complete()) {
-      const std::string during = tile >= 0 ? fmt::format(", while running tile {} {}", tile, format_box(job_->grid.box(tile))) : "";
+      const std::string during = tile >= 0 ? fmt::format(", while running tile {} {}", job_->first_tile + tile, format_box(job_->grid.box(job_->first_tile + tile))) : "";
       control_->report_error(fmt::format("{}: every {}-mode worker died before the job was done (last: {}{})",
                                          job_->kernel->name, mode_name(launcher.mode()), how, during));
       return;

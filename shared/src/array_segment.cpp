@@ -49,6 +49,14 @@ ArraySegment ArraySegment::create_npy_file(const std::filesystem::path& path, DT
   });
 }
 
+ArraySegment ArraySegment::create_sparse(std::string name, DType dtype, const Shape& shape,
+                                         std::span<const ByteRange> data_ranges, const Backing& backing) {
+  const std::size_t header_bytes = npy::make_header(dtype, shape).size();
+  std::vector<ByteRange> reserve{ByteRange{0, header_bytes}};
+  for (const ByteRange& r : data_ranges) reserve.push_back(ByteRange{header_bytes + r.offset, r.length});
+  return create(std::move(name), dtype, shape, backing, MapOptions{.populate = false, .reserve_only = std::move(reserve)});
+}
+
 ArraySegment ArraySegment::attach(std::string name, const Backing& backing, MapOptions options) {
   Segment seg = Segment::attach(std::move(name), backing, options, /*min_size=*/0);
   const std::string what = fmt::format("segment '{}'", seg.name());

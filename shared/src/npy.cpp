@@ -22,6 +22,14 @@ namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
 
+// Swaps each `item`-byte element of `bytes` (whole elements) from big- to little-endian.
+void to_little_endian(std::span<std::byte> bytes, std::size_t item) noexcept {
+  for (std::size_t off = 0; off + item <= bytes.size(); off += item) {
+    std::byte* p = bytes.data() + off;
+    for (std::size_t i = 0; i < item / 2; ++i) std::swap(p[i], p[item - 1 - i]);
+  }
+}
+
 // `what` (a path or segment name) and every piece of the file quoted in `message` may hold any
 // byte: they are escaped so that the message stays one printable line.
 [[noreturn]] void fail(std::string_view what, std::string_view message) {
@@ -300,13 +308,28 @@ void read_file_data(const std::filesystem::path& path, const Header& header, std
   if (static_cast<std::size_t>(n) != dest.size()) {
     fail(what, fmt::format("truncated: header says {} bytes of data, file has {}", dest.size(), n));
   }
-  if (header.big_endian) {
-    const std::size_t item = dtype_size(header.dtype);
-    for (std::size_t off = 0; off + item <= dest.size(); off += item) {
-      std::byte* p = dest.data() + off;
-      for (std::size_t i = 0; i < item / 2; ++i) std::swap(p[i], p[item - 1 - i]);
+  if (header.big_endian) to_little_endian(dest, dtype_size(header.dtype));
+}
+
+std::size_t read_file_ranges(const std::filesystem::path& path, const Header& header, std::span<std::byte> dest,
+                             std::span<const ByteRange> ranges) {
+  const std::string what = path.string();
+  TILEPOOL_CHECK(dest.size() == header.data_bytes);
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_failure(what, "cannot open", errno);
+  std::size_t total = 0;
+  for (const ByteRange& r : ranges) {
+    TILEPOOL_CHECK(r.offset + r.length <= dest.size());
+    const std::span<std::byte> part = dest.subspan(r.offset, r.length);
+    const long n = detail::read_full(fd.get(), part, static_cast<long long>(header.data_offset + r.offset));
+    if (n < 0) throw system_failure(what, "read", errno);
+    if (static_cast<std::size_t>(n) != r.length) {
+      fail(what, fmt::format("truncated: header says {} bytes of data, file ends {} bytes into it", dest.size(), r.offset + n));
     }
+    if (header.big_endian) to_little_endian(part, dtype_size(header.dtype));
+    total += r.length;
   }
+  return total;
 }
 
 void write_file(const std::filesystem::path& path, DType dtype, std::span<const std::int64_t> shape,

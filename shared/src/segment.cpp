@@ -17,6 +17,7 @@
 #include <ostream>
 #include <random>
 #include <utility>
+#include <vector>
 
 #include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
@@ -315,14 +316,23 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
   TILEPOOL_CHECK(!options.read_only && !options.expected_identity);
   OpenObject obj = open_object(name, backing, /*create=*/true, /*read_only=*/false);
   CreateGuard guard(name, backing);
-  if (!options.reserve) {
+  std::vector<ByteRange> reserve{ByteRange{0, size}};
+  if (options.reserve_only || !options.reserve) {
+    // Sized, not reserved: sparse, with only the ranges that will be written reserved, or none
+    // at all for a caller that fills every byte with copy_from (which reports a full store).
     if (::ftruncate(obj.native(), static_cast<off_t>(size)) != 0) throw system_error(where(name, backing) + ": ftruncate", errno);
-  } else if (const int err = ::posix_fallocate(obj.native(), 0, static_cast<off_t>(size)); err != 0) {
-    if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
-      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", where(name, backing), size,
-                                              escape_for_message(backing.directory().string())));
+    reserve = options.reserve_only ? merge_ranges(*options.reserve_only) : std::vector<ByteRange>{};
+    if (options.reserve_only) options.populate = false;
+  }
+  for (const ByteRange& r : reserve) {
+    TILEPOOL_CHECK(r.offset + r.length <= size);
+    if (const int err = ::posix_fallocate(obj.native(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length)); err != 0) {
+      if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
+        throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", where(name, backing),
+                                                covered_bytes(reserve), escape_for_message(backing.directory().string())));
+      }
+      throw system_error(where(name, backing) + ": posix_fallocate", err);
     }
-    throw system_error(where(name, backing) + ": posix_fallocate", err);
   }
   struct stat st {};
   if (::fstat(obj.native(), &st) != 0) throw system_error(where(name, backing) + ": fstat", errno);
@@ -362,6 +372,8 @@ Segment Segment::attach(std::string name, const Backing& backing, MapOptions opt
     throw Error(Errc::bad_input, fmt::format("{}: too small: {} bytes, expected at least {}", ctx, size,
                                              std::max<std::size_t>(min_size, 1)));
   }
+  // Pre-faulting a sparse object would allocate its holes (a read fault on tmpfs allocates).
+  if (static_cast<std::uint64_t>(st.st_blocks) * 512 < static_cast<std::uint64_t>(st.st_size)) options.populate = false;
   auto mapping = map_object(std::move(obj), size, options, subject, ctx);
   return Segment(std::move(name), backing, std::move(mapping), found, options.read_only, /*owns=*/false);
 }

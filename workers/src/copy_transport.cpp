@@ -263,8 +263,8 @@ bool CopyChannel::State::fill_batch() {
       more = false;
       break;
     }
-    const TileRegions r = plan.regions(t);
-    const CopyMessage m{.kind = CopyKind::tile, .job_id = job.job_id, .tile = t, .payload_bytes = r.request_bytes};
+    const TileRegions r = plan.regions(job.first_tile + t);
+    const CopyMessage m{.kind = CopyKind::tile, .job_id = job.job_id, .tile = job.first_tile + t, .payload_bytes = r.request_bytes};
     out_.stage(&m, sizeof m);
     const auto specs = plan.inputs();
     for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -352,7 +352,7 @@ bool CopyChannel::State::start_reply() {
   std::string problem;
   if (m.magic != kCopyMagic || m.job_id != job.job_id) {
     problem = "a reply that is not of this job";
-  } else if (in_flight_.empty() || m.tile != in_flight_.front().tile) {
+  } else if (in_flight_.empty() || m.tile != job.first_tile + in_flight_.front().tile) {
     problem = fmt::format("a reply for tile {} out of order", m.tile);
   } else if (m.kind == CopyKind::result && m.payload_bytes != in_flight_.front().reply_bytes) {
     problem = fmt::format("a result of {} bytes for tile {}, expected {}", m.payload_bytes, m.tile, in_flight_.front().reply_bytes);

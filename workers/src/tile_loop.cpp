@@ -58,27 +58,29 @@ void LocalJobHandler::bind(const JobDescriptor& job) {
   const Params params = Params::from_text(job.params_text());
   bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
-  TILEPOOL_CHECK(grid_.tile_count() == job.tile_count);
+  first_tile_ = job.first_tile;
+  TILEPOOL_CHECK(job.first_tile >= 0 && job.tile_count >= 0 && job.tile_count <= grid_.tile_count() - job.first_tile);
 }
 
 void LocalJobHandler::run(ControlBlock& control, int slot) {
   for (;;) {
     const std::int64_t t = control.claim_next_tile(slot);
     if (t < 0) return;
-    const Box box = grid_.box(t);
+    const std::int64_t tile = first_tile_ + t;  // the grid's tile that claim index t stands for
+    const Box box = grid_.box(tile);
     TileResult result;
-    if (observer_) observer_(TilePoint::claimed, t);
+    if (observer_) observer_(TilePoint::claimed, tile);
     try {
       // A segment that shrinks under the job (SIGBUS) or a write to a read-only input (SIGSEGV)
       // becomes this tile's error, naming the segment, instead of killing the process.
       guard_faults([&] { bound_->run_tile(box, result); });
     } catch (const std::exception& e) {
-      control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, t, format_box(box),
+      control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
                                        ::getpid(), e.what()));
       return;
     }
     if (kernel_->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};
-    if (observer_) observer_(TilePoint::written, t);
+    if (observer_) observer_(TilePoint::written, tile);
     control.complete_tile(slot, t);
   }
 }

@@ -29,6 +29,8 @@ struct PreparedJob {
   const KernelDef* kernel = nullptr;
   ArraySpec output;
   TileGrid grid;
+  std::int64_t first_tile = 0;  ///< the job's range of grid tiles: [first_tile, first_tile + tile_count)
+  std::int64_t tile_count = 0;
 };
 
 /// One mode's way of running workers. Called from the job runner's thread only, except where

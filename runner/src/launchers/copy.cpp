@@ -95,6 +95,7 @@ class CopyLauncher final : public Launcher {
     job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid);
     job_.setup = CopyPlan::setup(job_.job_id, *prepared.kernel, specs, prepared.output, job.tile, job.params);
     job_.output = job.output.array;
+    job_.first_tile = prepared.first_tile;
     bytes_copied_.store(0, std::memory_order_relaxed);
   }
 

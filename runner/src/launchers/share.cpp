@@ -23,7 +23,7 @@ class ShareLauncher final : public Launcher {
     if (first_job != nullptr) {
       const PreparedJob prepared = prepare(*first_job);
       staged = describe(*first_job, prepared, 0);
-      capacity = std::max(capacity, prepared.grid.tile_count());
+      capacity = std::max(capacity, prepared.tile_count);
     }
     const auto t0 = std::chrono::steady_clock::now();
     start_workers(capacity, staged);

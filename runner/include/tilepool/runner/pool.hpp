@@ -65,6 +65,10 @@ class ArrayPlacement {
   /// A zero-filled array of `dtype` and `shape` for `role`. Throws Error(no_space) if the store
   /// or memory is too small, Error(usage) if the byte size overflows.
   [[nodiscard]] JobArray make(DType dtype, const Shape& shape, ArrayRole role) const;
+  /// As make(), for a process that will fill or write only `data_ranges` (byte ranges of the
+  /// data) of the array: share mode makes a sparse segment with only those ranges reserved
+  /// (ArraySegment::create_sparse); the other modes' memory takes pages only when touched.
+  [[nodiscard]] JobArray make_sparse(DType dtype, const Shape& shape, ArrayRole role, std::span<const ByteRange> data_ranges) const;
   /// An NPY file's array. An input that needs no conversion is mapped in place, read-only, in
   /// every mode (ArraySegment::map_npy_file: nothing copied); otherwise it is placed as make()
   /// places it and filled by one read() of the file's data. Throws Error(bad_input) for a bad
@@ -77,6 +81,13 @@ class ArrayPlacement {
   Backing backing_;
 };
 
+/// A contiguous run of a tile grid's tiles, in tile order: tiles [first, first + count).
+/// count < 0 means every tile from `first` to the end; the default is the whole grid.
+struct TileRange {
+  std::int64_t first = 0;
+  std::int64_t count = -1;
+};
+
 /// A job: a kernel over inputs into an output, cut into tiles.
 struct JobRequest {
   std::string kernel;
@@ -84,6 +95,10 @@ struct JobRequest {
   JobArray output;
   Shape tile;  ///< extents for the last k axes of the iteration space
   Params params;
+  /// The tiles to run (default: all). Only those tiles' output elements are written; the rest
+  /// of the output is left as it was. A reduction's output gets the total of the range's
+  /// partials. Error(usage) if the range is not inside the grid.
+  TileRange tiles;
   /// Called from the runner's wait loop (about every 20 ms) with tiles done and total.
   std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
@@ -96,6 +111,9 @@ struct JobStats {
   std::uint64_t bytes_copied = 0;
   /// Parent + workers, when the job's last tile is done (PoolOptions::sample_memory).
   std::uint64_t peak_pss_bytes = 0;
+  /// A reduction's per-tile partials, in tile order, one per tile of the job's range (empty for
+  /// maps): what sum_in_tile_order combined into the output.
+  std::vector<TilePartial> partials;
 };
 
 /// Pool settings.
@@ -165,6 +183,9 @@ ArraySpec output_spec(const JobRequest& job);
 /// The grid of tiles `job` runs over: its kernel's iteration space cut by `job.tile`. Throws
 /// Error(usage) if the tile does not fit that space, Error as output_spec for bad inputs.
 TileGrid tile_grid(const JobRequest& job);
+/// The grid of tiles of `kernel` over arrays of these specs (before any memory exists), cut by
+/// `tile`; throws as tile_grid.
+TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);

@@ -24,6 +24,12 @@ class ArraySegment {
   /// a shape whose byte size overflows.
   static ArraySegment create(std::string name, DType dtype, const Shape& shape,
                              const Backing& backing = {}, MapOptions options = {});
+  /// A zero-filled array segment of full size whose data is reserved only in `data_ranges`
+  /// (byte ranges of the data, not of the segment; the header is always reserved): a sparse
+  /// segment (MapOptions::reserve_only) for a node that holds only its share of an array.
+  /// Throws as create.
+  static ArraySegment create_sparse(std::string name, DType dtype, const Shape& shape, std::span<const ByteRange> data_ranges,
+                                    const Backing& backing = {});
   /// Attaches an existing array segment by name; checks owner, NPY header and that the size
   /// covers header + data. Throws Error(bad_input) naming what is wrong.
   static ArraySegment attach(std::string name, const Backing& backing = {}, MapOptions options = {});

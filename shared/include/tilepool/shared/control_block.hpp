@@ -78,6 +78,9 @@ struct JobDescriptor {
   /// 1: each claim records WorkerSlot::claimed_at_ns (the runner enforces a tile timeout);
   /// 0: it does not, and a claim reads no clock.
   std::uint32_t stamp_claims = 0;
+  /// The grid tile that claim index 0 runs: workers claim i in [0, tile_count) and run grid
+  /// tile first_tile + i (a job over a range of the grid's tiles; 0 for the whole grid).
+  std::int64_t first_tile = 0;
   char params[kParamsCapacity] = {};
   char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
   /// The objects the job pinned when it started (Segment::identity), by input and for the
@@ -98,6 +101,8 @@ struct JobDescriptor {
   static void set_text(char* dest, std::size_t capacity, std::string_view text, std::string_view field);
   [[nodiscard]] Shape shape_vector() const { return Shape(shape, shape + ndim); }
   [[nodiscard]] Shape tile_vector() const { return Shape(tile, tile + tile_ndim); }
+  /// The grid tile that claim index `claimed` (0 <= claimed < tile_count) stands for.
+  [[nodiscard]] std::int64_t grid_tile(std::int64_t claimed) const noexcept { return first_tile + claimed; }
 
   /// The kernel's registered name. Views this descriptor: valid while it is unchanged.
   [[nodiscard]] std::string_view kernel_name() const noexcept { return text_of(kernel); }

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "tilepool/shared/byte_range.hpp"
 #include "tilepool/shared/dtype.hpp"
 #include "tilepool/shared/shape.hpp"
 
@@ -53,6 +54,13 @@ Header read_file_header(const std::filesystem::path& path);
 /// Reads a whole NPY file's data straight into `dest` (dest.size() == header.data_bytes),
 /// converting big-endian data in place. No intermediate buffer.
 void read_file_data(const std::filesystem::path& path, const Header& header, std::span<std::byte> dest);
+
+/// Reads only `ranges` (byte ranges of the data, within header.data_bytes) of an NPY file's data
+/// into the same ranges of `dest` (the whole array's data, dest.size() == header.data_bytes),
+/// converting big-endian data in place; the rest of `dest` is not touched. Returns the bytes
+/// read. Throws Error(bad_input) for a file shorter than its header says, Error(system).
+std::size_t read_file_ranges(const std::filesystem::path& path, const Header& header, std::span<std::byte> dest,
+                             std::span<const ByteRange> ranges);
 
 /// Writes an NPY file atomically: to a temporary beside `path`, then rename. Refuses to
 /// replace an existing file unless `overwrite`. Throws Error(exists|system|no_space).

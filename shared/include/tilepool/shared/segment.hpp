@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "tilepool/shared/backing.hpp"
+#include "tilepool/shared/byte_range.hpp"
 
 namespace tilepool {
 
@@ -60,6 +61,12 @@ struct MapOptions {
   /// false the object is only sized (ftruncate): for a caller that writes every byte at once
   /// with copy_from, which reports a full store itself, so no page is zeroed and then written.
   bool reserve = true;
+  /// Create only: reserve (posix_fallocate) just these byte ranges instead of the whole
+  /// segment. The segment has its full size, but is sparse: on tmpfs a page outside the ranges
+  /// takes no memory until it is written. A distributed job's node holds only its share of an
+  /// array this way. Only the reserved ranges are safe to write when the store is full (a write
+  /// elsewhere may then SIGBUS); such a segment is not pre-faulted (populate is ignored).
+  std::optional<std::vector<ByteRange>> reserve_only;
 };
 
 /// A named segment: a handle that maps it and, if this handle created it, removes the
@@ -74,7 +81,9 @@ class Segment {
   static Segment create(std::string name, std::size_t size, const Backing& backing = {},
                         MapOptions options = {});
 
-  /// Maps an existing segment by name. Checks it is a regular file owned by this uid, at
+  /// Maps an existing segment by name. A sparse object (fewer blocks allocated than its size,
+  /// see MapOptions::reserve_only) is not pre-faulted whatever options.populate says: faulting
+  /// its holes in would allocate them. Checks it is a regular file owned by this uid, at
   /// least `min_size` bytes and, if options.expected_identity is set, still that object:
   /// "segment 'x' was replaced or resized since the job started: ...". Throws
   /// Error(bad_input) if absent or wrong.

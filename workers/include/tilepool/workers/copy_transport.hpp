@@ -26,6 +26,7 @@ struct CopyJob {
   std::vector<AnyArray> inputs;
   AnyArray output;
   CopyJobSetup setup;
+  std::int64_t first_tile = 0;  ///< claim index i is grid tile first_tile + i (the job's range)
 };
 
 /// The runner's end of one copy-mode worker's non-blocking stdin/stdout pipes. Several tiles

@@ -70,6 +70,7 @@ class LocalJobHandler final : public JobHandler {
   const KernelDef* kernel_ = nullptr;
   std::unique_ptr<BoundKernel> bound_;
   TileGrid grid_;
+  std::int64_t first_tile_ = 0;  // claim index i runs grid tile first_tile_ + i
 };
 
 /// The segments a worker has attached, by path: each is attached once and reused by later

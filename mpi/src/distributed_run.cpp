@@ -1,0 +1,514 @@
+// One job across nodes. Each step runs on every rank (the node leaders do the work) and ends
+// with agree(): a step that failed anywhere ends the job everywhere, with the failing rank's
+// error. Leader-only collectives (broadcasts, transfers, MPI-IO) run between steps, once every
+// leader is known to be ready for them.
+#include "distributed_run.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "node_share.hpp"
+#include "tilepool/runner/memory_stats.hpp"
+#include "tilepool/shared/array_segment.hpp"
+#include "tilepool/shared/npy.hpp"
+
+namespace tilepool::mpi {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kProgressTag = 101;
+constexpr int kInputTag = 200;  // + input index
+constexpr std::string_view kTempMarker = ".tilepool-mpi-";
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Runs this rank's part of a step, then agrees on the outcome with every rank: throws
+// StepFailed on every rank if the step failed on any.
+template <class F>
+void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = {}) {
+  std::optional<Error> mine;
+  try {
+    part();
+  } catch (const Error& e) {
+    if (e.code() == Errc::interrupted) throw;
+    mine = e;
+  } catch (const std::exception& e) {
+    mine = Error(Errc::system, e.what());
+  }
+  if (std::optional<Failure> failure = agree(cluster, mine, idle)) throw StepFailed(std::move(*failure));
+}
+
+/// What one node did, as rank 0 gathers it (plain bytes over MPI).
+struct NodeFigures {
+  std::int32_t rank = 0;
+  std::int32_t workers = 0;
+  std::int64_t first_tile = 0;
+  std::int64_t tiles = 0;
+  std::int64_t retries = 0;
+  double load_s = 0;
+  double spawn_s = 0;
+  double compute_s = 0;
+  double write_s = 0;
+  std::uint64_t bytes_read = 0;      // input bytes read from files
+  std::uint64_t bytes_received = 0;  // input bytes received from rank 0 (shm: inputs)
+  std::uint64_t bytes_sent = 0;      // input bytes sent to other nodes (rank 0, shm: inputs)
+  std::uint64_t bytes_written = 0;   // output bytes written with MPI-IO
+  std::uint64_t bytes_copied = 0;    // copy mode's pipe bytes
+  std::uint64_t peak_pss_bytes = 0;
+  char host[64] = {};
+};
+
+// The job's output under a temporary name beside the output, removed unless published.
+class TempOutput {
+ public:
+  TempOutput() = default;
+  TempOutput(const TempOutput&) = delete;
+  TempOutput& operator=(const TempOutput&) = delete;
+  ~TempOutput() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  // Creates the file with the NPY header tilepool run writes, at the data's full size.
+  void create(fs::path path, const ArraySpec& spec) {
+    const std::string header = npy::make_header(spec.dtype, spec.shape);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) throw system_error(fmt::format("{}: cannot create", path.string()), errno);
+    path_ = std::move(path);
+    const auto data_bytes = byte_count(spec.shape, dtype_size(spec.dtype));
+    const bool ok = ::pwrite(fd, header.data(), header.size(), 0) == static_cast<ssize_t>(header.size()) &&
+                    ::ftruncate(fd, static_cast<off_t>(header.size() + data_bytes.value_or(0))) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!ok) throw system_error(fmt::format("{}: write", path_.string()), err);
+  }
+  // Moves the file onto `out` (replacing it only with `force`, as tilepool run does) and syncs
+  // the directory; afterwards nothing is removed.
+  void publish(const fs::path& out, bool force) {
+    if (force) {
+      if (::rename(path_.c_str(), out.c_str()) != 0) throw system_error(fmt::format("{}: cannot rename into place", out.string()), errno);
+    } else {
+      // Atomic "create if absent": link fails with EEXIST if the name appeared meanwhile.
+      if (::link(path_.c_str(), out.c_str()) != 0) {
+        if (errno == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out.string()));
+        throw system_error(fmt::format("{}: cannot link into place", out.string()), errno);
+      }
+      ::unlink(path_.c_str());
+    }
+    path_.clear();
+    fs::path dir = out.parent_path();
+    if (dir.empty()) dir = ".";
+    if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+      (void)::fsync(fd);
+      ::close(fd);
+    }
+  }
+
+ private:
+  fs::path path_;
+};
+
+// ".OUT.npy.tilepool-mpi-HOST-PID": a hidden name beside the output that says whose it is.
+fs::path temp_path(const fs::path& out, const std::string& host, pid_t pid) {
+  return out.parent_path() / fmt::format(".{}{}{}-{}", out.filename().string(), kTempMarker, host, pid);
+}
+
+// Removes temporaries of this output left by a rank 0 on this host that was SIGKILLed (its
+// pid is gone): the file-system counterpart of the segment sweep.
+void sweep_stale_temps(const fs::path& out, const std::string& host) {
+  const std::string prefix = fmt::format(".{}{}{}-", out.filename().string(), kTempMarker, host);
+  fs::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid_text)), 0) != 0 && errno == ESRCH) ::unlink(e.path().c_str());
+  }
+}
+
+void bcast_spec(ArraySpec& spec, MPI_Comm comm) {
+  std::int64_t fields[2 + kMaxDims] = {static_cast<std::int64_t>(spec.dtype), static_cast<std::int64_t>(spec.shape.size())};
+  std::copy(spec.shape.begin(), spec.shape.end(), fields + 2);
+  check_mpi(MPI_Bcast(fields, 2 + kMaxDims, MPI_INT64_T, 0, comm), "MPI_Bcast");
+  spec.dtype = static_cast<DType>(fields[0]);
+  spec.shape.assign(fields + 2, fields + 2 + fields[1]);
+}
+
+std::string bcast_text(std::string text, MPI_Comm comm) {
+  int length = static_cast<int>(text.size());
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, 0, comm), "MPI_Bcast");
+  text.resize(static_cast<std::size_t>(length));
+  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, 0, comm), "MPI_Bcast");
+  return text;
+}
+
+// Rank 0's view of the whole job's progress: the other leaders send their tile counts now and
+// then (point to point: they finish at different times, so no collective fits); rank 0 draws.
+class JobProgress {
+ public:
+  JobProgress(const Cluster& cluster, bool on, std::int64_t total_tiles)
+      : cluster_(cluster), on_(on && cluster.is_leader()), total_(total_tiles), done_(static_cast<std::size_t>(cluster.nodes()), 0) {
+    if (on_ && cluster.rank() == 0) bar_.emplace();
+  }
+  ~JobProgress() {
+    if (request_ != MPI_REQUEST_NULL) MPI_Request_free(&request_);
+  }
+  JobProgress(const JobProgress&) = delete;
+  JobProgress& operator=(const JobProgress&) = delete;
+
+  // This node's count (the pool's progress callback).
+  void local(std::int64_t done) {
+    if (!on_) return;
+    if (cluster_.rank() == 0) {
+      done_[0] = done;
+      draw();
+      return;
+    }
+    const auto now = Clock::now();
+    if (now - last_sent_ < std::chrono::milliseconds(100)) return;
+    if (request_ != MPI_REQUEST_NULL) {
+      int complete = 0;
+      MPI_Test(&request_, &complete, MPI_STATUS_IGNORE);
+      if (complete == 0) return;
+    }
+    last_sent_ = now;
+    sent_ = done;
+    MPI_Isend(&sent_, 1, MPI_INT64_T, 0, kProgressTag, cluster_.leaders(), &request_);
+  }
+  // This node is done: its last count goes to rank 0 (which waits for it in finish()).
+  void node_done(std::int64_t tiles) {
+    if (!on_ || cluster_.rank() == 0 || tiles == 0) return;
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    sent_ = tiles;
+    MPI_Send(&sent_, 1, MPI_INT64_T, 0, kProgressTag, cluster_.leaders());
+  }
+  // Rank 0, between polls: takes the counts that arrived and redraws.
+  void draw() {
+    if (!bar_) return;
+    receive(false);
+    std::int64_t sum = 0;
+    for (const std::int64_t d : done_) sum += d;
+    bar_->update(sum, total_);
+  }
+  // Rank 0, after every node succeeded: takes every node's last count.
+  void finish(std::span<const std::int64_t> node_tiles) {
+    if (!bar_) return;
+    for (std::size_t n = 1; n < done_.size(); ++n) {
+      while (done_[n] < node_tiles[n]) receive(true);
+    }
+    draw();
+    bar_.reset();
+  }
+
+ private:
+  void receive(bool block) {
+    for (;;) {
+      int ready = 0;
+      MPI_Status status;
+      if (block) {
+        MPI_Probe(MPI_ANY_SOURCE, kProgressTag, cluster_.leaders(), &status);
+        ready = 1;
+      } else {
+        MPI_Iprobe(MPI_ANY_SOURCE, kProgressTag, cluster_.leaders(), &ready, &status);
+      }
+      if (ready == 0) return;
+      std::int64_t value = 0;
+      MPI_Recv(&value, 1, MPI_INT64_T, status.MPI_SOURCE, kProgressTag, cluster_.leaders(), MPI_STATUS_IGNORE);
+      done_[static_cast<std::size_t>(status.MPI_SOURCE)] = value;
+      if (block) return;
+    }
+  }
+
+  const Cluster& cluster_;
+  bool on_;
+  std::int64_t total_;
+  std::vector<std::int64_t> done_;
+  std::optional<cli::ProgressBar> bar_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  std::int64_t sent_ = 0;
+  Clock::time_point last_sent_{};
+};
+
+// Writes `ranges` of `data` (a whole array's data, in memory as in the file) into the file at
+// `data_offset` + each range's offset: one collective MPI-IO write over the leaders.
+void write_ranges(const fs::path& path, std::size_t data_offset, const std::byte* data, std::span<const ByteRange> ranges,
+                  MPI_Comm leaders) {
+  MPI_File file = MPI_FILE_NULL;
+  check_mpi(MPI_File_open(leaders, path.c_str(), MPI_MODE_WRONLY, MPI_INFO_NULL, &file), fmt::format("MPI_File_open {}", path.string()));
+  const auto close = [&] { MPI_File_close(&file); };
+  try {
+    if (ranges.empty()) {
+      check_mpi(MPI_File_set_view(file, static_cast<MPI_Offset>(data_offset), MPI_BYTE, MPI_BYTE, "native", MPI_INFO_NULL),
+                "MPI_File_set_view");
+      check_mpi(MPI_File_write_all(file, data, 0, MPI_BYTE, MPI_STATUS_IGNORE), fmt::format("writing {}", path.string()));
+    } else {
+      // The file's layout is the array's: one datatype describes both where the bytes are in
+      // memory and where they go in the file.
+      const RangesType type(ranges);
+      check_mpi(MPI_File_set_view(file, static_cast<MPI_Offset>(data_offset), MPI_BYTE, type.get(), "native", MPI_INFO_NULL),
+                "MPI_File_set_view");
+      check_mpi(MPI_File_write_all(file, data, 1, type.get(), MPI_STATUS_IGNORE), fmt::format("writing {}", path.string()));
+    }
+    check_mpi(MPI_File_sync(file), fmt::format("syncing {}", path.string()));
+  } catch (...) {
+    close();
+    throw;
+  }
+  check_mpi(MPI_File_close(&file), fmt::format("closing {}", path.string()));
+}
+
+}  // namespace
+
+void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
+  const auto t_start = Clock::now();
+  const bool leader = cluster.is_leader();
+  const bool root = cluster.rank() == 0;
+  MPI_Comm leaders = cluster.leaders();
+  NodeFigures fig;
+  fig.rank = cluster.rank();
+  std::snprintf(fig.host, sizeof fig.host, "%s", cluster.host().c_str());
+
+  // 1. The options, checked everywhere; the output by rank 0 (the filesystem is shared).
+  cli::RunSettings settings;
+  int progress_on = 0;
+  step(cluster, [&] {
+    cli::load_plugins(o.plugins);
+    settings = cli::check_run_options(o);
+    if (settings.output.is_segment) {
+      throw Error(Errc::usage, fmt::format("--output shm:{}: a job across nodes writes one FILE.npy (a segment exists on one "
+                                           "node only); give a .npy path on a filesystem every node shares",
+                                           settings.output.text));
+    }
+    if (root) {
+      cli::check_output(settings.output, settings.backing, o.force);
+      sweep_stale_temps(settings.output.text, cluster.host());
+      progress_on = cli::progress_wanted(o) ? 1 : 0;
+    }
+    if (leader) (void)cli::collect_garbage(settings.backing);  // leftovers of this node's killed runs
+  });
+  check_mpi(MPI_Bcast(&progress_on, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
+
+  // 2. What the inputs are: every leader reads the .npy headers itself (shared filesystem);
+  // shm: inputs exist on rank 0's node only, so rank 0 attaches them and tells the others.
+  const std::size_t n_inputs = settings.inputs.size();
+  std::vector<ArraySpec> specs(n_inputs);
+  std::vector<npy::Header> headers(n_inputs);
+  std::vector<std::optional<ArraySegment>> attached(n_inputs);
+  step(cluster, [&] {
+    if (!leader) return;
+    for (std::size_t i = 0; i < n_inputs; ++i) {
+      const cli::Location& loc = settings.inputs[i];
+      if (!loc.is_segment) {
+        headers[i] = npy::read_file_header(loc.text);
+        specs[i] = ArraySpec{headers[i].dtype, headers[i].shape};
+      } else if (root) {
+        attached[i] = ArraySegment::attach(loc.text, settings.backing, MapOptions{.populate = false, .read_only = true});
+        specs[i] = ArraySpec{attached[i]->dtype(), attached[i]->shape()};
+      }
+    }
+  });
+  if (leader) {
+    for (std::size_t i = 0; i < n_inputs; ++i) {
+      if (settings.inputs[i].is_segment) bcast_spec(specs[i], leaders);
+    }
+  }
+
+  // 3. The job's geometry and this node's block of tiles.
+  const KernelDef* kernel = nullptr;
+  ArraySpec out_spec;
+  TileGrid grid;
+  TileRange range;
+  step(cluster, [&] {
+    if (!leader) return;
+    kernel = &find_kernel(o.kernel);
+    out_spec = check_inputs(*kernel, specs, settings.params);
+    grid = cli::check_tile_flag(o, *kernel, specs, out_spec, settings.tile);
+    range = node_tiles(grid.tile_count(), cluster.nodes(), cluster.node());
+  });
+  fig.first_tile = range.first;
+  fig.tiles = range.count;
+  const bool reduction = kernel != nullptr && kernel->reduction != Reduction::none;
+
+  // 4. This node's arrays: full size, holding (and reserving) only what its tiles read and write.
+  const auto t_load = Clock::now();
+  const ArrayPlacement placement(settings.mode, settings.backing);
+  JobRequest job;
+  job.kernel = o.kernel;
+  job.tile = settings.tile;
+  job.params = settings.params;
+  job.tiles = range;
+  std::vector<std::vector<ByteRange>> in_ranges(n_inputs);
+  step(cluster, [&] {
+    if (!leader) return;
+    for (std::size_t i = 0; i < n_inputs; ++i) {
+      in_ranges[i] = input_ranges(*kernel, i, specs, grid, range);
+      if (attached[i]) {
+        job.inputs.push_back(JobArray::of(*attached[i]));  // rank 0 works on the segment itself
+        continue;
+      }
+      job.inputs.push_back(placement.make_sparse(specs[i].dtype, specs[i].shape, ArrayRole::input, in_ranges[i]));
+      if (!settings.inputs[i].is_segment) {
+        const AnyArray& a = job.inputs.back().array;
+        fig.bytes_read += npy::read_file_ranges(settings.inputs[i].text, headers[i], std::span(a.data(), a.bytes()), in_ranges[i]);
+      }
+    }
+    const auto whole = byte_count(out_spec.shape, dtype_size(out_spec.dtype));
+    const std::vector<ByteRange> out_ranges = reduction ? std::vector{ByteRange{0, whole.value_or(0)}} : output_ranges(out_spec, grid, range);
+    job.output = placement.make_sparse(out_spec.dtype, out_spec.shape, ArrayRole::output, out_ranges);
+  });
+  // shm: inputs travel from rank 0 to each leader: just the bytes that leader's tiles read.
+  if (leader) {
+    for (std::size_t i = 0; i < n_inputs; ++i) {
+      if (!settings.inputs[i].is_segment) continue;
+      if (root) {
+        for (int node = 1; node < cluster.nodes(); ++node) {
+          const std::vector<ByteRange> theirs = input_ranges(*kernel, i, specs, grid, node_tiles(grid.tile_count(), cluster.nodes(), node));
+          if (theirs.empty()) continue;
+          const RangesType type(theirs);
+          check_mpi(MPI_Send(attached[i]->data(), 1, type.get(), node, kInputTag + static_cast<int>(i), leaders), "MPI_Send");
+          fig.bytes_sent += covered_bytes(theirs);
+        }
+      } else if (!in_ranges[i].empty()) {
+        const RangesType type(in_ranges[i]);
+        check_mpi(MPI_Recv(job.inputs[i].array.data(), 1, type.get(), 0, kInputTag + static_cast<int>(i), leaders, MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+        fig.bytes_received += covered_bytes(in_ranges[i]);
+      }
+    }
+  }
+  fig.load_s = seconds_since(t_load);
+
+  // 5. Compute: each leader runs its block on its node's pool.
+  std::vector<std::int64_t> node_counts(static_cast<std::size_t>(cluster.nodes()));
+  for (int n = 0; n < cluster.nodes() && leader; ++n) node_counts[static_cast<std::size_t>(n)] = node_tiles(grid.tile_count(), cluster.nodes(), n).count;
+  JobProgress progress(cluster, progress_on != 0, grid.tile_count());
+  JobStats stats;
+  step(
+      cluster,
+      [&] {
+        if (!leader || range.count == 0) return;
+        job.progress = [&progress](std::int64_t done, std::int64_t /*total*/) { progress.local(done); };
+        const PoolOptions pool_options{.workers = o.workers, .mode = settings.mode, .backing = settings.backing,
+                                       .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
+        Pool pool = Pool::start(pool_options, &job);
+        fig.workers = pool.worker_count();
+        stats = pool.run(job);
+        fig.spawn_s = pool.spawn_seconds();
+        progress.local(stats.tiles);
+        progress.node_done(stats.tiles);
+      },
+      [&progress] { progress.draw(); });
+  if (root) progress.finish(node_counts);
+  fig.compute_s = stats.compute_s;
+  fig.retries = stats.retries;
+  fig.bytes_copied = stats.bytes_copied;
+  fig.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+
+  // 6. A reduction's partials, all tiles in tile order on rank 0: the same total, bit for bit,
+  // whatever the number of nodes.
+  std::vector<ByteRange> write_ranges_here;
+  if (leader && !reduction) write_ranges_here = output_ranges(out_spec, grid, range);
+  if (leader && reduction) {
+    const int bytes = static_cast<int>(stats.partials.size() * sizeof(TilePartial));
+    std::vector<int> counts(static_cast<std::size_t>(cluster.nodes()));
+    check_mpi(MPI_Gather(&bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, leaders), "MPI_Gather");
+    std::vector<int> displs(counts.size());
+    for (std::size_t n = 1; n < counts.size(); ++n) displs[n] = displs[n - 1] + counts[n - 1];
+    std::vector<TilePartial> all(root ? static_cast<std::size_t>(grid.tile_count()) : 0);
+    check_mpi(MPI_Gatherv(stats.partials.data(), bytes, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0, leaders),
+              "MPI_Gatherv");
+    if (root) {
+      store_total(sum_in_tile_order(all), job.output.array);
+      write_ranges_here.push_back(ByteRange{0, job.output.array.bytes()});
+    }
+  }
+
+  // 7. One output file: rank 0 makes it (header written once) under a temporary name ...
+  const auto t_write = Clock::now();
+  TempOutput temp;
+  const fs::path out_path = settings.output.text;
+  std::string temp_name;
+  step(cluster, [&] {
+    if (!root) return;
+    // Absolute: the other leaders open it from their own working directories.
+    temp_name = temp_path(fs::absolute(out_path), cluster.host(), ::getpid()).string();
+    temp.create(temp_name, out_spec);
+  });
+  // ... every leader writes its tiles into it with MPI-IO ...
+  step(cluster, [&] {
+    if (!leader) return;
+    temp_name = bcast_text(temp_name, leaders);
+    const std::size_t data_offset = npy::make_header(out_spec.dtype, out_spec.shape).size();
+    write_ranges(temp_name, data_offset, job.output.array.data(), write_ranges_here, leaders);
+    fig.bytes_written = covered_bytes(write_ranges_here);
+  });
+  // ... and rank 0 publishes it once every node's write succeeded.
+  step(cluster, [&] {
+    if (root) temp.publish(out_path, o.force);
+  });
+  fig.write_s = seconds_since(t_write);
+
+  // 8. Rank 0 reports the whole job and each node.
+  if (!leader) return;
+  std::vector<NodeFigures> figures(static_cast<std::size_t>(root ? cluster.nodes() : 0));
+  check_mpi(MPI_Gather(&fig, sizeof fig, MPI_BYTE, figures.data(), sizeof fig, MPI_BYTE, 0, leaders), "MPI_Gather");
+  if (!root) return;
+  cli::RunReport r;
+  r.mode = settings.mode;
+  r.kernel = o.kernel;
+  r.workers = fig.workers;
+  r.tiles = grid.tile_count();
+  r.shape = specs[0].shape;
+  r.tile = settings.tile;
+  r.wall_s = seconds_since(t_start);
+  std::uint64_t read = 0, moved = 0, written = 0;
+  nlohmann::ordered_json per_node = nlohmann::ordered_json::array();
+  for (const NodeFigures& f : figures) {
+    r.workers = std::max(r.workers, f.workers);
+    r.load_s = std::max(r.load_s, f.load_s);
+    r.spawn_s = std::max(r.spawn_s, f.spawn_s);
+    r.compute_s = std::max(r.compute_s, f.compute_s);
+    r.write_s = std::max(r.write_s, f.write_s);
+    r.bytes_copied += f.bytes_copied;
+    r.peak_pss_bytes = std::max(r.peak_pss_bytes, f.peak_pss_bytes);
+    r.retries += f.retries;
+    read += f.bytes_read;
+    moved += f.bytes_sent;
+    written += f.bytes_written;
+    per_node.push_back({{"rank", f.rank}, {"host", std::string(f.host)}, {"workers", f.workers}, {"first_tile", f.first_tile},
+                        {"tiles", f.tiles}, {"load_s", f.load_s}, {"compute_s", f.compute_s}, {"write_s", f.write_s},
+                        {"bytes_read", f.bytes_read}, {"bytes_received", f.bytes_received}, {"bytes_sent", f.bytes_sent},
+                        {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
+  }
+  if (o.json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(cli::report_json(r));
+    j["ranks"] = cluster.size();
+    j["nodes"] = cluster.nodes();
+    j["bytes_read"] = read;
+    j["bytes_moved_between_ranks"] = moved;
+    j["bytes_written"] = written;
+    j["per_node"] = per_node;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s: %lld tiles on %d nodes x %d %s workers in %.4f s (compute %.4f s)\n", r.kernel.c_str(),
+                static_cast<long long>(r.tiles), cluster.nodes(), r.workers, std::string(mode_name(r.mode)).c_str(), r.wall_s,
+                r.compute_s);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace tilepool::mpi
