@@ -54,6 +54,7 @@ void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = 
 /// What one node did, as rank 0 gathers it (plain bytes over MPI).
 struct NodeFigures {
   std::int32_t rank = 0;
+  std::int32_t pid = 0;  // the leader's: its job segments are named tilepool-<pid>-...
   std::int32_t workers = 0;
   std::int64_t first_tile = 0;
   std::int64_t tiles = 0;
@@ -288,7 +289,7 @@ void print_report(const Cluster& cluster, bool json, cli::RunReport r, std::span
     read += f.bytes_read;
     moved += f.bytes_sent;
     written += f.bytes_written;
-    per_node.push_back({{"rank", f.rank}, {"host", std::string(f.host)}, {"workers", f.workers}, {"first_tile", f.first_tile},
+    per_node.push_back({{"rank", f.rank}, {"host", std::string(f.host)}, {"pid", f.pid}, {"workers", f.workers}, {"first_tile", f.first_tile},
                         {"tiles", f.tiles}, {"load_s", f.load_s}, {"compute_s", f.compute_s}, {"write_s", f.write_s},
                         {"bytes_read", f.bytes_read}, {"bytes_received", f.bytes_received}, {"bytes_sent", f.bytes_sent},
                         {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
@@ -319,6 +320,7 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   MPI_Comm leaders = cluster.leaders();
   NodeFigures fig;
   fig.rank = cluster.rank();
+  fig.pid = static_cast<std::int32_t>(::getpid());
   std::snprintf(fig.host, sizeof fig.host, "%s", cluster.host().c_str());
 
   // 1. The options, checked everywhere; the output by rank 0 (the filesystem is shared).
