@@ -54,6 +54,7 @@ void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = 
 /// What one node did, as rank 0 gathers it (plain bytes over MPI).
 struct NodeFigures {
   std::int32_t rank = 0;
+  std::int32_t pid = 0;  // the leader's: its job segments are named tilepool-<pid>-...
   std::int32_t workers = 0;
   std::int64_t first_tile = 0;
   std::int64_t tiles = 0;
@@ -271,6 +272,45 @@ void write_ranges(const fs::path& path, std::size_t data_offset, const std::byte
   check_mpi(MPI_File_close(&file), fmt::format("closing {}", path.string()));
 }
 
+// Rank 0: the job's report from every node's figures; `r` holds what the job alone knows.
+// The job's phases are the slowest node's.
+void print_report(const Cluster& cluster, bool json, cli::RunReport r, std::span<const NodeFigures> figures) {
+  std::uint64_t read = 0, moved = 0, written = 0;
+  nlohmann::ordered_json per_node = nlohmann::ordered_json::array();
+  for (const NodeFigures& f : figures) {
+    r.workers = std::max(r.workers, f.workers);
+    r.load_s = std::max(r.load_s, f.load_s);
+    r.spawn_s = std::max(r.spawn_s, f.spawn_s);
+    r.compute_s = std::max(r.compute_s, f.compute_s);
+    r.write_s = std::max(r.write_s, f.write_s);
+    r.bytes_copied += f.bytes_copied;
+    r.peak_pss_bytes = std::max(r.peak_pss_bytes, f.peak_pss_bytes);
+    r.retries += f.retries;
+    read += f.bytes_read;
+    moved += f.bytes_sent;
+    written += f.bytes_written;
+    per_node.push_back({{"rank", f.rank}, {"host", std::string(f.host)}, {"pid", f.pid}, {"workers", f.workers}, {"first_tile", f.first_tile},
+                        {"tiles", f.tiles}, {"load_s", f.load_s}, {"compute_s", f.compute_s}, {"write_s", f.write_s},
+                        {"bytes_read", f.bytes_read}, {"bytes_received", f.bytes_received}, {"bytes_sent", f.bytes_sent},
+                        {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
+  }
+  if (json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(cli::report_json(r));
+    j["ranks"] = cluster.size();
+    j["nodes"] = cluster.nodes();
+    j["bytes_read"] = read;
+    j["bytes_moved_between_ranks"] = moved;
+    j["bytes_written"] = written;
+    j["per_node"] = per_node;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s: %lld tiles on %d nodes x %d %s workers in %.4f s (compute %.4f s)\n", r.kernel.c_str(),
+                static_cast<long long>(r.tiles), cluster.nodes(), r.workers, std::string(mode_name(r.mode)).c_str(), r.wall_s,
+                r.compute_s);
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
@@ -280,6 +320,7 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   MPI_Comm leaders = cluster.leaders();
   NodeFigures fig;
   fig.rank = cluster.rank();
+  fig.pid = static_cast<std::int32_t>(::getpid());
   std::snprintf(fig.host, sizeof fig.host, "%s", cluster.host().c_str());
 
   // 1. The options, checked everywhere; the output by rank 0 (the filesystem is shared).
@@ -470,45 +511,11 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   cli::RunReport r;
   r.mode = settings.mode;
   r.kernel = o.kernel;
-  r.workers = fig.workers;
   r.tiles = grid.tile_count();
   r.shape = specs[0].shape;
   r.tile = settings.tile;
   r.wall_s = seconds_since(t_start);
-  std::uint64_t read = 0, moved = 0, written = 0;
-  nlohmann::ordered_json per_node = nlohmann::ordered_json::array();
-  for (const NodeFigures& f : figures) {
-    r.workers = std::max(r.workers, f.workers);
-    r.load_s = std::max(r.load_s, f.load_s);
-    r.spawn_s = std::max(r.spawn_s, f.spawn_s);
-    r.compute_s = std::max(r.compute_s, f.compute_s);
-    r.write_s = std::max(r.write_s, f.write_s);
-    r.bytes_copied += f.bytes_copied;
-    r.peak_pss_bytes = std::max(r.peak_pss_bytes, f.peak_pss_bytes);
-    r.retries += f.retries;
-    read += f.bytes_read;
-    moved += f.bytes_sent;
-    written += f.bytes_written;
-    per_node.push_back({{"rank", f.rank}, {"host", std::string(f.host)}, {"workers", f.workers}, {"first_tile", f.first_tile},
-                        {"tiles", f.tiles}, {"load_s", f.load_s}, {"compute_s", f.compute_s}, {"write_s", f.write_s},
-                        {"bytes_read", f.bytes_read}, {"bytes_received", f.bytes_received}, {"bytes_sent", f.bytes_sent},
-                        {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
-  }
-  if (o.json) {
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(cli::report_json(r));
-    j["ranks"] = cluster.size();
-    j["nodes"] = cluster.nodes();
-    j["bytes_read"] = read;
-    j["bytes_moved_between_ranks"] = moved;
-    j["bytes_written"] = written;
-    j["per_node"] = per_node;
-    std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("%s: %lld tiles on %d nodes x %d %s workers in %.4f s (compute %.4f s)\n", r.kernel.c_str(),
-                static_cast<long long>(r.tiles), cluster.nodes(), r.workers, std::string(mode_name(r.mode)).c_str(), r.wall_s,
-                r.compute_s);
-  }
-  std::fflush(stdout);
+  print_report(cluster, o.json, r, figures);
 }
 
 }  // namespace tilepool::mpi

@@ -209,6 +209,10 @@ TEST_P(MpiRunTest, JsonCountsEachNodesTilesAndOnlyTheBytesItsTilesRead) {
   }
   EXPECT_EQ(tiles, 64);
   EXPECT_GE(read, 256u * 256u * 8u);  // every byte by some node, halo rows twice
+  // Each node's job segments are gone (named after its leader's pid).
+  for (const auto& node : j["per_node"]) {
+    EXPECT_TRUE(testing::entries_with_prefix(fmt::format("tilepool-{}-", node["pid"].get<int>())).empty());
+  }
   EXPECT_EQ(j["bytes_read"], read);
   EXPECT_EQ(j["bytes_moved_between_ranks"], 0);
 }
