@@ -234,8 +234,9 @@ def report(table, ctx):
     # Threads mode as a fair baseline: warm, within 1.1x of share at every tile size.
     for edge in sorted({parse_name(n)[3].get("edge") for n in table if parse_name(n)[1:3] == ("add", "tiles")} - {None},
                        reverse=True):
-        out.append(ratio_row("threads / share, 4096² add, {}² tiles (wall per job, warm)".format(edge),
-                             time_of("Threads", edge), time_of("Share", edge), ("≤ 1.10x", 1.10)))
+        if time_of("Threads", edge) and time_of("Share", edge):
+            out.append(ratio_row("threads / share, 4096² add, {}² tiles (wall per job, warm)".format(edge),
+                                 time_of("Threads", edge), time_of("Share", edge), ("≤ 1.10x", 1.10)))
     # Dispatch alone: the noop kernel (no memory traffic), per tile and 2 workers against 1.
     for edge in (16, 4):
         one = find(table, "Share", "noop", "tiles", edge=edge, workers=1)
