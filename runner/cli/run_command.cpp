@@ -18,6 +18,7 @@
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/segment.hpp"
 
 namespace tilepool::cli {
 namespace {
@@ -93,6 +94,12 @@ void check_output(const Location& out, const Backing& backing, bool force) {
       throw Error(Errc::bad_input, fmt::format("--output {}: is a directory (expected a FILE.npy path)", out.text));
     }
     if (!force) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out.text));
+    // --force replaces a file (or a symlink: the link itself, not its target), never a device,
+    // FIFO or socket that happens to be under the name.
+    if (!fs::is_regular_file(st) && !fs::is_symlink(st)) {
+      throw Error(Errc::bad_input, fmt::format("--output {}: exists and is not a regular file (a device, FIFO or socket); "
+                                               "refusing to replace it", escape_for_message(out.text)));
+    }
   }
   fs::path dir = fs::path(out.text).parent_path();
   if (dir.empty()) dir = ".";
@@ -104,6 +111,7 @@ void check_output(const Location& out, const Backing& backing, bool force) {
     throw Error(Errc::bad_input, fmt::format("--output {}: cannot write in directory {}: {}", out.text, dir.string(),
                                              std::strerror(errno)));
   }
+  (void)remove_stale_file_temporaries(dir);  // what runs killed there left (no O_TMPFILE, or mid-publish)
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include "tilepool/shared/segment.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -501,6 +502,10 @@ void Segment::link_file(const std::filesystem::path& to, bool replace) {
   // replaces; replacing links a hidden name first and renames it over `to` in one step.
   const std::string self = fmt::format("/proc/self/fd/{}", name_);
   std::filesystem::path target = to;
+  struct stat old {};
+  if (replace && ::lstat(to.c_str(), &old) == 0 && !S_ISREG(old.st_mode) && !S_ISLNK(old.st_mode)) {
+    throw Error(Errc::bad_input, fmt::format("{}: exists and is not a regular file; refusing to replace it", ctx));
+  }
   if (replace) {
     std::random_device random;
     target = to.parent_path() / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
@@ -515,6 +520,26 @@ void Segment::link_file(const std::filesystem::path& to, bool replace) {
     throw system_error(fmt::format("{}: publishing", ctx), err);
   }
   owns_name_ = false;
+}
+
+std::size_t remove_stale_file_temporaries(const std::filesystem::path& dir) noexcept {
+  constexpr std::string_view kPrefix = ".tilepool-";
+  constexpr std::string_view kSuffix = ".tmp";
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) continue;
+    const std::size_t dash = name.find('-', kPrefix.size());
+    const std::string pid_text = name.substr(kPrefix.size(), dash == std::string::npos ? 0 : dash - kPrefix.size());
+    if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid_text)), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    if (::unlink(it->path().c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 bool remove_segment(std::string_view name, const Backing& backing) {

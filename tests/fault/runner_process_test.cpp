@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -177,6 +179,40 @@ TEST_F(RunnerProcessTest, MappedFileInputsAndOutputsNeedNoRoomInTheStore) {
   ::umount(mnt.c_str());
   EXPECT_EQ(failures, "");
   EXPECT_TRUE(empty) << "the runs left files in the store";
+}
+
+// --force replaces a file (or a symlink itself), never a FIFO or device under the name (as
+// root, `-o /dev/null --force` used to turn /dev/null into a regular file).
+TEST_F(RunnerProcessTest, ForceRefusesToReplaceAnOutputThatIsNotARegularFile) {
+  const std::string fifo = in("pipe.npy");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const char* mode : {"share", "threads"}) {
+    const auto r = run_command(kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") + " -o " + fifo +
+                               " -t 8,8 --force --no-progress -m " + mode + " 2>&1");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("not a regular file"), std::string::npos) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_TRUE(std::filesystem::is_fifo(fifo)) << mode;
+  }
+}
+
+// Where a run was killed while its output had a hidden name (no O_TMPFILE, or between the link
+// and the rename of --force), the next run in that directory removes the leftover; a live
+// process's is left alone.
+TEST_F(RunnerProcessTest, NextRunRemovesHiddenTemporariesOfKilledRunsInTheOutputDirectory) {
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  const auto stale = dir_ / (".tilepool-" + std::to_string(dead) + "-0123abcd.tmp");
+  const auto live = dir_ / (".tilepool-" + std::to_string(::getpid()) + "-0123abcd.tmp");
+  std::ofstream(stale) << "half";
+  std::ofstream(live) << "mine";
+  const auto r = run_command(kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") + " -o " + in("o.npy") +
+                             " -t 8,8 --no-progress");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));
 }
 
 TEST_F(RunnerProcessTest, SeveralRunnersAtOnceAllSucceed) {

@@ -169,6 +169,12 @@ class Segment {
 void publish_segment(std::string_view from, std::string_view to, const Backing& backing, bool replace,
                      std::optional<SegmentIdentity> expected = std::nullopt);
 
+/// Removes from directory `dir` the hidden files (".tilepool-<pid>-<random>.tmp") that
+/// Segment::create_unnamed_file (where the filesystem lacks O_TMPFILE) and Segment::link_file
+/// (between its link and its rename) leave behind when their process is killed: regular files
+/// of this uid whose process no longer exists. Returns how many it removed; never throws.
+std::size_t remove_stale_file_temporaries(const std::filesystem::path& dir) noexcept;
+
 /// Removes a segment by name if it is a regular file owned by this uid. Returns false if it
 /// did not exist; throws Error(bad_input) if it belongs to someone else or is not a file.
 bool remove_segment(std::string_view name, const Backing& backing = {});
