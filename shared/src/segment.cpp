@@ -239,6 +239,22 @@ int rename_noreplace(const char* from, const char* to) noexcept {
 #endif
 }
 
+// The errors that mean "the store is full": posix_fallocate's and write's alike.
+bool is_no_space(int err) noexcept { return err == ENOSPC || err == EFBIG || err == EDQUOT; }
+
+// "<what>: not enough space: needs N bytes in DIR".
+Error no_space_error(const std::string& what, std::uint64_t bytes, const std::filesystem::path& dir) {
+  return Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", what, bytes,
+                                           escape_for_message(dir.string())));
+}
+
+// A fresh hidden name in `dir` for a file that is not the user's yet:
+// ".tilepool-<pid>-<random>.tmp", the form remove_stale_file_temporaries recognises.
+std::filesystem::path hidden_temporary_in(const std::filesystem::path& dir) {
+  std::random_device random;
+  return dir / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
+}
+
 }  // namespace
 
 std::string to_string(const SegmentIdentity& identity) {
@@ -328,10 +344,7 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
   for (const ByteRange& r : reserve) {
     TILEPOOL_CHECK(r.offset + r.length <= size);
     if (const int err = ::posix_fallocate(obj.native(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length)); err != 0) {
-      if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
-        throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", where(name, backing),
-                                                covered_bytes(reserve), escape_for_message(backing.directory().string())));
-      }
+      if (is_no_space(err)) throw no_space_error(where(name, backing), covered_bytes(reserve), backing.directory());
       throw system_error(where(name, backing) + ": posix_fallocate", err);
     }
   }
@@ -404,10 +417,7 @@ void Segment::copy_from(int source, std::uint64_t source_offset, std::size_t off
       if (n > 0) out += n;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)) {
-      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", ctx, size(),
-                                              escape_for_message(backing_.directory().string())));
-    }
+    if (n < 0 && is_no_space(errno)) throw no_space_error(ctx, size(), backing_.directory());
     if (n < 0) throw system_error(ctx + ": copying data in", errno);
     if (n == 0) throw Error(Errc::bad_input, fmt::format("{}: the source file ended {} bytes early", ctx, left));
     left -= static_cast<std::size_t>(n);
@@ -443,8 +453,7 @@ Segment Segment::create_unnamed_file(const std::filesystem::path& dir, std::size
   obj.fd = detail::UniqueFd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666));
   std::filesystem::path temp;
   if (!obj.fd && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    std::random_device random;
-    temp = dir / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
+    temp = hidden_temporary_in(dir);
     obj.fd = detail::UniqueFd(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
   }
   if (!obj.fd) {
@@ -459,9 +468,7 @@ Segment Segment::create_unnamed_file(const std::filesystem::path& dir, std::size
   };
   if (const int err = ::posix_fallocate(obj.fd.get(), 0, static_cast<off_t>(size)); err != 0) {
     drop_temp();
-    if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
-      throw Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes", ctx, size));
-    }
+    if (is_no_space(err)) throw no_space_error("a new file", size, dir);
     throw system_error(ctx + ": posix_fallocate", err);
   }
   struct stat st {};
@@ -507,8 +514,7 @@ void Segment::link_file(const std::filesystem::path& to, bool replace) {
     throw Error(Errc::bad_input, fmt::format("{}: exists and is not a regular file; refusing to replace it", ctx));
   }
   if (replace) {
-    std::random_device random;
-    target = to.parent_path() / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
+    target = hidden_temporary_in(to.parent_path());
   }
   if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
     if (errno == EEXIST) throw exists_error();
