@@ -90,7 +90,8 @@ void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t
     if (launcher_->runner_supervises()) supervisor_.check(*launcher_);
     if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
   }
-  if (control.job_failed()) throw Error(Errc::job_failed, control.error_message());
+  // The worker's kind of error (a full store, a replaced segment, a failed tile) and its words.
+  if (control.job_failed()) throw control.error();
   // Sampled once, after the last tile: every page the job touched is mapped now (arrays are
   // made before the job and only grow while it runs), and no walk of /proc/PID/smaps_rollup
   // (about 20 ms of CPU per process at 3 x 128 MiB) competes with the workers for a core.

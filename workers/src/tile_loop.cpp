@@ -36,7 +36,12 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
           bound_job = job.job_id;
         }
       } catch (const std::exception& e) {
-        control.report_error(fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, e.what()));
+        // Setting up is attaching the job's arrays and binding the kernel: the kind of a
+        // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
+        // to the runner as it is.
+        const auto* error = dynamic_cast<const Error*>(&e);
+        control.report_error(fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, e.what()),
+                             error != nullptr ? error->code() : Errc::job_failed);
       }
       try {
         if (bound_job == job.job_id) handler.run(control, slot);
