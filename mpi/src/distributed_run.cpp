@@ -396,7 +396,7 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   step(cluster, [&] {
     if (!leader) return;
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      in_ranges[i] = input_ranges(*kernel, i, specs, grid, range);
+      in_ranges[i] = input_ranges(*kernel, i, specs, grid, range, settings.params);
       if (attached[i]) {
         job.inputs.push_back(JobArray::of(*attached[i]));  // rank 0 works on the segment itself
         continue;
@@ -417,7 +417,8 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
       if (!settings.inputs[i].is_segment) continue;
       if (root) {
         for (int node = 1; node < cluster.nodes(); ++node) {
-          const std::vector<ByteRange> theirs = input_ranges(*kernel, i, specs, grid, node_tiles(grid.tile_count(), cluster.nodes(), node));
+          const std::vector<ByteRange> theirs = input_ranges(*kernel, i, specs, grid, node_tiles(grid.tile_count(), cluster.nodes(), node),
+                                                                settings.params);
           if (theirs.empty()) continue;
           const RangesType type(theirs);
           check_mpi(MPI_Send(attached[i]->data(), 1, type.get(), node, kInputTag + static_cast<int>(i), leaders), "MPI_Send");

@@ -178,7 +178,7 @@ RunSettings check_run_options(const RunOptions& o) {
   }
   for (const std::string& item : o.params) {
     const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
-    for (const auto& [key, value] : one.values()) s.params.set(key, value);
+    for (const auto& [key, value] : one.values()) s.params.add(key, value);  // a repeated key is refused
   }
   if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
   for (const auto& in : o.inputs) s.inputs.push_back(parse_location(in, "--input"));
@@ -189,7 +189,7 @@ RunSettings check_run_options(const RunOptions& o) {
 TileGrid check_tile_flag(const RunOptions& o, const KernelDef& kernel, std::span<const ArraySpec> inputs,
                          const ArraySpec& output, const Shape& tile) {
   if (o.tile) return for_flag("--tile", *o.tile, [&](auto) { return tile_grid(kernel, inputs, output, tile); });
-  const Shape space = kernel.iteration_shape(inputs, output);
+  const Shape space = iteration_shape_of(kernel, inputs, output);
   if (!space.empty()) {
     throw Error(Errc::usage, fmt::format("--tile is required: {} runs over a {}-D space {} (give extents for its last axes, "
                                          "like --tile {})", kernel.name, space.size(), format_shape(space),
