@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,8 +44,9 @@ FileIdentity identity_of(const struct stat& st) {
 
 struct Loaded {
   LoadedPlugin plugin;
-  FileIdentity identity;
-  int fd;  // open for the life of the process: workers load this file through /proc/PID/fd
+  FileIdentity identity;  // of what was loaded: the private copy (or the file if none could be made)
+  int fd;                 // open for the life of the process: workers load it through /proc/PID/fd
+  FileIdentity source;    // of the user's file, when it was read
 };
 
 struct Plugins {
@@ -221,8 +223,8 @@ std::optional<std::string> probe_failure(int fd) {
 
 // Loads the plugin file open on `fd` (ours from now on) whose path for messages is `path` and
 // whose real path is `canonical`. Called with the registry's mutex held.
-const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const std::string& path, const std::string& canonical,
-                                   bool probe) {
+const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const FileIdentity& source, const std::string& path,
+                                   const std::string& canonical, bool probe) {
   Plugins& p = plugins();
   try {
     if (probe) {
@@ -258,7 +260,7 @@ const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const s
                                  differs));
       }
       std::vector<const KernelDef*> kernels = register_plugin_kernels(path, *plugin);
-      p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, identity, fd});
+      p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, identity, fd, source});
       return p.loaded.back().plugin;
     } catch (...) {
       ::dlclose(handle);
@@ -270,11 +272,49 @@ const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const s
   }
 }
 
-const Loaded* find_loaded(const FileIdentity& identity) {
+// The plugin loaded from the file `identity` (as a source), or loaded as that object.
+const Loaded* find_loaded(const FileIdentity& identity, bool as_source) {
   for (const Loaded& l : plugins().loaded) {
-    if (l.identity.device == identity.device && l.identity.inode == identity.inode) return &l;
+    const FileIdentity& id = as_source ? l.source : l.identity;
+    if (id.device == identity.device && id.inode == identity.inode) return &l;
   }
   return nullptr;
+}
+
+// A sealed in-memory copy of the plugin file open on `fd` (memfd_create), or -1 if this
+// system cannot make one. This process and the job's workers map the copy, never the user's
+// file: a plugin rewritten in place (cp over it, truncated and written) while loaded would
+// change code under running processes (measured: the runner died of SIGSEGV). Throws if the
+// file changes while it is read.
+int private_copy(int fd, const FileIdentity& identity, const std::string& path) {
+  const int copy = ::memfd_create("tilepool-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0) return -1;
+  try {
+    char buf[1 << 16];
+    off_t offset = 0;
+    for (;;) {
+      const ssize_t n = retry_on_eintr([&] { return ::pread(fd, buf, sizeof buf, offset); });
+      if (n < 0) refuse(path, fmt::format("reading it: {}", std::strerror(errno)));
+      if (n == 0) break;
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = retry_on_eintr([&] { return ::write(copy, buf + done, static_cast<std::size_t>(n - done)); });
+        if (w < 0) refuse(path, fmt::format("copying it into memory: {}", std::strerror(errno)));
+        done += w;
+      }
+      offset += n;
+    }
+    struct stat after {};
+    if (::fstat(fd, &after) != 0 || !(identity_of(after) == identity) || offset != identity.size) {
+      refuse(path, "the file changed while it was being read");
+    }
+    if (::fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+      refuse(path, fmt::format("sealing its copy: {}", std::strerror(errno)));
+    }
+    return copy;
+  } catch (...) {
+    ::close(copy);
+    throw;
+  }
 }
 
 }  // namespace
@@ -295,12 +335,12 @@ const LoadedPlugin& load_plugin(const std::string& path) {
     refuse(path, std::strerror(err));
   }
   const FileIdentity identity = identity_of(st);
-  if (const Loaded* l = find_loaded(identity)) {
+  if (const Loaded* l = find_loaded(identity, /*as_source=*/true)) {
     ::close(fd);
-    if (!(l->identity == identity)) {
+    if (!(l->source == identity)) {
       refuse(path, fmt::format("the file was rewritten in place since it was loaded from '{}' (now {} bytes, was {}); a "
                                "process runs one build of a plugin: start a new one",
-                               escape_for_message(l->plugin.path), identity.size, l->identity.size));
+                               escape_for_message(l->plugin.path), identity.size, l->source.size));
     }
     return l->plugin;
   }
@@ -319,7 +359,25 @@ const LoadedPlugin& load_plugin(const std::string& path) {
     ::close(fd);
     throw;
   }
-  return load_open_file(fd, identity, path, canonical, /*probe=*/true);  // owns fd from here
+  int loaded_fd = fd;
+  FileIdentity loaded = identity;
+  try {
+    if (const int copy = private_copy(fd, identity, path); copy >= 0) {
+      struct stat cst {};
+      if (::fstat(copy, &cst) != 0) {
+        const int err = errno;
+        ::close(copy);
+        refuse(path, std::strerror(err));
+      }
+      ::close(fd);
+      loaded_fd = copy;
+      loaded = identity_of(cst);
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return load_open_file(loaded_fd, loaded, identity, path, canonical, /*probe=*/true);  // owns loaded_fd from here
 }
 
 std::string plugin_path_of(const KernelDef& kernel) {
@@ -377,7 +435,7 @@ const LoadedPlugin& load_pinned_plugin(std::string_view reference) {
                        now.size, now.mtime_ns, then.size, then.mtime_ns),
            Errc::job_failed);
   };
-  if (const Loaded* l = find_loaded(pinned)) {
+  if (const Loaded* l = find_loaded(pinned, /*as_source=*/false)) {
     if (!(l->identity == pinned)) changed(l->identity, pinned);
     return l->plugin;
   }
@@ -403,7 +461,7 @@ const LoadedPlugin& load_pinned_plugin(std::string_view reference) {
     changed(now, pinned);
   }
   // The runner probed this very file; loading it again here needs no probe.
-  return load_open_file(fd, pinned, path, path, /*probe=*/false);
+  return load_open_file(fd, pinned, pinned, path, path, /*probe=*/false);
 }
 
 }  // namespace tilepool

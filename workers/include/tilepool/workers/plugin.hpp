@@ -106,10 +106,12 @@ struct LoadedPlugin {
 };
 
 /// Loads the plugin at `path` and registers its kernels, so that find_kernel finds them in this
-/// process. The file is opened once and stays open: what is loaded, and what the job's workers
-/// load (pinned_plugin_of), is that file, whatever its path holds later. Loading a file that is
-/// loaded already (by any path) returns the first load's result. Thread-safe. Plugins are never
-/// unloaded.
+/// process. The file is opened once and read into a sealed in-memory copy (memfd; the file
+/// itself where the system cannot make one) that stays open: what is loaded, and what the job's
+/// workers load (pinned_plugin_of), is that copy, whatever the path holds later and even if the
+/// file is rewritten in place. Loading a file that is loaded already (by any path) returns the
+/// first load's result. Thread-safe. Plugins are never unloaded. (The plugin is loaded as
+/// /proc/self/fd/N: `$ORIGIN` in its run path does not name its folder.)
 ///
 /// Before loading it here, the plugin is loaded once in a child process (fork): a static
 /// initializer that throws (which dlopen cannot pass on: the process would terminate), aborts
@@ -138,10 +140,10 @@ std::string plugin_path_of(const KernelDef& kernel);
 /// Thread-safe.
 std::string pinned_plugin_of(const KernelDef& kernel);
 
-/// Loads the plugin a runner pinned (pinned_plugin_of, made in the runner): its open file, through
+/// Loads the plugin a runner pinned (pinned_plugin_of, made in the runner): its open copy, through
 /// /proc/PID/fd, never the file its path names now. Throws Error(job_failed) naming the plugin
-/// if the file is no longer what the runner loaded (rewritten in place: another size or
-/// modification time), or as load_plugin. Thread-safe.
+/// if that is no longer what the runner loaded (another size or modification time: possible
+/// only where no sealed copy could be made), or as load_plugin. Thread-safe.
 const LoadedPlugin& load_pinned_plugin(std::string_view reference);
 
 }  // namespace tilepool
