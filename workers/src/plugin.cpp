@@ -170,6 +170,9 @@ std::string build_differences(const tilepool_plugin_build& plugin) {
 // "terminate called after throwing an instance of 'char const*'". Returns why the child failed,
 // or nothing if loading (and the entry point) went through.
 std::optional<std::string> probe_failure(int fd) {
+  // The child's status when loading went through: not 0, so that a static initializer that
+  // calls exit(0) is a failure too.
+  constexpr int kLoaded = 75;
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw system_error("pipe2 for a plugin probe", errno);
   const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
@@ -195,7 +198,7 @@ std::optional<std::string> probe_failure(int fd) {
         }
       }
     }
-    ::_exit(0);  // no atexit handlers, no static destructors of the parent's state
+    ::_exit(kLoaded);  // no atexit handlers, no static destructors of the parent's state
   }
   ::close(pipe_fds[1]);
   std::string said;
@@ -208,14 +211,14 @@ std::optional<std::string> probe_failure(int fd) {
   ::close(pipe_fds[0]);
   int status = 0;
   (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::nullopt;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kLoaded) return std::nullopt;
   // Its first line is the useful one ("terminate called after throwing an instance of 'char const*'").
   std::string first = said.substr(0, said.find('\n'));
   if (const auto what = said.find("what():"); what != std::string::npos) {
     first += fmt::format(" ({})", said.substr(what, said.find('\n', what) - what));
   }
   const std::string how = WIFSIGNALED(status) ? fmt::format("signal {} ({})", WTERMSIG(status), ::strsignal(WTERMSIG(status)))
-                                              : fmt::format("exit status {}", WEXITSTATUS(status));
+                                              : fmt::format("it exited, status {}", WEXITSTATUS(status));
   return fmt::format("loading it ends the process ({}): its static initializers {}{}", how,
                      WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT ? "threw or aborted" : "failed",
                      first.empty() ? std::string() : fmt::format(": {}", escape_for_message(first)));
