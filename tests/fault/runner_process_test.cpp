@@ -205,8 +205,8 @@ TEST_F(RunnerProcessTest, NextRunRemovesHiddenTemporariesOfKilledRunsInTheOutput
   if (dead == 0) ::_exit(0);
   ASSERT_GT(dead, 0);
   ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
-  const auto stale = hidden_temporary_path(dir_, "o.npy", ProcessOwner{dead, this_process().start_time});
-  const auto live = hidden_temporary_path(dir_, "o.npy");
+  const auto stale = hidden_temporary_path(dir_.path(), "o.npy", ProcessOwner{dead, this_process().start_time});
+  const auto live = hidden_temporary_path(dir_.path(), "o.npy");
   std::ofstream(stale) << "half";
   std::ofstream(live) << "mine";
   const auto r = run_command(kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") + " -o " + in("o.npy") +
