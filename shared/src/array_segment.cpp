@@ -40,13 +40,17 @@ ArraySegment ArraySegment::create(std::string name, DType dtype, const Shape& sh
   return with_header(dtype, shape, [&](std::size_t bytes) { return Segment::create(std::move(name), bytes, backing, options); });
 }
 
-ArraySegment ArraySegment::create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape) {
-  std::filesystem::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
+ArraySegment ArraySegment::create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape,
+                                           const PublishOptions& publish) {
   // Not pre-faulted: each page is touched first by the worker that writes it.
   return with_header(dtype, shape, [&](std::size_t bytes) {
-    return Segment::create_unnamed_file(dir, bytes, MapOptions{.populate = false});
+    return Segment::create_pending_file(path, bytes, publish, MapOptions{.populate = false});
   });
+}
+
+void ArraySegment::publish_npy_file(const std::filesystem::path& path, bool replace) {
+  TILEPOOL_CHECK(segment_.pending_file() != nullptr && segment_.pending_file()->target() == path);
+  segment_.publish_file(replace);
 }
 
 ArraySegment ArraySegment::create_sparse(std::string name, DType dtype, const Shape& shape,

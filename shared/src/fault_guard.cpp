@@ -4,11 +4,14 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <ucontext.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
@@ -98,11 +101,26 @@ bool find_range(std::uintptr_t address, Hit& hit) noexcept {
   return false;
 }
 
+// What the faulting instruction did, where the processor tells (x86-64's page-fault error code).
+enum class Access { unknown, read, write };
+
 struct Fault {
   int signal = 0;
   std::uintptr_t address = 0;
   Hit hit;
+  Access access = Access::unknown;
 };
+
+Access access_of(const void* context) noexcept {
+#if defined(__x86_64__) && defined(REG_ERR)
+  // Bit 1 of the page-fault error code: the access was a write.
+  const auto* uc = static_cast<const ucontext_t*>(context);
+  return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0 ? Access::write : Access::read;
+#else
+  (void)context;
+  return Access::unknown;
+#endif
+}
 
 // One active guard_faults() call, on the stack of the thread that made it.
 struct GuardFrame {
@@ -148,7 +166,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
     Hit hit;
     if (find_range(address, hit) && (shrank || hit.read_only)) {
-      guard->fault = Fault{sig, address, hit};
+      guard->fault = Fault{sig, address, hit, access_of(context)};
       tl_guard = guard->enclosing;
       // SA_NODEFER left the signal unblocked, so no mask needs restoring on the way out.
       siglongjmp(guard->jump, 1);
@@ -171,22 +189,49 @@ bool install_handler() noexcept {
   return true;
 }
 
+// A SIGBUS on a mapping whose file still covers it: the kernel could not provide the page. A
+// filesystem with (almost) no free space says why: a hole needed a block (or a tmpfs page) and
+// there was none. Otherwise it was an I/O error (or a quota).
+bool filesystem_full(int fd) noexcept {
+  struct statvfs st {};
+  if (::fstatvfs(fd, &st) != 0) return false;
+  constexpr std::uint64_t kAlmostNothing = std::uint64_t{1} << 20;
+  return static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize) < kAlmostNothing;
+}
+
 Error fault_error(const Fault& fault) {
   std::string what = "a shared mapping";
   std::optional<long long> now;
+  bool full = false;
   {
     const std::lock_guard lock(g_mutex);
     // The slot may have been unregistered (and reused) since: then only the range is known.
     if (fault.hit.slot->sequence.load(std::memory_order_relaxed) == fault.hit.sequence) {
       what = fault.hit.slot->what;
       struct stat st {};
-      if (fault.hit.slot->fd >= 0 && ::fstat(fault.hit.slot->fd, &st) == 0) now = st.st_size;
+      if (fault.hit.slot->fd >= 0 && ::fstat(fault.hit.slot->fd, &st) == 0) {
+        now = st.st_size;
+        full = filesystem_full(fault.hit.slot->fd);
+      }
     }
   }
   const std::uintptr_t needs = fault.hit.end - fault.hit.begin;
   const std::uintptr_t offset = fault.address - fault.hit.begin;
   if (fault.signal == SIGSEGV) {
     return Error(Errc::job_failed, fmt::format("{} is read-only: a write to byte {} of it faulted", what, offset));
+  }
+  if (now && static_cast<std::uint64_t>(*now) >= needs) {
+    // Mappings start at offset 0 of their file: the file still holds every byte mapped.
+    const char* doing = fault.hit.read_only || fault.access == Access::read ? "reading"
+                        : fault.access == Access::write                     ? "writing"
+                                                                            : "writing or reading";
+    if (full) {
+      return Error(Errc::no_space, fmt::format("{}: no space left on device while {} its pages (the filesystem is full)",
+                                               what, doing));
+    }
+    return Error(Errc::system, fmt::format("{}: the system could not provide its pages while {} them at byte {} (an I/O "
+                                           "error, or a quota that is exhausted)",
+                                           what, doing, offset));
   }
   if (now) {
     return Error(Errc::job_failed,

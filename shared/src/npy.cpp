@@ -9,13 +9,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <string_view>
 #include <vector>
 
 #include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool::npy {
 namespace {
@@ -341,32 +341,14 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
     throw Error(Errc::exists, fmt::format("{}: already exists", escape_for_message(what)));
   }
-  std::random_device rd;
-  const std::filesystem::path tmp = fmt::format("{}.tmp-{}-{}", path.string(), ::getpid(), rd());
-  detail::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
-  if (!fd) throw system_failure(what, "cannot create", errno);
+  // Built with no name (or a hidden temporary one) beside `path`, then published in one step.
+  PendingFile file = PendingFile::create(path, PublishOptions{.replace = overwrite});
   const std::string header = make_header(dtype, shape);
-  const bool ok = detail::write_full(fd.get(), std::as_bytes(std::span(header))) && detail::write_full(fd.get(), data);
-  const int write_err = errno;
-  const bool closed = ::close(fd.release()) == 0;
-  if (!ok || !closed) {
-    const int err = ok ? errno : write_err;
-    ::unlink(tmp.c_str());
-    throw system_failure(what, "write", err);
+  file.allocate(header.size() + data.size());  // a full filesystem fails here, naming `path` and its directory
+  if (!detail::write_full(file.fd(), std::as_bytes(std::span(header))) || !detail::write_full(file.fd(), data)) {
+    throw system_failure(what, "write", errno);
   }
-  int rc = 0;
-  if (overwrite) {
-    rc = ::rename(tmp.c_str(), path.c_str());
-  } else {
-    // Atomic "create if absent": link fails with EEXIST if someone made the file meanwhile.
-    rc = ::link(tmp.c_str(), path.c_str());
-  }
-  const int link_err = errno;
-  if (!overwrite || rc != 0) ::unlink(tmp.c_str());
-  if (rc != 0) {
-    if (link_err == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists", escape_for_message(what)));
-    throw system_failure(what, "cannot rename into place", link_err);
-  }
+  file.publish(overwrite);
 }
 
 }  // namespace tilepool::npy

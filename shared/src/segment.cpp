@@ -1,12 +1,10 @@
 #include "tilepool/shared/segment.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -16,7 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ostream>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -24,6 +21,7 @@
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -224,21 +222,6 @@ bool stat_own_segment(std::string_view name, const Backing& backing, struct stat
   return true;
 }
 
-// renameat2(RENAME_NOREPLACE) through the system call (glibc 2.28+ has a wrapper, older ones
-// do not, and the number is the same either way). Returns 0 or an errno value.
-int rename_noreplace(const char* from, const char* to) noexcept {
-#if defined(SYS_renameat2) && defined(RENAME_NOREPLACE)
-  if (::syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
-  return errno;
-#elif defined(SYS_renameat2)
-  if (::syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1U) == 0) return 0;
-  return errno;
-#else
-  (void)from, (void)to;
-  return ENOSYS;
-#endif
-}
-
 // The errors that mean "the store is full": posix_fallocate's and write's alike.
 bool is_no_space(int err) noexcept { return err == ENOSPC || err == EFBIG || err == EDQUOT; }
 
@@ -246,13 +229,6 @@ bool is_no_space(int err) noexcept { return err == ENOSPC || err == EFBIG || err
 Error no_space_error(const std::string& what, std::uint64_t bytes, const std::filesystem::path& dir) {
   return Error(Errc::no_space, fmt::format("{}: not enough space: needs {} bytes in {}", what, bytes,
                                            escape_for_message(dir.string())));
-}
-
-// A fresh hidden name in `dir` for a file that is not the user's yet:
-// ".tilepool-<pid>-<random>.tmp", the form remove_stale_file_temporaries recognises.
-std::filesystem::path hidden_temporary_in(const std::filesystem::path& dir) {
-  std::random_device random;
-  return dir / fmt::format(".tilepool-{}-{:08x}{:08x}.tmp", ::getpid(), random(), random());
 }
 
 }  // namespace
@@ -280,7 +256,7 @@ Segment::Segment(Segment&& other) noexcept
       identity_(other.identity_),
       read_only_(other.read_only_),
       owns_name_(std::exchange(other.owns_name_, false)),
-      temp_path_(std::move(other.temp_path_)) {}
+      pending_(std::move(other.pending_)) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
@@ -291,7 +267,7 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     identity_ = other.identity_;
     read_only_ = other.read_only_;
     owns_name_ = std::exchange(other.owns_name_, false);
-    temp_path_ = std::move(other.temp_path_);
+    pending_ = std::move(other.pending_);
   }
   return *this;
 }
@@ -303,11 +279,8 @@ void Segment::remove_name() noexcept {
   // after ours was removed (by `rm` or by hand) is not ours to remove.
   struct stat st {};
   if (backing_.is_descriptors()) {
-    // An unnamed file has nothing to remove; its hidden stand-in does.
-    if (owns_name_ && !temp_path_.empty() && ::lstat(temp_path_.c_str(), &st) == 0 &&
-        static_cast<std::uint64_t>(st.st_ino) == identity_.inode) {
-      ::unlink(temp_path_.c_str());
-    }
+    // An unnamed file has nothing to remove; a hidden temporary goes with its PendingFile.
+    if (owns_name_) pending_.reset();
     owns_name_ = false;
     return;
   }
@@ -444,108 +417,34 @@ Segment Segment::open_file(const std::filesystem::path& path, MapOptions options
                  options.read_only, /*owns=*/false);
 }
 
-Segment Segment::create_unnamed_file(const std::filesystem::path& dir, std::size_t size, MapOptions options) {
+Segment Segment::create_pending_file(const std::filesystem::path& target, std::size_t size, const PublishOptions& publish,
+                                     MapOptions options) {
   TILEPOOL_CHECK(size > 0);
   TILEPOOL_CHECK(!options.read_only && !options.expected_identity);
-  const std::string ctx = escape_for_message(dir.string());
+  const std::string ctx = escape_for_message(target.string());
+  auto pending = std::make_unique<PendingFile>(PendingFile::create(target, publish));
+  pending->allocate(size);
+  // The mapping keeps a descriptor of its own, which also names the segment for other
+  // processes (/proc/PID/fd/N): the PendingFile's goes when it is published.
   OpenObject obj;
-  // Mode 0666 less the umask, as any file the user writes (npy::write_file's too).
-  obj.fd = detail::UniqueFd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666));
-  std::filesystem::path temp;
-  if (!obj.fd && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    temp = hidden_temporary_in(dir);
-    obj.fd = detail::UniqueFd(::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
-  }
-  if (!obj.fd) {
-    const int err = errno;
-    if (err == EACCES || err == EPERM || err == EROFS || err == ENOENT || err == ENOTDIR) {
-      throw Error(Errc::bad_input, fmt::format("{}: cannot create a file there: {}", ctx, std::strerror(err)));
-    }
-    throw system_error(fmt::format("{}: creating a file", ctx), err);
-  }
-  auto drop_temp = [&] {
-    if (!temp.empty()) ::unlink(temp.c_str());
-  };
-  if (const int err = ::posix_fallocate(obj.fd.get(), 0, static_cast<off_t>(size)); err != 0) {
-    drop_temp();
-    if (is_no_space(err)) throw no_space_error("a new file", size, dir);
-    throw system_error(ctx + ": posix_fallocate", err);
-  }
+  obj.fd = detail::UniqueFd(::fcntl(pending->fd(), F_DUPFD_CLOEXEC, 0));
+  if (!obj.fd) throw system_error(ctx + ": dup", errno);
   struct stat st {};
-  if (::fstat(obj.fd.get(), &st) != 0) {
-    const int err = errno;
-    drop_temp();
-    throw system_error(ctx + ": fstat", err);
-  }
+  if (::fstat(obj.fd.get(), &st) != 0) throw system_error(ctx + ": fstat", errno);
   const int fd = obj.fd.get();
-  std::shared_ptr<Mapping> mapping;
-  try {
-    mapping = map_object(std::move(obj), size, options, fmt::format("a new file in {}", ctx), ctx);
-  } catch (...) {
-    drop_temp();
-    throw;
-  }
+  auto mapping = map_object(std::move(obj), size, options, fmt::format("file {}", ctx), ctx);
   Segment segment(std::to_string(fd), Backing::descriptors_of(::getpid()), std::move(mapping), identity_of(st),
                   /*read_only=*/false, /*owns=*/true);
-  segment.temp_path_ = std::move(temp);
+  segment.pending_ = std::move(pending);
   return segment;
 }
 
-void Segment::link_file(const std::filesystem::path& to, bool replace) {
-  TILEPOOL_CHECK(backing_.is_descriptors() && owns_name_);
-  const std::string ctx = escape_for_message(to.string());
-  const auto exists_error = [&] { return Error(Errc::exists, fmt::format("{}: already exists", ctx)); };
-  if (!temp_path_.empty()) {
-    // The hidden stand-in: rename it (rename_noreplace unless replacing).
-    const int err = replace ? (::rename(temp_path_.c_str(), to.c_str()) == 0 ? 0 : errno)
-                            : rename_noreplace(temp_path_.c_str(), to.c_str());
-    if (err == EEXIST) throw exists_error();
-    if (err != 0) throw system_error(fmt::format("{}: publishing", ctx), err);
-    temp_path_.clear();
-    owns_name_ = false;
-    return;
-  }
-  // An O_TMPFILE file gets its first name from linkat(2) through /proc/self/fd, which never
-  // replaces; replacing links a hidden name first and renames it over `to` in one step.
-  const std::string self = fmt::format("/proc/self/fd/{}", name_);
-  std::filesystem::path target = to;
-  struct stat old {};
-  if (replace && ::lstat(to.c_str(), &old) == 0 && !S_ISREG(old.st_mode) && !S_ISLNK(old.st_mode)) {
-    throw Error(Errc::bad_input, fmt::format("{}: exists and is not a regular file; refusing to replace it", ctx));
-  }
-  if (replace) {
-    target = hidden_temporary_in(to.parent_path());
-  }
-  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-    if (errno == EEXIST) throw exists_error();
-    throw system_error(fmt::format("{}: publishing", ctx), errno);
-  }
-  if (replace && ::rename(target.c_str(), to.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(target.c_str());
-    throw system_error(fmt::format("{}: publishing", ctx), err);
-  }
+void Segment::publish_file(bool replace) {
+  TILEPOOL_CHECK(backing_.is_descriptors() && owns_name_ && pending_);
+  pending_->publish(replace);
+  // Published: the descriptor and temporary bookkeeping go; the file is the user's.
+  pending_.reset();
   owns_name_ = false;
-}
-
-std::size_t remove_stale_file_temporaries(const std::filesystem::path& dir) noexcept {
-  constexpr std::string_view kPrefix = ".tilepool-";
-  constexpr std::string_view kSuffix = ".tmp";
-  std::size_t removed = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) continue;
-    const std::size_t dash = name.find('-', kPrefix.size());
-    const std::string pid_text = name.substr(kPrefix.size(), dash == std::string::npos ? 0 : dash - kPrefix.size());
-    if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-    struct stat st {};
-    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
-    if (::kill(static_cast<pid_t>(std::stol(pid_text)), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
-    if (::unlink(it->path().c_str()) == 0) ++removed;
-  }
-  return removed;
 }
 
 bool remove_segment(std::string_view name, const Backing& backing) {
@@ -576,30 +475,11 @@ void publish_segment(std::string_view from, std::string_view to, const Backing& 
                             to_string(*expected), to_string(identity_of(st))));
   }
   if (from == to) return;
-  const auto from_path = backing.path_of(from);
-  const auto to_path = backing.path_of(to);
-  const auto exists_error = [&] { return Error(Errc::exists, fmt::format("{}: already exists", where(to, backing))); };
   if (replace) {
     struct stat old {};
     (void)stat_own_segment(to, backing, old, "move or replace");  // refuses a directory, symlink or another user's file
-    if (::rename(from_path.c_str(), to_path.c_str()) != 0) {
-      throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), errno);
-    }
-    return;
   }
-  const int err = rename_noreplace(from_path.c_str(), to_path.c_str());
-  if (err == 0) return;
-  if (err == EEXIST) throw exists_error();
-  if (err != EINVAL && err != ENOSYS) {
-    throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), err);
-  }
-  // The filesystem cannot rename without replacing: link(2) never replaces either, and readers
-  // of `to` see the whole object from the start; then drop the old name.
-  if (::link(from_path.c_str(), to_path.c_str()) != 0) {
-    if (errno == EEXIST) throw exists_error();
-    throw system_error(fmt::format("publishing {} as {}", where(from, backing), where(to, backing)), errno);
-  }
-  ::unlink(from_path.c_str());
+  publish_path(backing.path_of(from), backing.path_of(to), replace, where(from, backing), where(to, backing));
 }
 
 }  // namespace tilepool

@@ -16,6 +16,7 @@
 #include "fault/runner_process.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/runner/job_names.hpp"
+#include "tilepool/shared/publish.hpp"
 #include "tilepool/shared/segment.hpp"
 
 namespace tilepool {
@@ -204,8 +205,8 @@ TEST_F(RunnerProcessTest, NextRunRemovesHiddenTemporariesOfKilledRunsInTheOutput
   if (dead == 0) ::_exit(0);
   ASSERT_GT(dead, 0);
   ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
-  const auto stale = dir_ / (".tilepool-" + std::to_string(dead) + "-0123abcd.tmp");
-  const auto live = dir_ / (".tilepool-" + std::to_string(::getpid()) + "-0123abcd.tmp");
+  const auto stale = hidden_temporary_path(dir_.path(), "o.npy", ProcessOwner{dead, this_process().start_time});
+  const auto live = hidden_temporary_path(dir_.path(), "o.npy");
   std::ofstream(stale) << "half";
   std::ofstream(live) << "mine";
   const auto r = run_command(kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") + " -o " + in("o.npy") +

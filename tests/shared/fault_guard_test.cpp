@@ -16,6 +16,7 @@
 
 #include "shared/child_process.hpp"
 #include "shared/error_expectations.hpp"
+#include "shared/small_tmpfs.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/segment.hpp"
@@ -316,6 +317,81 @@ TEST_F(FaultGuardTest, ASignalSentWithKillIsNotMistakenForAFault) {
   });
 
   EXPECT_TRUE(died_of(status, SIGBUS));
+}
+
+
+// ---- a page the filesystem has no room for ----------------------------------------------------
+
+// A sparse file of `size` bytes (all holes) on a tmpfs, then the tmpfs filled to the last page.
+class FullFilesystem {
+ public:
+  FullFilesystem() : tmpfs_("1m") {}
+  [[nodiscard]] bool mounted() const { return tmpfs_.mounted(); }
+  [[nodiscard]] const std::string& why() const { return tmpfs_.why(); }
+  [[nodiscard]] std::filesystem::path sparse_file(std::size_t size) const {
+    const auto path = tmpfs_.path() / "sparse.npy";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+    ::close(fd);
+    return path;
+  }
+  // Writes a filler file until the filesystem says ENOSPC.
+  void fill() const {
+    const auto path = tmpfs_.path() / "filler";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const std::vector<char> chunk(kPage, 'f');
+    while (::write(fd, chunk.data(), chunk.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    ::close(fd);
+  }
+
+ private:
+  testing::SmallTmpfs tmpfs_;
+};
+
+TEST_F(FaultGuardTest, ReadingAHoleOfASparseInputOnAFullFilesystemIsNoSpaceNamingTheFile) {
+  const FullFilesystem fs;
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  const auto path = fs.sparse_file(64 * kPage);
+  const Segment input = Segment::open_file(path, MapOptions{.populate = false, .read_only = true});
+  fs.fill();
+
+  EXPECT_TRUE(throws_error([&] { guard_faults([&] { (void)touch(input.data() + 10 * kPage); }); }, Errc::no_space,
+                           {path.string(), "no space left on device while reading its pages (the filesystem is full)"}));
+}
+
+TEST_F(FaultGuardTest, WritingAHoleOfAMappedOutputOnAFullFilesystemIsNoSpaceNotAShrunkFile) {
+  const FullFilesystem fs;
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  const auto path = fs.sparse_file(64 * kPage);
+  const Segment output = Segment::open_file(path, MapOptions{.populate = false});
+  fs.fill();
+
+  try {
+    guard_faults([&] { poke(output.data() + 20 * kPage); });
+    FAIL() << "a write into a hole of a full filesystem did not fault";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(e.code(), Errc::no_space) << message;
+    EXPECT_NE(message.find(path.string() + ": no space left on device while "), std::string::npos) << message;
+    EXPECT_NE(message.find("(the filesystem is full)"), std::string::npos) << message;
+    EXPECT_EQ(message.find("shrank"), std::string::npos) << message;
+  }
+}
+
+TEST_F(FaultGuardTest, AFileThatShrankOnAFullFilesystemIsStillReportedAsShrunk) {
+  const FullFilesystem fs;
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  const auto path = fs.sparse_file(64 * kPage);
+  const Segment input = Segment::open_file(path, MapOptions{.populate = false, .read_only = true});
+  fs.fill();
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);
+
+  EXPECT_TRUE(throws_error([&] { guard_faults([&] { (void)touch(input.data() + 10 * kPage); }); }, Errc::job_failed,
+                           {path.string(), "shrank under the job"}));
 }
 
 }  // namespace

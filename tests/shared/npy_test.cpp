@@ -777,13 +777,13 @@ TEST(NpyTest, WriteFileLeavesNoTemporaryFileBehind) {
   EXPECT_EQ(directory_entries(dir.path()), std::vector<std::string>{"out.npy"});
 }
 
-TEST(NpyTest, WriteFileFailsWhenTheDirectoryDoesNotExist) {
+TEST(NpyTest, WriteFileInADirectoryThatDoesNotExistIsBadInputNamingTheFileAndTheDirectory) {
   TempDir dir;
   const auto path = dir / "no" / "such" / "out.npy";
   const std::array<std::uint8_t, 1> values = {1};
 
   EXPECT_TRUE(throws_error([&] { npy::write_file(path, DType::uint8, Shape{1}, std::as_bytes(std::span(values))); },
-                           Errc::system, {path.string()}));
+                           Errc::bad_input, {path.string() + ": cannot create a file in " + path.parent_path().string()}));
 }
 
 TEST(NpyTest, WriteFileOnAFullFilesystemFailsWithNoSpaceAndLeavesNothing) {
@@ -793,7 +793,7 @@ TEST(NpyTest, WriteFileOnAFullFilesystemFailsWithNoSpaceAndLeavesNothing) {
   const std::vector<std::byte> data(std::size_t{2} << 20);
 
   EXPECT_TRUE(throws_error([&] { npy::write_file(path, DType::uint8, Shape{2 << 20}, data); }, Errc::no_space,
-                           {path.string()}));
+                           {path.string() + ": not enough space in " + fs.path().string()}));
   EXPECT_TRUE(directory_entries(fs.path()).empty());
 }
 

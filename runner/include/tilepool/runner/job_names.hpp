@@ -6,28 +6,20 @@
 /// pid and start time (so a reused pid is not mistaken for the owner) and 64 random bits (so
 /// names cannot be predicted and pre-created by someone else).
 
-#include <sys/types.h>
-
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "tilepool/shared/process_owner.hpp"
 
 namespace tilepool {
 
 /// A fresh job-private name for this process: "tilepool-<pid>-<start>-<random>-<role>".
 std::string job_segment_name(std::string_view role);
 
-/// The owner a job-private name records; nullopt if `name` is not one.
-struct SegmentOwner {
-  pid_t pid = 0;
-  unsigned long long start_time = 0;
-};
+/// The owner a job-private name records; nullopt if `name` is not one. Whether it is alive:
+/// owner_alive (process_owner.hpp, the one liveness check).
+using SegmentOwner = ProcessOwner;
 std::optional<SegmentOwner> parse_job_segment_name(std::string_view name);
-
-/// True if the process `owner` names is running (same pid and same start time).
-bool owner_alive(const SegmentOwner& owner);
-
-/// A process's start time in clock ticks since boot (/proc/PID/stat field 22); nullopt if gone.
-std::optional<unsigned long long> process_start_time(pid_t pid);
 
 }  // namespace tilepool

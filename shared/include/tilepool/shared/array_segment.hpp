@@ -44,12 +44,16 @@ class ArraySegment {
   /// must be converted (big-endian data, misaligned elements): load_npy it instead. Throws
   /// Error(bad_input) for a file that is not valid NPY or holds less data than its header says.
   static std::optional<ArraySegment> map_npy_file(const std::filesystem::path& path);
-  /// A zero-filled NPY file of `dtype` and `shape` being made for `path`: unnamed in path's
-  /// directory (Segment::create_unnamed_file) until publish_npy_file(). Throws as
-  /// Segment::create_unnamed_file, or Error(usage) as create().
-  static ArraySegment create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape);
-  /// Gives a create_npy_file() array the name `path` (Segment::link_file).
-  void publish_npy_file(const std::filesystem::path& path, bool replace) { segment_.link_file(path, replace); }
+  /// A zero-filled NPY file of `dtype` and `shape` being made for `path`: unnamed, or under a
+  /// hidden temporary name, in path's directory until publish_npy_file()
+  /// (Segment::create_pending_file; `publish` says whether it may replace an existing file and
+  /// whether it needs a name others can open). Throws as Segment::create_pending_file, or
+  /// Error(usage) as create().
+  static ArraySegment create_npy_file(const std::filesystem::path& path, DType dtype, const Shape& shape,
+                                      const PublishOptions& publish = {});
+  /// Gives a create_npy_file() array the name `path`, the one it was created for
+  /// (Segment::publish_file).
+  void publish_npy_file(const std::filesystem::path& path, bool replace);
 
   /// Writes the array to an NPY file (atomically; see npy::write_file).
   void save_npy(const std::filesystem::path& path, bool overwrite = false) const;

@@ -1,9 +1,10 @@
 #pragma once
 /// @file
 /// Turning memory faults on shared mappings into errors: a segment that another process
-/// truncates under a reader raises SIGBUS on the next touch, and a write through a read-only
+/// truncates under a reader raises SIGBUS on the next touch, as does a page the kernel cannot
+/// allocate (a hole of a sparse file on a full filesystem), and a write through a read-only
 /// mapping raises SIGSEGV. Inside guard_faults() on this thread, such a fault on a registered
-/// mapping becomes a thrown Error(job_failed) naming the segment; anywhere else the signal does
+/// mapping becomes a thrown Error naming the segment; anywhere else the signal does
 /// what it did before (the previous handler runs, or the default action kills the process).
 ///
 /// How: every Segment mapping registers its address range in a process-wide, lock-free
@@ -35,8 +36,10 @@
 namespace tilepool {
 
 /// Registers a mapped range so that faults in it are caught by guard_faults() and reported as
-/// `what` ("segment 'x'"). `fd`, if not -1, is a descriptor of the mapped object that stays
-/// open while registered: it is fstat'ed to tell how large the object is now. Move-only;
+/// `what` ("segment 'x'"). `fd`, if not -1, is a descriptor of the mapped object, mapped from
+/// its offset 0, that stays open while registered: it is fstat'ed to tell how large the object
+/// is now (a SIGBUS on a file that shrank), and its filesystem's free space is read when the
+/// file still covers the range (a SIGBUS because a page could not be allocated). Move-only;
 /// unregisters on destruction (do that before unmapping). Registering and unregistering take a
 /// mutex; the signal handler reads the registry without locks. Thread-safe.
 class FaultRegistration {
@@ -63,10 +66,14 @@ namespace detail {
 void run_guarded(void (*body)(void*), void* context);
 }  // namespace detail
 
-/// Calls f() and returns its result; a SIGBUS (object shrank under its mapping) or a SIGSEGV
-/// from a write to a read-only mapping, raised by this thread inside the call at an address of
-/// a registered mapping, is thrown as Error(job_failed), e.g. "segment 'x' shrank under the
-/// job: it is now 0 bytes, the job needs 4096". Any other fault, and every fault outside a
+/// Calls f() and returns its result; a SIGBUS or a SIGSEGV from a write to a read-only mapping,
+/// raised by this thread inside the call at an address of a registered mapping, is thrown as
+/// an Error. A SIGBUS on an object that shrank under its mapping is Error(job_failed), e.g.
+/// "segment 'x' shrank under the job: it is now 0 bytes, the job needs 4096"; on an object
+/// that still covers its mapping, the kernel could not provide a page: Error(no_space) "file
+/// x: no space left on device while writing its pages (the filesystem is full)" when its
+/// filesystem is full (a hole of a sparse file, a mapped output on a full disk or tmpfs), else
+/// Error(system) (an I/O error). A SIGSEGV is Error(job_failed). Any other fault, and every fault outside a
 /// guard or on another thread, is left to the previous handler (by default it kills). Guards
 /// nest. Read the limits at the top of this file. Thread-safe: each thread has its own guard.
 template <class F>

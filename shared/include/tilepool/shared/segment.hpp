@@ -14,6 +14,7 @@
 
 #include "tilepool/shared/backing.hpp"
 #include "tilepool/shared/byte_range.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool {
 
@@ -97,13 +98,16 @@ class Segment {
   /// naming `path` if it is missing, unreadable, empty or not a regular file.
   static Segment open_file(const std::filesystem::path& path, MapOptions options = {});
 
-  /// Creates a file of `size` bytes in directory `dir` that has no name yet: O_TMPFILE, so it
-  /// vanishes with this process, even after SIGKILL, until link_file() names it (a hidden
-  /// ".tilepool-<pid>-<random>.tmp" file, removed by this handle, where the filesystem lacks
-  /// O_TMPFILE). Named by its descriptor as open_file's; space reserved with posix_fallocate.
-  /// Throws Error(no_space) if the filesystem is too small, Error(bad_input) if `dir` is not a
-  /// writable directory.
-  static Segment create_unnamed_file(const std::filesystem::path& dir, std::size_t size, MapOptions options = {});
+  /// Creates a file of `size` bytes that will become `target` once publish_file() is called,
+  /// and until then has no name (O_TMPFILE: it vanishes with this process, even after SIGKILL)
+  /// or a hidden temporary one beside `target` where the filesystem lacks O_TMPFILE or
+  /// `publish.temporary` asks for a name (PendingFile, publish.hpp: how it will be published
+  /// is decided here, before any work). Named by its descriptor as open_file's; space reserved
+  /// with posix_fallocate. Throws Error(no_space) "OUT: not enough space in DIR: ...",
+  /// Error(bad_input) if target's directory is not a writable directory or the filesystem
+  /// could not publish without replacing and `publish.replace` is false.
+  static Segment create_pending_file(const std::filesystem::path& target, std::size_t size,
+                                     const PublishOptions& publish = {}, MapOptions options = {});
 
   /// Copies `length` bytes of the open file `source` from `source_offset` into this segment at
   /// `offset`, inside the kernel (copy_file_range, else sendfile): no user-space buffer and no
@@ -111,10 +115,14 @@ class Segment {
   /// file is shorter than `source_offset + length`, Error(system) otherwise.
   void copy_from(int source, std::uint64_t source_offset, std::size_t offset, std::size_t length);
 
-  /// Gives a create_unnamed_file() segment the path `to`, in one step: readers of `to` see the
-  /// old file or the whole new one. Never replaces an existing `to` unless `replace`
-  /// (Error(exists)). Afterwards the file is the user's and this handle removes nothing.
-  void link_file(const std::filesystem::path& to, bool replace);
+  /// Gives a create_pending_file() segment its target path in one step (PendingFile::publish:
+  /// readers of the path see the old file or the whole new one; the directory is synced).
+  /// Never replaces an existing file unless `replace` (Error(exists)). Afterwards the file is
+  /// the user's and this handle removes nothing.
+  void publish_file(bool replace);
+  /// The pending file of a create_pending_file() segment (its target, its hidden temporary
+  /// path if it has one); nullptr for other segments and once published.
+  [[nodiscard]] const PendingFile* pending_file() const noexcept { return pending_.get(); }
 
   Segment(Segment&& other) noexcept;
   Segment& operator=(Segment&& other) noexcept;
@@ -155,12 +163,13 @@ class Segment {
   SegmentIdentity identity_;
   bool read_only_ = false;
   bool owns_name_ = false;
-  /// create_unnamed_file without O_TMPFILE: the hidden temporary name this handle removes.
-  std::filesystem::path temp_path_;
+  /// create_pending_file: the file until it is published (it removes its temporary).
+  std::unique_ptr<PendingFile> pending_;
 };
 
 /// Publishes a finished segment: renames `from` to `to` in the same backing in one step, so
-/// readers of `to` see the old object or the whole new one, never a partial one. With
+/// readers of `to` see the old object or the whole new one, never a partial one (publish_path,
+/// which then syncs the directory). With
 /// `replace == false` an existing `to` is never overwritten (Error(exists); renameat2 with
 /// RENAME_NOREPLACE, or link + unlink where the filesystem lacks it). With `replace == true`
 /// an existing `to` is replaced atomically; processes that mapped the old object keep it.
@@ -168,12 +177,6 @@ class Segment {
 /// object); an existing `to` that is not, is refused. Throws Error(bad_input|exists|system).
 void publish_segment(std::string_view from, std::string_view to, const Backing& backing, bool replace,
                      std::optional<SegmentIdentity> expected = std::nullopt);
-
-/// Removes from directory `dir` the hidden files (".tilepool-<pid>-<random>.tmp") that
-/// Segment::create_unnamed_file (where the filesystem lacks O_TMPFILE) and Segment::link_file
-/// (between its link and its rename) leave behind when their process is killed: regular files
-/// of this uid whose process no longer exists. Returns how many it removed; never throws.
-std::size_t remove_stale_file_temporaries(const std::filesystem::path& dir) noexcept;
 
 /// Removes a segment by name if it is a regular file owned by this uid. Returns false if it
 /// did not exist; throws Error(bad_input) if it belongs to someone else or is not a file.

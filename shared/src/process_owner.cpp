@@ -1,0 +1,59 @@
+#include "tilepool/shared/process_owner.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstddef>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "detail/fd.hpp"
+
+namespace tilepool {
+
+std::optional<unsigned long long> process_start_time(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  const std::string path = fmt::format("/proc/{}/stat", pid);
+  detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  // The line is short (comm is at most 16 bytes; 52 numeric fields), well under this buffer.
+  char buffer[1024];
+  const long n = detail::read_full(fd.get(), std::as_writable_bytes(std::span(buffer)), 0);
+  if (n <= 0) return std::nullopt;
+  std::string_view stat(buffer, static_cast<std::size_t>(n));
+  // Field 2 (comm) may hold spaces and parentheses: the fields resume after the last ')'.
+  const auto close = stat.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  stat.remove_prefix(close + 1);
+  for (int field = 3; field <= 22; ++field) {
+    const auto begin = stat.find_first_not_of(' ');
+    if (begin == std::string_view::npos) return std::nullopt;
+    stat.remove_prefix(begin);
+    const auto end = std::min(stat.find(' '), stat.size());
+    if (field == 22) {
+      unsigned long long value = 0;
+      const auto [ptr, ec] = std::from_chars(stat.data(), stat.data() + end, value);
+      if (ec != std::errc() || ptr != stat.data() + end) return std::nullopt;
+      return value;
+    }
+    stat.remove_prefix(end);
+  }
+  return std::nullopt;
+}
+
+ProcessOwner this_process() {
+  // Cached per pid: a forked child is another process with its own start time.
+  thread_local ProcessOwner cached{};
+  const pid_t pid = ::getpid();
+  if (cached.pid != pid) cached = ProcessOwner{pid, process_start_time(pid).value_or(0)};
+  return cached;
+}
+
+bool owner_alive(const ProcessOwner& owner) {
+  const auto start = process_start_time(owner.pid);
+  return start && *start == owner.start_time;
+}
+
+}  // namespace tilepool

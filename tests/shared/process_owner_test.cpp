@@ -1,0 +1,114 @@
+// Owner liveness: a process is named by its pid and its start time, so a pid that the kernel
+// gave to another process does not keep a dead owner "alive".
+#include "tilepool/shared/process_owner.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+namespace tilepool {
+namespace {
+
+// A child that waits until killed; reaped by the destructor (or by kill_and_reap).
+class SleepingChild {
+ public:
+  SleepingChild() {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // A command name with spaces and parentheses, as /proc/PID/stat's readers must expect.
+      ::prctl(PR_SET_NAME, "a) b (c", 0, 0, 0);
+      (void)::write(ready[1], "1", 1);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    char byte = 0;
+    (void)::read(ready[0], &byte, 1);
+    ::close(ready[0]);
+  }
+  SleepingChild(const SleepingChild&) = delete;
+  SleepingChild& operator=(const SleepingChild&) = delete;
+  ~SleepingChild() { kill_and_reap(); }
+  void kill_and_reap() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST(ProcessOwnerTest, ThisProcessIsAliveAndHasAStartTime) {
+  const ProcessOwner me = this_process();
+
+  EXPECT_EQ(me.pid, ::getpid());
+  EXPECT_GT(me.start_time, 0U);
+  EXPECT_TRUE(owner_alive(me));
+}
+
+TEST(ProcessOwnerTest, ALivePidWithAnotherStartTimeIsADeadOwner) {
+  const ProcessOwner me = this_process();
+
+  EXPECT_FALSE(owner_alive(ProcessOwner{me.pid, me.start_time + 1}));
+  EXPECT_FALSE(owner_alive(ProcessOwner{me.pid, me.start_time - 1}));
+}
+
+TEST(ProcessOwnerTest, AChildIsAliveUntilItIsKilled) {
+  SleepingChild child;
+  ASSERT_GT(child.pid(), 0);
+  const auto start = process_start_time(child.pid());
+  ASSERT_TRUE(start.has_value());
+  const ProcessOwner owner{child.pid(), *start};
+
+  EXPECT_TRUE(owner_alive(owner));
+  child.kill_and_reap();
+  EXPECT_FALSE(owner_alive(owner));
+  EXPECT_EQ(process_start_time(owner.pid), std::nullopt);
+}
+
+TEST(ProcessOwnerTest, TheStartTimeIsReadPastACommandNameWithSpacesAndParentheses) {
+  SleepingChild child;
+  ASSERT_GT(child.pid(), 0);
+
+  const auto start = process_start_time(child.pid());
+
+  ASSERT_TRUE(start.has_value());
+  // The child started after this process.
+  EXPECT_GE(*start, this_process().start_time);
+}
+
+TEST(ProcessOwnerTest, AForkedChildIsItsOwnOwner) {
+  const ProcessOwner parent = this_process();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const ProcessOwner child = this_process();
+    const bool ok = child.pid == ::getpid() && child.pid != parent.pid && owner_alive(child);
+    (void)::write(fds[1], ok ? "y" : "n", 1);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  char answer = 0;
+  EXPECT_EQ(::read(fds[0], &answer, 1), 1);
+  ::close(fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_EQ(answer, 'y');
+}
+
+TEST(ProcessOwnerTest, NoProcessHasPidZeroOrANegativePid) {
+  EXPECT_EQ(process_start_time(0), std::nullopt);
+  EXPECT_EQ(process_start_time(-1), std::nullopt);
+  EXPECT_FALSE(owner_alive(ProcessOwner{0, 0}));
+}
+
+}  // namespace
+}  // namespace tilepool
