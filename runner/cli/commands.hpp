@@ -45,6 +45,9 @@ JobSpec job_spec(const RunOptions& options);
 /// `error` in the command line's words: a SpecError gets the flag its field came from
 /// ("--tile 0,8: ..."), an existing output the remedy ("pass --force to overwrite").
 Error for_command_line(const SpecError& error);
+/// A full segment store, with the remedy the command line offers ("use --backing file:DIR").
+/// Not for a file output's filesystem: --backing does not move file outputs.
+Error with_store_remedy(const Error& error);
 /// True if a progress bar should be drawn: --progress, or stderr is a terminal and no --no-progress.
 bool progress_wanted(const RunOptions& options);
 

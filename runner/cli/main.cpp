@@ -23,9 +23,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tilepool: error: %s (see tilepool --help)\n", e.what());
     return 2;
   } catch (const tilepool::Error& e) {
-    // The library describes the data; the command line adds the remedy it offers.
-    const char* remedy = e.code() == tilepool::Errc::no_space ? " (for a larger store, use --backing file:DIR)" : "";
-    std::fprintf(stderr, "tilepool: error: %s%s\n", e.what(), remedy);
+    // The library describes the data; each command has added the flags and remedies it offers.
+    std::fprintf(stderr, "tilepool: error: %s\n", e.what());
     return tilepool::cli::exit_status(e);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tilepool: error: %s\n", e.what());

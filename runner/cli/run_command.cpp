@@ -41,8 +41,18 @@ std::string_view flag_of(JobField field) noexcept {
 
 }  // namespace
 
+Error with_store_remedy(const Error& e) {
+  return Error(e.code(), fmt::format("{} (for a larger store, use --backing file:DIR)", e.what()));
+}
+
 Error for_command_line(const SpecError& e) {
   const std::string_view flag = flag_of(e.field());
+  // A full store of segments has a remedy; a file output's full filesystem has not (it is
+  // where the user asked for the file).
+  if (e.code() == Errc::no_space && !(e.field() == JobField::output && !e.value().starts_with("shm:"))) {
+    const Error flagged = for_command_line(SpecError(e.field(), e.value(), Error(Errc::bad_input, e.what())));
+    return with_store_remedy(Error(Errc::no_space, flagged.what()));
+  }
   // A name that exists is described by the library ("out.npy: already exists"); the remedy is
   // the command line's.
   if (e.code() == Errc::exists) return Error(e.code(), fmt::format("{} (pass --force to overwrite)", e.what()));
@@ -119,10 +129,12 @@ RunReport run_job(const RunOptions& o) {
       bar.emplace();
       spec.progress = [&bar](std::int64_t done, std::int64_t total) { bar->update(done, total); };
     }
-    RunReport report = tilepool::run_job(spec);
-    return report;
+    return tilepool::run_job(spec);
   } catch (const SpecError& e) {
     throw for_command_line(e);
+  } catch (const Error& e) {
+    if (e.code() == Errc::no_space) throw with_store_remedy(e);  // the control block, a converted input
+    throw;
   }
 }
 

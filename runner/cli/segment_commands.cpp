@@ -43,7 +43,14 @@ void add_segment_commands(CLI::App& app) {
     if (segment_exists(name, backing)) {
       throw Error(Errc::exists, fmt::format("segment '{}' already exists (tilepool rm {} first)", name, name));
     }
-    ArraySegment seg = ArraySegment::load_npy(file, name, backing);
+    ArraySegment seg = [&] {
+      try {
+        return ArraySegment::load_npy(file, name, backing);
+      } catch (const Error& e) {
+        if (e.code() == Errc::no_space) throw with_store_remedy(e);
+        throw;
+      }
+    }();
     seg.segment().release_name();
     std::printf("%s: %s %s, %zu bytes at %s\n", name.c_str(), std::string(dtype_name(seg.dtype())).c_str(),
                 format_shape(seg.shape()).c_str(), seg.data_bytes(), backing.path_of(name).c_str());

@@ -14,6 +14,7 @@
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool::detail {
 namespace {
@@ -75,6 +76,7 @@ class NpyFileTarget final : public OutputTarget {
   [[nodiscard]] std::string text() const override { return path_; }
 
   void check(bool force) override {
+    force_ = force;
     const std::string shown = escape_for_message(path_);
     std::error_code ec;
     const fs::file_status st = fs::symlink_status(path_, ec);
@@ -106,7 +108,10 @@ class NpyFileTarget final : public OutputTarget {
   [[nodiscard]] JobArray create(const ArraySpec& spec, const ArrayPlacement& /*placement*/) override {
     // In every mode the workers write the file in place: fork children share its MAP_SHARED
     // pages, share-mode workers attach the runner's descriptor.
-    built_ = std::make_shared<ArraySegment>(ArraySegment::create_npy_file(path_, spec.dtype, spec.shape));
+    // How it will be published (no name, or a hidden one; linked, or renamed without
+    // replacing) is decided now, before the work, from what the directory's filesystem offers.
+    built_ = std::make_shared<ArraySegment>(
+        ArraySegment::create_npy_file(path_, spec.dtype, spec.shape, PublishOptions{.replace = force_}));
     const AnyArray view = built_->array();
     return JobArray{AnyArray(built_, view.data(), view.dtype(), view.shape()), built_->name(), built_->segment().backing(),
                     built_->segment().identity()};
@@ -116,6 +121,7 @@ class NpyFileTarget final : public OutputTarget {
 
  private:
   std::string path_;
+  bool force_ = false;
   std::shared_ptr<ArraySegment> built_;
 };
 
