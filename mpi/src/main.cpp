@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       if (code == 0) {
         (void)app.exit(e);
       } else {
-        std::fprintf(stderr, "tilepool-mpi: error: %s (see tilepool-mpi run --help)\n", e.what());
+        std::fprintf(stderr, "tilepool-mpi: error: %s\n", tilepool::cli::parse_error_message(app, e, "tilepool-mpi").c_str());
       }
     }
     MPI_Finalize();

@@ -80,6 +80,13 @@ void add_kernels_command(CLI::App& app);
 void load_plugins(const std::vector<std::string>& paths);
 void add_demo_command(CLI::App& app);
 
+/// The one line for a command line CLI11 refused: an unknown subcommand, option or argument
+/// named as such (CLI11 would first complain of a missing required one), else CLI11's text;
+/// with "(see PROGRAM [SUBCOMMAND] --help)".
+std::string parse_error_message(CLI::App& app, const CLI::ParseError& error, std::string_view program);
+/// The names of `app`'s subcommands, in the order they were added.
+std::vector<std::string> subcommand_names(const CLI::App& app);
+
 /// The exit status for an error: 2 usage or bad input (and a full store, found before any
 /// work), 128 + signal when interrupted, 1 when the job failed.
 int exit_status(const Error& e);

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "tilepool: error: %s (see tilepool --help)\n", e.what());
+    std::fprintf(stderr, "tilepool: error: %s\n", tilepool::cli::parse_error_message(app, e, "tilepool").c_str());
     return 2;
   } catch (const tilepool::Error& e) {
     // The library describes the data; each command has added the flags and remedies it offers.

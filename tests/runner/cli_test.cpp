@@ -295,3 +295,23 @@ TEST_F(CliTest, ReadOnlySegmentIsAnInputInEveryMode) {
 
 }  // namespace
 }  // namespace tilepool
+
+namespace tilepool {
+namespace {
+
+class CliWordsTest : public ::testing::Test {};
+
+// CLI11 checks required options before unknown words: the mistyped word is what to name.
+TEST_F(CliWordsTest, UnknownSubcommandOrOptionIsNamedNotAMissingRequiredOne) {
+  const auto frob = run_command(kTilepool + " frob 2>&1");
+  EXPECT_EQ(frob.status, 2);
+  EXPECT_EQ(frob.output,
+            "tilepool: error: unknown subcommand 'frob': expected one of run, demo, put, get, ls, rm, gc, kernels "
+            "(see tilepool --help)\n");
+  const auto bogus = run_command(kTilepool + " run --bogus -k add 2>&1");
+  EXPECT_EQ(bogus.status, 2);
+  EXPECT_EQ(bogus.output, "tilepool: error: unknown option '--bogus' (see tilepool run --help)\n");
+}
+
+}  // namespace
+}  // namespace tilepool
