@@ -8,7 +8,10 @@
 # node's namespaces with a clean environment, as ssh would. The network namespace is the
 # machine's: orted and the ranks talk TCP over the loopback interface.
 #
-#   fake_nodes.sh up STATE SHARED NAME...   start the nodes (STATE: a directory for this script)
+#   fake_nodes.sh up STATE SHARED NAME...   start the nodes (STATE: a directory for this script);
+#                                           with FAKE_NODES_OWNER_LOCK=FILE, the nodes end
+#                                           themselves once nobody holds flock(FILE) (the test
+#                                           process that holds it died without `down`)
 #   fake_nodes.sh exec STATE NAME CMD...    run CMD (through sh -c) inside a node
 #   fake_nodes.sh down STATE                stop every node: its processes, mounts and segments go
 #   TILEPOOL_FAKE_NODES=STATE mpirun --mca plm_rsh_agent "fake_nodes.sh agent" ...
@@ -38,6 +41,7 @@ case $cmd in
         hostname "$1"
         mount -t tmpfs -o mode=1777,size=256m tpnode-shm /dev/shm
         exec 3<"$2"
+        exec 5<"${4:-/dev/null}"  # the owner'"'"'s lock, opened while /tmp is still the machine'"'"'s
         mount -t tmpfs -o mode=1777,size=256m tpnode-tmp /tmp
         mkdir -p "$2"
         mount --no-canonicalize --bind /proc/self/fd/3 "$2"
@@ -45,14 +49,24 @@ case $cmd in
         echo ok >&4
         exec 4>&-
         # The node'"'"'s init: reaps orphans (a zombie'"'"'s pid looks alive to the sweeps that test pids).
+        # It ends the node when the owner lock (fd 5) is free: the owner died.
         exec /usr/bin/python3 -c "
-import os, time
+import fcntl, os, sys, time
+owned = len(sys.argv[1]) > 0
 while True:
     try:
-        os.waitpid(-1, 0)
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
     except ChildProcessError:
-        time.sleep(0.2)
-"' sh "$name" "$shared" "$state/$name" </dev/null >/dev/null 2>"$state/$name.log" &
+        pass
+    if owned:
+        try:
+            fcntl.flock(5, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            sys.exit(0)
+        except BlockingIOError:
+            pass
+    time.sleep(0.2)
+" "${4:-}"' sh "$name" "$shared" "$state/$name" "${FAKE_NODES_OWNER_LOCK:-}" </dev/null >/dev/null 2>"$state/$name.log" &
       echo $! > "$state/$name.unshare"
     done
     for name in "$@"; do
