@@ -64,18 +64,24 @@ void check_mpi(int code, std::string_view what) {
   throw Error(Errc::system, fmt::format("{}: {}", what, std::string_view(text, static_cast<std::size_t>(len))));
 }
 
+void throw_if_interrupted() {
+  if (const int sig = interrupt_signal(); sig != 0) {
+    throw Error(Errc::interrupted, fmt::format("interrupted by {} while waiting for the other ranks; this node's workers "
+                                               "stopped and its segments removed",
+                                               sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
+  }
+}
+
 void wait_polling(MPI_Request& request, const std::function<void()>& idle) {
   // Quick steps end quickly; a rank that waits for a long compute step polls every 2 ms.
   auto pause = std::chrono::microseconds(20);
   for (;;) {
+    // Before the test, not only while waiting: a signal that came while this rank was inside a
+    // blocking MPI call (a collective write) must stop the job even if the agreement completed.
+    throw_if_interrupted();
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
     if (done != 0) return;
-    if (const int sig = interrupt_signal(); sig != 0) {
-      throw Error(Errc::interrupted, fmt::format("interrupted by {} while waiting for the other ranks; this node's workers "
-                                                 "stopped and its segments removed",
-                                                 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
-    }
     if (idle) idle();
     std::this_thread::sleep_for(pause);
     pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(2));
@@ -89,10 +95,11 @@ std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>&
   check_mpi(MPI_Iallreduce(&me, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &request), "MPI_Iallreduce");
   wait_polling(request, idle);
   if (first == INT_MAX) return std::nullopt;
-  // The failing rank tells everyone what went wrong: "code\0host\0message".
+  // The failing rank tells everyone what went wrong: "code\0host\0message", the code prefixed
+  // with 'N' for a NodeError.
   std::string text;
   if (cluster.rank() == first) {
-    text = fmt::format("{}", static_cast<int>(mine->code()));
+    text = fmt::format("{}{}", dynamic_cast<const NodeError*>(&*mine) != nullptr ? "N" : "", static_cast<int>(mine->code()));
     text.push_back('\0');
     text += cluster.host();
     text.push_back('\0');
@@ -104,7 +111,9 @@ std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>&
   check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
   const std::size_t a = text.find('\0');
   const std::size_t b = text.find('\0', a + 1);
-  return Failure{first, text.substr(a + 1, b - a - 1), Error(static_cast<Errc>(std::stoi(text.substr(0, a))), text.substr(b + 1))};
+  const bool about_node = text.starts_with('N');
+  const std::string code = text.substr(about_node ? 1 : 0, a - (about_node ? 1 : 0));
+  return Failure{first, text.substr(a + 1, b - a - 1), Error(static_cast<Errc>(std::stoi(code)), text.substr(b + 1)), about_node};
 }
 
 }  // namespace tilepool::mpi

@@ -47,11 +47,19 @@ class Cluster {
   std::string host_;
 };
 
+/// An error about the node that saw it (its view of the shared filesystem, its store), not about
+/// the job: reported with that rank and host even when rank 0 saw it.
+class NodeError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A step that failed somewhere: where, and the error as that rank saw it.
 struct Failure {
   int rank = 0;
   std::string host;
   Error error;
+  bool about_node = false;  ///< the error was a NodeError
 };
 
 /// Every rank says whether its part of a step failed; every rank learns the failure of the
@@ -59,6 +67,9 @@ struct Failure {
 /// rather than blocks, calling `idle` between polls, so that SIGINT/SIGTERM (what mpirun sends
 /// when another rank dies) ends the wait with Error(interrupted) and RAII cleans up.
 std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>& mine, const std::function<void()>& idle = {});
+
+/// Throws Error(interrupted) if SIGINT/SIGTERM arrived (mpirun stopping the job).
+void throw_if_interrupted();
 
 /// Waits for `request` to complete, polling as agree() does.
 void wait_polling(MPI_Request& request, const std::function<void()>& idle = {});

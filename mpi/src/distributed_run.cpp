@@ -41,6 +41,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // StepFailed on every rank if the step failed on any.
 template <class F>
 void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = {}) {
+  // A rank that mpirun is stopping starts no step (above all not the publication): it leaves,
+  // and the others leave their agreement when their own signal comes.
+  throw_if_interrupted();
   std::optional<Error> mine;
   try {
     part();
@@ -129,8 +132,11 @@ fs::path temp_path(const fs::path& out, const std::string& host, pid_t pid) {
   return out.parent_path() / fmt::format(".{}{}{}-{}", out.filename().string(), kTempMarker, host, pid);
 }
 
-// Removes temporaries of this output left by a rank 0 on this host that was SIGKILLed (its
-// pid is gone): the file-system counterpart of the segment sweep.
+// Removes what runs on this host that were SIGKILLed (their pid is gone) left beside this
+// output: rank 0's temporary, a leader's directory probe, and the `.lock` files that Open MPI's
+// "lockedfile" component makes next to the temporary (`TEMP-JOBID-PID.lock`) when it is
+// selected (see main.cpp). Each node's leader sweeps its own host's names: only there does
+// the pid mean something. The file-system counterpart of the segment sweep.
 void sweep_stale_temps(const fs::path& out, const std::string& host) {
   const std::string prefix = fmt::format(".{}{}{}-", out.filename().string(), kTempMarker, host);
   fs::path dir = out.parent_path();
@@ -139,10 +145,50 @@ void sweep_stale_temps(const fs::path& out, const std::string& host) {
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (!name.starts_with(prefix)) continue;
-    const std::string pid_text = name.substr(prefix.size());
-    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (::kill(static_cast<pid_t>(std::stol(pid_text)), 0) != 0 && errno == ESRCH) ::unlink(e.path().c_str());
+    const std::string rest = name.substr(prefix.size());
+    const std::size_t digits = std::min(rest.find_first_not_of("0123456789"), rest.size());
+    if (digits == 0) continue;
+    const std::string tail = rest.substr(digits);
+    const bool lock = tail.starts_with("-") && tail.ends_with(".lock") &&
+                      tail.find_first_not_of("0123456789-") == tail.size() - 5;
+    if (!tail.empty() && !lock) continue;
+    if (::kill(static_cast<pid_t>(std::stol(rest.substr(0, digits))), 0) != 0 && errno == ESRCH) ::unlink(e.path().c_str());
   }
+}
+
+// A leader's proof, before any work, that its node can create and write a file in the output's
+// directory. MPI-IO's collective open, if one node could not, hangs for good (OMPIO) or fails
+// blaming rank 0 (ROMIO). The probe has the name a temporary of this host and pid would have,
+// so a leader killed between create and unlink leaves a name the next run's sweep removes.
+void probe_output_directory(const fs::path& out, const std::string& host) {
+  fs::path dir = fs::absolute(out).parent_path();
+  const fs::path probe = temp_path(fs::absolute(out), host, ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    throw NodeError(Errc::bad_input, fmt::format("{}: this node cannot create the output there: {}", dir.string(),
+                                                 err == ENOENT ? "no such directory" : std::strerror(err)));
+  }
+  const bool wrote = ::pwrite(fd, "x", 1, 0) == 1;
+  const int err = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (!wrote) throw NodeError(Errc::bad_input, fmt::format("{}: this node cannot write the output there: {}", dir.string(), std::strerror(err)));
+}
+
+// A leader's proof, before the collective open, that the file rank 0 made is the one this node
+// sees under that name, and that it may write it: the output's directory is the same shared
+// filesystem on every node.
+void check_temp_writable(const fs::path& temp, const std::string& root_host) {
+  const int fd = ::open(temp.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    throw NodeError(Errc::bad_input,
+                    fmt::format("{}: this node cannot open the output file that rank 0 (node {}) made there: {} (is it the same "
+                                "shared filesystem on every node?)",
+                                temp.parent_path().string(), root_host, std::strerror(err)));
+  }
+  ::close(fd);
 }
 
 void bcast_spec(ArraySpec& spec, MPI_Comm comm) {
@@ -336,16 +382,20 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
       throw Error(Errc::usage, fmt::format("--output {}: a job across nodes writes one FILE.npy (a segment exists on one "
                                            "node only); give a .npy path on a filesystem every node shares", o.output));
     }
+    // Every node first: a directory one node cannot write is that node's error, named as such.
+    if (leader) {
+      (void)collect_garbage(spec.backing);  // leftovers of this node's killed runs
+      sweep_stale_temps(fs::absolute(o.output), cluster.host());
+      probe_output_directory(o.output, cluster.host());
+    }
     if (root) {
       try {
         spec.output->check(o.force);
       } catch (const Error& e) {
         throw SpecError(JobField::output, o.output, e);
       }
-      sweep_stale_temps(o.output, cluster.host());
       progress_on = cli::progress_wanted(o) ? 1 : 0;
     }
-    if (leader) (void)collect_garbage(spec.backing);  // leftovers of this node's killed runs
   });
   check_mpi(MPI_Bcast(&progress_on, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
 
@@ -493,10 +543,16 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
     temp_name = temp_path(fs::absolute(out_path), cluster.host(), ::getpid()).string();
     temp.create(temp_name, plan.output);
   });
-  // ... every leader writes its tiles into it with MPI-IO ...
+  // ... every leader checks it can write that very file (no collective open before all can) ...
   step(cluster, [&] {
     if (!leader) return;
     temp_name = bcast_text(temp_name, leaders);
+    const std::string root_host = bcast_text(cluster.host(), leaders);
+    if (!root) check_temp_writable(temp_name, root_host);
+  });
+  // ... every leader writes its tiles into it with MPI-IO ...
+  step(cluster, [&] {
+    if (!leader) return;
     const std::size_t data_offset = npy::make_header(plan.output.dtype, plan.output.shape).size();
     write_ranges(temp_name, data_offset, output.data(), write_ranges_here, leaders);
     fig.bytes_written = covered_bytes(write_ranges_here);
