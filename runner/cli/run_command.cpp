@@ -13,6 +13,7 @@
 
 #include "commands.hpp"
 #include "flag_errors.hpp"
+#include "numeric_flags.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/control_block.hpp"
@@ -176,6 +177,9 @@ RunSettings check_run_options(const RunOptions& o) {
   if (o.workers < 0 || o.workers > kMaxWorkers) {
     throw Error(Errc::usage, fmt::format("--workers {}: expected 1 to {}", o.workers, kMaxWorkers));
   }
+  if (s.mode == Mode::threads && o.tile_timeout_s > 0) {
+    throw Error(Errc::usage, "--tile-timeout: threads mode cannot stop a thread that holds a tile too long (use --mode share, fork or copy)");
+  }
   for (const std::string& item : o.params) {
     const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
     for (const auto& [key, value] : one.values()) s.params.set(key, value);
@@ -257,6 +261,7 @@ RunReport run_job(const RunOptions& o) {
   if (measure_memory) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
 
   const auto t_write = Clock::now();
+  throw_if_interrupted();  // a signal while the pool stopped: nothing is published after Ctrl-C
   publish_output(*arrays.output, out_loc, o.force);  // shm:NAME lives until `tilepool rm`
   report.write_s = seconds_since(t_write);
   report.wall_s = seconds_since(t_start);
@@ -285,12 +290,12 @@ void add_run_options(CLI::App* run, RunOptions& o) {
   run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
   run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
   run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4 (not needed over a 0-d array)");
-  run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)");
+  run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)")->check(worker_count_range());
   run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
   run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");
   run->add_option("--backing", o.backing, "shm (default) or file:DIR");
   run->add_option("--tile-timeout", o.tile_timeout_s, "seconds a worker may hold one tile before it is killed and the tile retried")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tile_timeout_range());
   run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
   run->add_flag("--force", o.force, "replace an existing output");
   run->add_flag("--progress", o.progress, "draw a progress bar on stderr even when it is not a terminal");
