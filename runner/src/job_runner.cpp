@@ -1,10 +1,8 @@
 // The one job runner: a job's life, written once for every mode.
 #include "detail/job_runner.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fmt/format.h>
 
 #include "tilepool/runner/memory_stats.hpp"
@@ -46,7 +44,7 @@ JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
   switch (options.mode) {
     case Mode::share: launcher_ = make_share_launcher(options, first_job); break;
     case Mode::fork: launcher_ = make_fork_launcher(options); break;
-    case Mode::copy: launcher_ = make_copy_launcher(options, supervisor_); break;
+    case Mode::copy: launcher_ = make_copy_launcher(options, supervisor_, first_job); break;
     case Mode::threads: launcher_ = make_thread_launcher(options); break;
   }
   TILEPOOL_CHECK(launcher_ != nullptr);
@@ -82,15 +80,19 @@ JobStats JobRunner::run(const JobRequest& job) {
 }
 
 void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t& peak_pss) {
+  // The user's signal is checked before the first wait and after the last: a job that is over
+  // within one slice (hundreds of workers on 16 tiles) is still stopped by a signal that came
+  // while its workers started.
+  throw_if_interrupted();
   while (!control.job_complete() && !control.job_failed()) {
     control.wait_for_progress(kWaitSlice);
-    if (const int sig = interrupt_signal(); sig != 0) {
-      throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed",
-                                                 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
-    }
+    throw_if_interrupted();
     if (launcher_->runner_supervises()) supervisor_.check(*launcher_);
     if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
   }
+  // A failure that the interruption caused (copy mode's I/O thread, stopped starting a worker)
+  // is reported as the interruption.
+  throw_if_interrupted();
   if (control.job_failed()) throw Error(Errc::job_failed, control.error_message());
   // Sampled once, after the last tile: every page the job touched is mapped now (arrays are
   // made before the job and only grow while it runs), and no walk of /proc/PID/smaps_rollup

@@ -81,7 +81,7 @@ std::vector<pid_t> pids_in(const ControlBlock& control, int workers);
 
 std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
 
 /// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.
