@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fmt/format.h>
 #include <memory>
 #include <random>
 
@@ -100,8 +101,10 @@ void add_demo_command(CLI::App& app) {
       std::printf("%s]\n", out.c_str());
     } else {
       const RunReport& first = reports.front();
-      std::printf("tilepool demo: out = a + b, float64 %s (%.0f KiB per array), 4x4 tiles of the last two axes = %lld tiles, %d workers\n\n",
-                  format_shape(kSeedShape).c_str(), n * 8 / 1024.0, static_cast<long long>(first.tiles), first.workers);
+      // A pool starts no more workers than the job has tiles: say so when fewer ran than asked.
+      const std::string asked = workers > first.workers ? fmt::format(" (of {} asked: one per tile at most)", workers) : "";
+      std::printf("tilepool demo: out = a + b, float64 %s (%.0f KiB per array), 4x4 tiles of the last two axes = %lld tiles, %d workers%s\n\n",
+                  format_shape(kSeedShape).c_str(), n * 8 / 1024.0, static_cast<long long>(first.tiles), first.workers, asked.c_str());
       std::printf("%-8s %-6s %9s %9s %9s %11s %9s %13s %13s\n", "mode", "check", "wall ms", "load ms", "spawn ms",
                   "compute ms", "write ms", "peak PSS MiB", "bytes copied");
       for (std::size_t i = 0; i < reports.size(); ++i) {

@@ -64,6 +64,9 @@ JobStats JobRunner::run(const JobRequest& job) {
     launcher_->start_job();
     wait(control, job, peak);
   } catch (...) {
+    // Interrupted or failed: no worker claims another tile (threads, which cannot be killed,
+    // finish the tile they run and stop). The first error's text stays, if there was one.
+    control.report_error("the job was stopped");
     launcher_->end_job(/*abandoned=*/true);
     throw;
   }
