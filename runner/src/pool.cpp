@@ -42,10 +42,24 @@ Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
   if (o.mode == Mode::threads && o.tile_timeout.count() > 0) {
     throw Error(Errc::usage, "a tile timeout needs worker processes: threads mode cannot stop a thread that holds a tile too long");
   }
-  return Pool(std::make_unique<detail::JobRunner>(o, first_job));
+  try {
+    return Pool(std::make_unique<detail::JobRunner>(o, first_job));
+  } catch (...) {
+    // Whatever failed while the user's signal was pending (a spawn cut short by it, say)
+    // failed because of it: report the signal.
+    throw_if_interrupted();
+    throw;
+  }
 }
 
-JobStats Pool::run(const JobRequest& job) { return impl_->run(job); }
+JobStats Pool::run(const JobRequest& job) {
+  try {
+    return impl_->run(job);
+  } catch (...) {
+    throw_if_interrupted();
+    throw;
+  }
+}
 Mode Pool::mode() const noexcept { return impl_->launcher().mode(); }
 int Pool::worker_count() const noexcept { return impl_->launcher().worker_count(); }
 double Pool::spawn_seconds() const noexcept { return impl_->launcher().spawn_seconds(); }
