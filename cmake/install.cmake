@@ -1,5 +1,6 @@
 # Installs tilepool as a CMake package:
-#   bin/      tilepool, tilepool-worker (the runner finds the worker beside itself)
+#   bin/      tilepool, tilepool-worker, tilepool-mpi (with MPI); libtilepool_runner finds
+#             tilepool-worker from its own location (lib/../bin/), whatever program loaded it
 #   lib/      libtilepool_{shared,kernels,runner}.so
 #   include/  the public headers: every folder's include/tilepool/<folder>/ tree, no detail/
 #   lib/cmake/tilepool/  tilepoolConfig.cmake, its version file, the exported targets
@@ -11,6 +12,9 @@ include(CMakePackageConfigHelpers)
 
 set(_tilepool_libraries tilepool_shared tilepool_kernels tilepool_runner)
 set(_tilepool_executables tilepool tilepool-worker)
+if(TARGET tilepool-mpi)  # built when CMake found MPI (mpi/ installs it)
+  list(APPEND _tilepool_executables tilepool-mpi)
+endif()
 set(TILEPOOL_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/tilepool)
 
 # Installed binaries find the libraries by a path relative to themselves, so a prefix can be
@@ -31,7 +35,7 @@ install(TARGETS ${_tilepool_libraries}
   EXPORT tilepoolTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS ${_tilepool_executables} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS tilepool tilepool-worker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 foreach(_folder IN ITEMS shared workers runner)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${_folder}/include/

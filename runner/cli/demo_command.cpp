@@ -4,10 +4,12 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fmt/format.h>
 #include <memory>
 #include <random>
 
 #include "commands.hpp"
+#include "numeric_flags.hpp"
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool::cli {
@@ -56,7 +58,7 @@ void add_demo_command(CLI::App& app) {
   };
   const auto args = std::make_shared<Args>();
   CLI::App* demo = app.add_subcommand("demo", "run the seed workload (a + b over (365,16,16) float64) in every mode");
-  demo->add_option("--workers,-w", args->workers, "worker count (default: number of cores)");
+  demo->add_option("--workers,-w", args->workers, "worker count (default: number of cores)")->check(worker_count_range());
   demo->add_flag("--json", args->json, "print a JSON array, one object per mode");
   demo->callback([args, &workers = args->workers, &json = args->json] {
     install_interrupt_handlers();
@@ -91,14 +93,18 @@ void add_demo_command(CLI::App& app) {
       checks.push_back(output_matches(o.output, expected) ? "ok" : "WRONG");
     }
 
+    // Every mode skipped: there is no table to print, and the reason is in the lines above.
+    if (reports.empty()) throw Error(Errc::usage, "demo: no mode could run");
     if (json) {
       std::string out = "[";
       for (std::size_t i = 0; i < reports.size(); ++i) out += (i ? ",\n " : "") + report_json(reports[i]);
       std::printf("%s]\n", out.c_str());
     } else {
       const RunReport& first = reports.front();
-      std::printf("tilepool demo: out = a + b, float64 %s (%.0f KiB per array), 4x4 tiles of the last two axes = %lld tiles, %d workers\n\n",
-                  format_shape(kSeedShape).c_str(), n * 8 / 1024.0, static_cast<long long>(first.tiles), first.workers);
+      // A pool starts no more workers than the job has tiles: say so when fewer ran than asked.
+      const std::string asked = workers > first.workers ? fmt::format(" (of {} asked: one per tile at most)", workers) : "";
+      std::printf("tilepool demo: out = a + b, float64 %s (%.0f KiB per array), 4x4 tiles of the last two axes = %lld tiles, %d workers%s\n\n",
+                  format_shape(kSeedShape).c_str(), n * 8 / 1024.0, static_cast<long long>(first.tiles), first.workers, asked.c_str());
       std::printf("%-8s %-6s %9s %9s %9s %11s %9s %13s %13s\n", "mode", "check", "wall ms", "load ms", "spawn ms",
                   "compute ms", "write ms", "peak PSS MiB", "bytes copied");
       for (std::size_t i = 0; i < reports.size(); ++i) {

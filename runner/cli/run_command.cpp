@@ -13,6 +13,7 @@
 
 #include "commands.hpp"
 #include "flag_errors.hpp"
+#include "numeric_flags.hpp"
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool::cli {
@@ -102,6 +103,9 @@ JobSpec job_spec(const RunOptions& o) {
   // No --tile: the kernel's iteration space must be 0-d (run_job checks it once the inputs are known).
   if (o.tile) spec.tile = for_flag("--tile", *o.tile, TileGrid::parse_extents);
   spec.workers = o.workers;
+  if (spec.mode == Mode::threads && o.tile_timeout_s > 0) {
+    throw Error(Errc::usage, "--tile-timeout: threads mode cannot stop a thread that holds a tile too long (use --mode share, fork or copy)");
+  }
   for (const std::string& item : o.params) {
     const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
     for (const auto& [key, value] : one.values()) spec.params.add(key, value);  // a repeated key is refused
@@ -144,12 +148,12 @@ void add_run_options(CLI::App* run, RunOptions& o) {
   run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
   run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
   run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4 (not needed over a 0-d array)");
-  run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)");
+  run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)")->check(worker_count_range());
   run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
   run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");
   run->add_option("--backing", o.backing, "shm (default) or file:DIR");
   run->add_option("--tile-timeout", o.tile_timeout_s, "seconds a worker may hold one tile before it is killed and the tile retried")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tile_timeout_range());
   run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
   run->add_flag("--force", o.force, "replace an existing output");
   run->add_flag("--progress", o.progress, "draw a progress bar on stderr even when it is not a terminal");

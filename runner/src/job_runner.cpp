@@ -1,10 +1,8 @@
 // The one job runner: a job's life, written once for every mode.
 #include "detail/job_runner.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fmt/format.h>
 
 #include "tilepool/runner/memory_stats.hpp"
@@ -62,6 +60,9 @@ JobStats JobRunner::run(const JobRequest& job, const PreparedJob& prepared) {
     launcher_->start_job();
     wait(control, job, peak);
   } catch (...) {
+    // Interrupted or failed: no worker claims another tile (threads, which cannot be killed,
+    // finish the tile they run and stop). The first error's text stays, if there was one.
+    control.report_error("the job was stopped");
     launcher_->end_job(/*abandoned=*/true);
     throw;
   }
@@ -78,18 +79,22 @@ JobStats JobRunner::run(const JobRequest& job, const PreparedJob& prepared) {
 }
 
 void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t& peak_pss) {
+  // The user's signal is checked before the first wait and after the last: a job that is over
+  // within one slice (hundreds of workers on 16 tiles) is still stopped by a signal that came
+  // while its workers started.
+  throw_if_interrupted();
   while (!control.job_complete() && !control.job_failed()) {
     control.wait_for_progress(kWaitSlice);
     if (job.cancel != nullptr && job.cancel->load(std::memory_order_relaxed)) {
       throw Error(Errc::interrupted, "cancelled; workers stopped, job segments removed");
     }
-    if (const int sig = interrupt_signal(); sig != 0) {
-      throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed",
-                                                 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
-    }
+    throw_if_interrupted();
     if (launcher_->runner_supervises()) supervisor_.check(*launcher_);
     if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
   }
+  // A failure that the interruption caused (copy mode's I/O thread, stopped starting a worker)
+  // is reported as the interruption.
+  throw_if_interrupted();
   // The worker's kind of error (a full store, a replaced segment, a failed tile) and its words.
   if (control.job_failed()) throw control.error();
   // Sampled once, after the last tile: every page the job touched is mapped now (arrays are

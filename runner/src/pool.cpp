@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstring>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <thread>
@@ -34,12 +35,36 @@ Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
   PoolOptions o = options;
   if (o.workers <= 0) o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.workers > kMaxWorkers) throw Error(Errc::usage, fmt::format("{} workers; at most {}", o.workers, kMaxWorkers));
-  return Pool(std::make_unique<detail::JobRunner>(o, first_job));
+  if (o.mode == Mode::threads && o.tile_timeout.count() > 0) {
+    throw Error(Errc::usage, "a tile timeout needs worker processes: threads mode cannot stop a thread that holds a tile too long");
+  }
+  try {
+    return Pool(std::make_unique<detail::JobRunner>(o, first_job));
+  } catch (...) {
+    // Whatever failed while the user's signal was pending (a spawn cut short by it, say)
+    // failed because of it: report the signal.
+    throw_if_interrupted();
+    throw;
+  }
 }
 
-JobStats Pool::run(const JobRequest& job) { return impl_->run(job); }
+JobStats Pool::run(const JobRequest& job) {
+  try {
+    return impl_->run(job);
+  } catch (...) {
+    throw_if_interrupted();
+    throw;
+  }
+}
 
-JobStats detail::run_prepared(Pool& pool, const JobRequest& job, const PreparedJob& prepared) { return pool.impl_->run(job, prepared); }
+JobStats detail::run_prepared(Pool& pool, const JobRequest& job, const PreparedJob& prepared) {
+  try {
+    return pool.impl_->run(job, prepared);
+  } catch (...) {
+    throw_if_interrupted();
+    throw;
+  }
+}
 Mode Pool::mode() const noexcept { return impl_->launcher().mode(); }
 int Pool::worker_count() const noexcept { return impl_->launcher().worker_count(); }
 double Pool::spawn_seconds() const noexcept { return impl_->launcher().spawn_seconds(); }
@@ -67,11 +92,17 @@ void install_interrupt_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
   sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 }
 
 int interrupt_signal() noexcept { return g_interrupt_signal.load(); }
+
+void throw_if_interrupted() {
+  const int sig = interrupt_signal();
+  if (sig == 0) return;
+  const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : ::strsignal(sig);
+  throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed", name));
+}
 
 void run_inline(const JobRequest& job) {
   const detail::PreparedJob prepared = detail::prepare(job);

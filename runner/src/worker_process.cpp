@@ -1,13 +1,19 @@
 #include "detail/worker_process.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/process/args.hpp>
+#include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
 #include <boost/process/pipe.hpp>
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 #include <fmt/format.h>
 
 #include "detail/supervisor.hpp"
@@ -21,15 +27,80 @@ namespace tilepool::detail {
 namespace {
 
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
+// How often a wait for "ready" looks at the interrupt flag (a signal also cuts the poll short).
+constexpr auto kReadySlice = std::chrono::milliseconds(50);
+// Descriptors a spawn holds for a moment besides the two it keeps: the worker's ends of its
+// pipes and Boost.Process's exec-error pipe.
+constexpr int kSpawnTransientFds = 4;
+
+int open_descriptors() {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
 
 // A pipe whose both ends are close-on-exec from birth.
 bp::pipe make_pipe() {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw system_error("pipe for a worker", errno);
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    if (errno == EMFILE || errno == ENFILE) {
+      rlimit rl{};
+      ::getrlimit(RLIMIT_NOFILE, &rl);
+      throw Error(Errc::usage, fmt::format("out of file descriptors while starting a worker ({} open, limit {}): each worker "
+                                           "holds {}; raise the limit (ulimit -n) or start fewer workers",
+                                           open_descriptors(), rl.rlim_cur, kDescriptorsPerWorker));
+    }
+    throw system_error("pipe for a worker", errno);
+  }
   return bp::pipe(fds[0], fds[1]);
 }
 
+// In the child between fork and exec: the user's stop signals are the runner's to handle. A
+// terminal sends SIGINT (Ctrl-C) to the whole foreground process group, a service manager
+// SIGTERM to the whole cgroup, a closed terminal SIGHUP; a worker that died of them would be a
+// failure to report, when the runner is already stopping every worker itself (closing their
+// pipes, then SIGKILL). Ignoring survives exec; the mask is cleared of whatever the spawning
+// thread blocked (copy mode's I/O threads block SIGPIPE).
+struct LeaveStopSignalsToTheRunner : bp::extend::handler {
+  template <class Executor>
+  void on_exec_setup(Executor& /*exec*/) const {
+    ignore_stop_signals();
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  }
+};
+
 }  // namespace
+
+void ignore_stop_signals() noexcept {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &ignore, nullptr);
+}
+
+void reserve_descriptors(int workers, std::string_view what) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const auto needed = static_cast<rlim_t>(open_descriptors() + kDescriptorsPerWorker * workers + kSpawnTransientFds);
+  if (needed <= rl.rlim_cur) return;
+  // The soft limit is a default, not a policy: raise it as far as the hard limit allows (as
+  // Go's runtime does), so that thousands of workers need no `ulimit -n` first.
+  if (needed <= rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = needed;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
+  }
+  throw Error(Errc::usage, fmt::format("{} {} need {} file descriptors ({} each, and {} open now); this process may open {} "
+                                       "(ulimit -n; hard limit {}): raise the limit or start fewer workers",
+                                       workers, what, needed, kDescriptorsPerWorker, open_descriptors(), rl.rlim_cur,
+                                       rl.rlim_max));
+}
 
 std::unique_ptr<WorkerProcess> WorkerProcess::start(const std::filesystem::path& exe, const std::vector<std::string>& args) {
   std::unique_ptr<WorkerProcess> w(new WorkerProcess());
@@ -37,7 +108,8 @@ std::unique_ptr<WorkerProcess> WorkerProcess::start(const std::filesystem::path&
   bp::pipe from_worker = make_pipe();
   std::vector<std::string> argv{std::string(kWorkerFlag)};
   argv.insert(argv.end(), args.begin(), args.end());
-  w->child_ = bp::child(exe.string(), bp::args(argv), bp::std_in < to_worker, bp::std_out > from_worker);
+  w->child_ = bp::child(exe.string(), bp::args(argv), bp::std_in < to_worker, bp::std_out > from_worker,
+                        LeaveStopSignalsToTheRunner{});
   // Keep our ends; the bp::pipes close the worker's ends when they go out of scope.
   w->to_fd_ = to_worker.native_sink();
   to_worker.assign_sink(-1);
@@ -53,13 +125,18 @@ void WorkerProcess::await_ready(const std::string& who) {
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + kReadyTimeout;
   while (line.find('\n') == std::string::npos) {
+    // Stopped by the user while workers start: that is the answer, whatever the worker does.
+    throw_if_interrupted();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) throw Error(Errc::system, fmt::format("{} (pid {}) did not say ready within 10 s", who, pid_));
     pollfd pfd{from_fd_, POLLIN, 0};
-    const int r = retry_on_eintr([&] { return ::poll(&pfd, 1, static_cast<int>(std::max<std::int64_t>(0, left.count()))); });
-    if (r <= 0) throw Error(Errc::system, fmt::format("{} (pid {}) did not say ready within 10 s", who, pid_));
+    const int r = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), kReadySlice.count())));
+    if (r < 0 && errno != EINTR) throw system_error(fmt::format("waiting for {} (pid {})", who, pid_), errno);
+    if (r <= 0) continue;
     char c = 0;  // byte by byte: what follows the line belongs to the mode's protocol
     const ssize_t n = retry_on_eintr([&] { return ::read(from_fd_, &c, 1); });
     if (n <= 0) {
+      throw_if_interrupted();
       std::error_code ec;
       child_.wait(ec);
       reaped_ = true;
@@ -91,8 +168,9 @@ std::optional<int> WorkerProcess::poll_exit() {
 }
 
 void WorkerProcess::kill() noexcept {
-  std::error_code ec;
-  if (!reaped_ && child_.running(ec)) child_.terminate(ec);
+  // Not child_.terminate(): it waits for the death, and a pool stopping thousands of workers
+  // signals them all first. The exit shows in poll_exit (or stop reaps it).
+  if (!reaped_ && pid_ > 0) ::kill(pid_, SIGKILL);
 }
 
 void WorkerProcess::close_pipes() noexcept {
@@ -116,30 +194,68 @@ void WorkerProcess::stop(std::chrono::steady_clock::time_point deadline) noexcep
 }
 
 void stop_all(const std::vector<WorkerProcess*>& workers, std::chrono::milliseconds grace) noexcept {
-  for (const auto& w : workers) {
-    if (w) w->close_pipes();
+  try {
+    for (const auto& w : workers) {
+      if (w) w->close_pipes();  // EOF: each worker's loop ends
+    }
+    // Stopped by the user: no grace. A worker only attaches segments and writes tiles of an
+    // output that will not be published, so SIGKILL loses nothing, and thousands of workers
+    // that would each need a turn on a core to exit are gone at once.
+    const auto deadline = std::chrono::steady_clock::now() + (interrupt_signal() != 0 ? std::chrono::milliseconds(0) : grace);
+    auto pause = std::chrono::microseconds(50);
+    for (;;) {
+      const bool running = std::any_of(workers.begin(), workers.end(), [](WorkerProcess* w) { return w && !w->exited(); });
+      if (!running || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(5000));
+    }
+    // Every straggler is signalled before any is waited for: they die in parallel.
+    for (const auto& w : workers) {
+      if (w) w->kill();
+    }
+  } catch (...) {  // a destructor path: never throw; stop() below still reaps each one
   }
-  const auto deadline = std::chrono::steady_clock::now() + grace;
   for (const auto& w : workers) {
-    if (w) w->stop(deadline);
+    if (w) w->stop(std::chrono::steady_clock::now());
   }
 }
 
+std::filesystem::path runner_library_directory() {
+  // This function's own address: the directory of the libtilepool_runner that holds it, wherever
+  // the program that loaded it lives (installed, moved, or in the build tree).
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<const void*>(&runner_library_directory), &info) == 0 || info.dli_fname == nullptr) return {};
+  std::error_code ec;
+  const std::filesystem::path lib = std::filesystem::weakly_canonical(info.dli_fname, ec);
+  return ec ? std::filesystem::path(info.dli_fname).parent_path() : lib.parent_path();
+}
+
 std::filesystem::path find_worker_executable(const PoolOptions& options) {
-  std::filesystem::path exe = options.worker_executable;
-  if (exe.empty()) {
-    if (const char* env = std::getenv("TILEPOOL_WORKER"); env != nullptr && *env != '\0') {
-      exe = env;
-    } else {
-      std::error_code ec;
-      exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "tilepool-worker";
-    }
+  std::vector<std::filesystem::path> tried;
+  if (!options.worker_executable.empty()) {
+    tried.push_back(options.worker_executable);
+  } else if (const char* env = std::getenv("TILEPOOL_WORKER"); env != nullptr && *env != '\0') {
+    tried.emplace_back(env);
+  } else if (const std::filesystem::path lib = runner_library_directory(); !lib.empty()) {
+    // The install layout (and the build tree's): lib/ beside bin/; libexec/ for packagers who
+    // keep helper programs off PATH.
+    tried.push_back(lib.parent_path() / "bin" / "tilepool-worker");
+    tried.push_back(lib.parent_path() / "libexec" / "tilepool-worker");
   }
-  if (::access(exe.c_str(), X_OK) != 0) {
-    throw Error(Errc::system, fmt::format("cannot run the worker executable {} (expected tilepool-worker beside tilepool, or "
-                                          "set TILEPOOL_WORKER)", exe.string()));
+  for (const auto& exe : tried) {
+    if (::access(exe.c_str(), X_OK) == 0) return exe;
   }
-  return exe;
+  std::string where;
+  for (const auto& exe : tried) where += (where.empty() ? "" : " or ") + exe.string();
+  if (!options.worker_executable.empty()) {
+    throw Error(Errc::system, fmt::format("cannot run the worker executable {} (PoolOptions::worker_executable)", where));
+  }
+  if (std::getenv("TILEPOOL_WORKER") != nullptr && *std::getenv("TILEPOOL_WORKER") != '\0') {
+    throw Error(Errc::system, fmt::format("cannot run the worker executable {} (from TILEPOOL_WORKER)", where));
+  }
+  throw Error(Errc::system, fmt::format("cannot find the worker executable: no runnable {} (tilepool-worker is looked for "
+                                        "relative to libtilepool_runner; set TILEPOOL_WORKER to its path)",
+                                        where.empty() ? "tilepool-worker" : where));
 }
 
 }  // namespace tilepool::detail

@@ -90,6 +90,15 @@ TilePartial& ControlBlock::partial(std::int64_t tile) noexcept {
   return partials[tile];
 }
 
+bool ControlBlock::wait_until_idle(std::chrono::milliseconds timeout) noexcept {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (active_.load(std::memory_order_seq_cst) != 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    futex_wait(active_, active_.load(std::memory_order_relaxed), std::chrono::microseconds(200));
+  }
+  return true;
+}
+
 void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet) {
   const std::int64_t n = desc.tile_count;
   TILEPOOL_CHECK(n >= 0 && n <= tile_capacity_);
@@ -129,7 +138,10 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
   }
   posting_.store(0, std::memory_order_seq_cst);
   epoch_.fetch_add(1, std::memory_order_seq_cst);
-  futex_wake_all(epoch_);
+  // Only as many workers as can get a tile: a woken worker claims until the cursor runs dry, so
+  // waking more than there are tiles only makes the rest (thousands, in a big pool) enter the
+  // job, find nothing and fight for cores. The others see the new epoch when they next wake.
+  (void)futex_wake(epoch_, std::min<std::int64_t>(n, worker_capacity_));
 }
 
 bool ControlBlock::job_complete() const noexcept {
@@ -168,7 +180,7 @@ std::int64_t ControlBlock::requeue_tiles_of(int slot) noexcept {
     requeued_.fetch_add(count + returned, std::memory_order_acq_rel);
     requeued_total_.fetch_add(count, std::memory_order_acq_rel);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_all(epoch_);
+    (void)futex_wake(epoch_, std::min<std::int64_t>(count + returned, worker_capacity_));
   }
   return count;
 }

@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace tilepool {
 namespace {
 
@@ -27,8 +29,13 @@ void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
   ::syscall(SYS_futex, word_address(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
 }
 
-void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, word_address(word), FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
+void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept { (void)futex_wake(word, 0x7fffffff); }
+
+int futex_wake(const std::atomic<std::uint32_t>& word, std::int64_t count) noexcept {
+  if (count <= 0) return 0;
+  const auto n = static_cast<int>(std::min<std::int64_t>(count, 0x7fffffff));
+  const long woken = ::syscall(SYS_futex, word_address(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
+  return woken < 0 ? 0 : static_cast<int>(woken);
 }
 
 }  // namespace tilepool

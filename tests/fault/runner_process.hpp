@@ -52,12 +52,21 @@ inline std::vector<std::string> segments_of(pid_t pid) {
   return entries_with_prefix("tilepool-" + std::to_string(pid) + "-");
 }
 
+/// How a RunnerProcess is started.
+enum class Group {
+  inherit,  ///< in the test's process group
+  own,      ///< the leader of a process group of its own, as a shell starts a foreground job
+            ///< (a terminal's Ctrl-C goes to every process of that group: signal_group)
+};
+
 /// A `tilepool run` child process, started with fork/exec so the test knows its pid.
 class RunnerProcess {
  public:
-  RunnerProcess(const std::vector<std::string>& args, const std::string& fault, const std::string& stderr_file = "") {
+  RunnerProcess(const std::vector<std::string>& args, const std::string& fault, const std::string& stderr_file = "",
+                Group group = Group::inherit) {
     pid_ = ::fork();
     if (pid_ == 0) {
+      if (group == Group::own) ::setpgid(0, 0);
       if (!stderr_file.empty()) {
         if (std::freopen(stderr_file.c_str(), "w", stderr) == nullptr) ::_exit(126);
         ::dup2(STDERR_FILENO, STDOUT_FILENO);
@@ -70,16 +79,20 @@ class RunnerProcess {
       ::execv(kTilepool.c_str(), argv.data());
       ::_exit(127);
     }
+    // Both sides set the group, as shells do: whichever runs first, it exists before a signal.
+    if (pid_ > 0 && group == Group::own) ::setpgid(pid_, pid_);
   }
   RunnerProcess(const RunnerProcess&) = delete;
   RunnerProcess& operator=(const RunnerProcess&) = delete;
   ~RunnerProcess() {
     if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
+      ::kill(pid_, SIGKILL);  // its workers follow (PR_SET_PDEATHSIG)
       ::waitpid(pid_, nullptr, 0);
     }
   }
   [[nodiscard]] pid_t pid() const { return pid_; }
+  /// Sends `sig` to every process of the runner's group (Group::own): what a terminal does.
+  void signal_group(int sig) const { ::kill(-pid_, sig); }
   /// The exit status (or 128+signal), waiting at most `limit`; -1 on timeout.
   int wait_exit(std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;

@@ -5,8 +5,10 @@
 # Installs BUILD_DIR into a temporary prefix, then checks that:
 #   - the prefix holds the executables, libraries, CMake package and public headers, and no
 #     header from src/ or detail/;
-#   - the installed executables find their libraries in the prefix (install RPATH), and the
-#     installed tilepool runs;
+#   - the installed executables (tilepool-mpi too, when MPI was found) find their libraries in
+#     the prefix (install RPATH), and the installed tilepool runs; a copy of the prefix under
+#     another name runs a share-mode job and starts tilepool-mpi with no LD_LIBRARY_PATH or
+#     TILEPOOL_WORKER;
 #   - consumer/ (find_package(tilepool 0.2 CONFIG REQUIRED), tilepool::runner, and a plugin
 #     from tilepool_add_kernel_plugin) configures, builds and runs against the prefix: a
 #     built-in, the program's own kernel with the program as its share-mode workers, and the
@@ -60,7 +62,12 @@ for h in $(cd "$prefix/include" && find tilepool -name '*.hpp'); do
 done
 
 # --- installed executables use the prefix's libraries -------------------------------------
-for exe in "$prefix/bin/tilepool" "$prefix/bin/tilepool-worker"; do
+executables=("$prefix/bin/tilepool" "$prefix/bin/tilepool-worker")
+if [ -x "$build/bin/tilepool-mpi" ]; then
+  [ -x "$prefix/bin/tilepool-mpi" ] || fail "not installed: bin/tilepool-mpi (the build has it)"
+  executables+=("$prefix/bin/tilepool-mpi")
+fi
+for exe in "${executables[@]}"; do
   runpath=$(readelf -d "$exe" | sed -n 's/.*R\(UN\)\{0,1\}PATH.*\[\(.*\)\]/\2/p')
   [ "$runpath" = '$ORIGIN/../lib' ] || fail "$exe: RUNPATH is '$runpath', expected '\$ORIGIN/../lib'"
   while read -r lib _ path _; do
@@ -72,6 +79,27 @@ for exe in "$prefix/bin/tilepool" "$prefix/bin/tilepool-worker"; do
 done
 kernels=$(env -u TILEPOOL_WORKER "$prefix/bin/tilepool" kernels) || fail "installed tilepool kernels failed"
 grep -q '^add' <<<"$kernels" || fail "installed tilepool kernels does not list add: $kernels"
+
+# --- a moved prefix: executables find their libraries and the worker with no environment ----
+# Run from a copy of the prefix under another name (a package unpacked elsewhere): tilepool runs
+# a share-mode job (the runner library finds ../bin/tilepool-worker from where it is loaded),
+# and tilepool-mpi starts (a singleton MPI run of --help).
+moved=$tmp/moved-prefix
+cp -a "$prefix" "$moved"
+mv "$prefix" "$tmp/prefix-away"  # nothing may still point into the old prefix
+(
+  cd "$tmp"
+  /usr/bin/python3 -c "import numpy as np; np.save('ma.npy', np.arange(64.0).reshape(8, 8)); np.save('mb.npy', np.ones((8, 8)))"
+  env -u TILEPOOL_WORKER -u LD_LIBRARY_PATH "$moved/bin/tilepool" run -k add -i ma.npy -i mb.npy -o mout.npy -t 4,4 -w 2 \
+    --no-progress >"$tmp/moved.log" 2>&1 || { cat "$tmp/moved.log" >&2; exit 1; }
+  /usr/bin/python3 -c "import numpy as np, sys; sys.exit(0 if np.array_equal(np.load('mout.npy'), np.arange(64.0).reshape(8, 8) + 1) else 1)"
+) || fail "the moved prefix's tilepool could not run a share-mode job"
+if [ -x "$moved/bin/tilepool-mpi" ]; then
+  env -u LD_LIBRARY_PATH OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$moved/bin/tilepool-mpi" run --help \
+    >"$tmp/mpi-help.log" 2>&1 || { cat "$tmp/mpi-help.log" >&2; fail "the moved prefix's tilepool-mpi does not start"; }
+fi
+rm -rf "$moved"
+mv "$tmp/prefix-away" "$prefix"
 
 # --- an out-of-tree consumer ---------------------------------------------------------------
 generator=()

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "support/test_support.hpp"
@@ -271,10 +272,46 @@ TEST_F(CliTest, ZeroDimensionalArrayIsAnInputWithoutTileInEveryMode) {
   (void)run_command(kTilepool + " rm " + total + " " + neg);
 }
 
+// What another user needs to run tilepool: the programs and our libraries, copied into a
+// directory everyone may enter. The build tree may be where only root can go (a checkout in
+// /root, mode 0700), and the loader then cannot open the libraries for nobody. The copies keep
+// the install layout (bin/ beside lib/), so the copied runner library finds the copied worker;
+// LD_LIBRARY_PATH comes before the build tree's RUNPATH.
+class ProgramsForAnotherUser {
+ public:
+  ProgramsForAnotherUser() {
+    namespace fs = std::filesystem;
+    const fs::path build_bin = TILEPOOL_BIN_DIR;
+    fs::create_directories(dir_ / "bin");
+    fs::create_directories(dir_ / "lib");
+    for (const char* exe : {"tilepool", "tilepool-worker"}) fs::copy_file(build_bin / exe, dir_ / "bin" / exe);
+    for (const auto& e : fs::directory_iterator(build_bin.parent_path() / "lib")) {
+      if (e.path().filename().string().starts_with("libtilepool_")) {
+        fs::copy(e.path(), dir_ / "lib" / e.path().filename(), fs::copy_options::copy_symlinks);
+      }
+    }
+    for (const auto& e : fs::recursive_directory_iterator(dir_.path())) {
+      if (!e.is_symlink()) fs::permissions(e.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                                         fs::perms::others_read | fs::perms::others_exec);
+    }
+    fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                                     fs::perms::others_exec);
+  }
+  /// `tilepool` as a command prefix that works for any user.
+  [[nodiscard]] std::string tilepool() const {
+    return "env -u TILEPOOL_WORKER LD_LIBRARY_PATH=" + (dir_ / "lib").string() + " " + (dir_ / "bin" / "tilepool").string();
+  }
+
+ private:
+  TempDir dir_;
+};
+
 TEST_F(CliTest, ReadOnlySegmentIsAnInputInEveryMode) {
   // Root may open a 0400 file for writing: run as nobody, who owns the segment but may only read it.
   const bool root = ::geteuid() == 0;
-  const std::string as_user = root ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  std::optional<ProgramsForAnotherUser> copies;
+  if (root) copies.emplace();
+  const std::string as_user = root ? "setpriv --reuid=65534 --regid=65534 --clear-groups " + copies->tilepool() : kTilepool;
   const std::string ro = unique_name("ro");
   const std::string neg = unique_name("neg");
   ASSERT_EQ(run_command(kTilepool + " put " + path("i.npy") + " " + ro).status, 0);
@@ -283,14 +320,71 @@ TEST_F(CliTest, ReadOnlySegmentIsAnInputInEveryMode) {
   }
   ASSERT_EQ(::chmod(("/dev/shm/" + ro).c_str(), 0400), 0);
   for (const std::string mode : {"share", "fork", "copy", "threads"}) {
-    const auto r = run_command(as_user + kTilepool + " run -k negate -i shm:" + ro + " -o shm:" + neg +
-                               " -t 2,2 --force --no-progress -m " + mode);
+    const auto r = run_command(as_user + " run -k negate -i shm:" + ro + " -o shm:" + neg + " -t 2,2 --force --no-progress -m " + mode);
     EXPECT_EQ(r.status, 0) << mode << ": " << r.output;
     EXPECT_EQ(run_python("import numpy as np\nprint(np.array_equal(np.load('/dev/shm/" + neg + "'), -np.load('" + path("i.npy") + "')))").output,
               "True\n") << mode;
   }
   std::filesystem::remove("/dev/shm/" + ro);
   std::filesystem::remove("/dev/shm/" + neg);
+}
+
+// --- numeric options: one range check per flag, the same in every subcommand -------------
+
+TEST_F(CliTest, WorkerCountOutOfRangeIsOneLineExitTwoInEverySubcommand) {
+  const std::string run = "run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("o.npy") + " -t 4,4";
+  for (const char* bad : {"4097", "-1", "100000000000"}) {
+    expect_usage_error(run + " --workers " + bad, "--workers: " + std::string(bad) + " is out of range: expected 1 to 4096");
+    // demo used to skip every mode, print four lines and crash on the empty table (exit 139).
+    expect_usage_error(std::string("demo --workers ") + bad, "--workers: " + std::string(bad) + " is out of range: expected 1 to 4096");
+  }
+  expect_usage_error("demo --workers two", "--workers: 'two' is not a whole number of workers");
+  EXPECT_FALSE(std::filesystem::exists(path("o.npy")));
+}
+
+TEST_F(CliTest, TileTimeoutOutOfRangeIsAReadableOneLineError) {
+  const std::string run = "run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("o.npy") + " -t 4,4";
+  for (const char* bad : {"-1", "nan", "inf", "1e12"}) {
+    expect_usage_error(run + " --tile-timeout " + bad, "--tile-timeout: " + std::string(bad) + " is out of range: expected 0 (no timeout) to 1000000000 seconds");
+  }
+  // Not the largest double written out in full, as CLI11's NonNegativeNumber printed it.
+  const auto r = run_command(kTilepool + " " + run + " --tile-timeout -1 --no-progress");
+  EXPECT_EQ(r.output.find("1.79769"), std::string::npos) << r.output;
+  EXPECT_LT(r.output.size(), 200u) << r.output;
+}
+
+TEST_F(CliTest, TileTimeoutIsRefusedInThreadsMode) {
+  // A thread cannot be killed: the timeout would be silently ignored.
+  expect_usage_error("run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("o.npy") +
+                         " -t 4,4 -m threads --tile-timeout 2",
+                     "--tile-timeout: threads mode cannot stop a thread that holds a tile too long");
+  EXPECT_FALSE(std::filesystem::exists(path("o.npy")));
+  // Without a timeout, and in the process modes with one, the same job runs.
+  for (const std::string extra : {"-m threads", "-m share --tile-timeout 2", "-m fork --tile-timeout 2", "-m copy --tile-timeout 2"}) {
+    const auto r = run_command(kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("o.npy") +
+                               " -t 4,4 -w 2 --force --no-progress " + extra);
+    EXPECT_EQ(r.status, 0) << extra << ": " << r.output;
+  }
+}
+
+TEST_F(CliTest, TooFewFileDescriptorsForTheWorkersSaysHowManyTheJobNeeds) {
+  // `ulimit -n 48` sets the hard limit too: the runner cannot raise it for 100 workers' pipes
+  // (256 tiles of 1x1: a worker for each of the 100).
+  for (const std::string mode : {"share", "copy"}) {
+    const auto r = run_command("ulimit -n 48 && " + kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") +
+                               " -o " + path("o.npy") + " -t 1,1 -w 100 --no-progress -m " + mode);
+    EXPECT_EQ(r.status, 2) << mode << ": " << r.output;
+    EXPECT_TRUE(r.output.starts_with("tilepool: error: 100 " + mode + "-mode workers need ")) << r.output;
+    EXPECT_NE(r.output.find("file descriptors"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("ulimit -n; hard limit 48"), std::string::npos) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_EQ(r.output.find("pipe"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(path("o.npy")));
+  }
+  // A soft limit below what the job needs is raised up to the hard limit: the job runs.
+  const auto r = run_command("ulimit -Sn 48 && ulimit -Hn 4096 && " + kTilepool + " run -k add -i " + path("a.npy") + " -i " +
+                             path("b.npy") + " -o " + path("o.npy") + " -t 1,1 -w 100 --no-progress");
+  EXPECT_EQ(r.status, 0) << r.output;
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/workers/kernel.hpp"
 
 namespace tilepool {
 namespace {
@@ -191,6 +192,57 @@ TEST_P(JobTest, CancelStopsTheJobAsInterruptedAndLeavesNothing) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::interrupted) << e.what();
   }
+}
+
+// A kernel slow enough to be stopped mid-job: each tile sleeps, then writes 1s.
+const KernelDef kSlowOnes{
+    .name = "test_slow_ones",
+    .summary = "sleeps 20 ms per tile, then fills it with 1",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .output_spec = [](std::span<const ArraySpec> inputs, const Params&) { return inputs[0]; },
+    .iteration_shape = [](std::span<const ArraySpec>, const ArraySpec& output) { return output.shape; },
+    .bind = [](std::span<const AnyArray>, const AnyArray& output, const Params&) -> std::unique_ptr<BoundKernel> {
+      struct Bound final : BoundKernel {
+        AnyArray out;
+        void run_tile(const Box& box, TileResult&) override {
+          usleep(20'000);
+          const ArrayView<double> view = out.as<double>();
+          auto tile = view.tile(box);
+          for (std::int64_t p = 0; p < tile.plane_count(); ++p) tile.plane(p).setConstant(1.0);
+        }
+      };
+      auto b = std::make_unique<Bound>();
+      b->out = output;
+      return b;
+    },
+};
+const bool kSlowRegistered = (register_kernel(kSlowOnes), true);
+
+// After run_job returns, cancelled, no worker writes the caller's output any more (threads
+// finish their tile first; share workers still holding one are stopped).
+TEST_P(JobTest, NoWorkerWritesTheOutputOnceACancelledJobHasReturned) {
+  if (GetParam() == Mode::fork || GetParam() == Mode::copy) GTEST_SKIP() << "fork and copy modes end their workers' writes themselves";
+  ASSERT_TRUE(kSlowRegistered);
+  const std::string name = unique_name("out");
+  ArraySegment out = ArraySegment::create(name, DType::float64, kShape);
+  std::atomic<bool> cancel{false};
+  JobSpec spec = spec_for({array_source(caller_array(a_))}, array_target(JobArray::of(out)));
+  spec.kernel = "test_slow_ones";
+  spec.tile = Shape{1, 1};  // 64 tiles of 20 ms on 2 workers: about 640 ms
+  spec.cancel = &cancel;
+  spec.progress = [&](std::int64_t done, std::int64_t) {
+    if (done > 0) cancel = true;
+  };
+  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam(),
+                                      .worker_executable = std::filesystem::read_symlink("/proc/self/exe")});
+
+  EXPECT_THROW((void)run_job(spec, &pool), Error);
+  std::vector<double> after_return = values_of(out.array());
+  usleep(100'000);
+
+  EXPECT_EQ(values_of(out.array()), after_return);
+  EXPECT_LT(std::count(after_return.begin(), after_return.end(), 1.0), static_cast<std::ptrdiff_t>(after_return.size()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, JobTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),

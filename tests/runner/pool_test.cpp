@@ -102,6 +102,30 @@ TEST(PoolCapacityTest, ThousandAndTwentyFourThreadWorkersRunAJob) {
   EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.data_bytes()), 0);
 }
 
+// A pool of many workers for a job of few tiles starts one worker per tile; a bigger job on
+// the warm pool starts more, up to PoolOptions::workers, and runs correctly on them.
+TEST_P(PoolGrowthTest, PoolStartsNoMoreWorkersThanItsJobHasTilesAndMoreForABiggerJob) {
+  if (GetParam() == Mode::threads) GTEST_SKIP() << "threads mode starts every thread: an idle thread costs no process";
+  ArraySegment a = random_segment(DType::float64, {16, 16}, 7);
+  ArraySegment first_out = ArraySegment::create(unique_name("out"), DType::float64, {16, 16});
+  JobRequest first{"negate", {JobArray::of(a)}, JobArray::of(first_out), {8, 8}, {}};  // 4 tiles
+  Pool pool = Pool::start(PoolOptions{.workers = 12, .mode = GetParam()}, &first);
+  pool.run(first);
+  EXPECT_EQ(pool.worker_count(), 4);
+  for (const auto& [tile, workers] : std::vector<std::pair<Shape, int>>{{{4, 4}, 12}, {{8, 8}, GetParam() == Mode::fork ? 4 : 12}}) {
+    ArraySegment out = ArraySegment::create(unique_name("out"), DType::float64, {16, 16});
+    ArraySegment ref = ArraySegment::create(unique_name("ref"), DType::float64, {16, 16});
+    JobRequest job{"negate", {JobArray::of(a)}, JobArray::of(out), tile, {}};
+    JobRequest ref_job = job;
+    ref_job.output = JobArray::of(ref);
+    run_inline(ref_job);
+    pool.run(job);
+    // fork mode forks per job: as many children as this job's tiles; the others keep theirs.
+    EXPECT_EQ(pool.worker_count(), workers) << "tile " << tile[0];
+    EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.data_bytes()), 0);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, PoolGrowthTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
                          [](const auto& param_info) { return std::string(mode_name(param_info.param)); });
 INSTANTIATE_TEST_SUITE_P(Modes, PoolTest, ::testing::Values(Mode::share, Mode::threads),

@@ -4,11 +4,13 @@
 #include "tilepool/shared/control_block.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -256,6 +258,79 @@ TEST_F(ControlBlockTest, IdleWorkersSleepUntilTheEpochMovesAndWakeOnStop) {
   worker.join();
   EXPECT_TRUE(woke.load());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));  // a wake, not the 10 s timeout
+}
+
+// Threads asleep on the epoch, as idle workers are, until a post or a requeue wakes them.
+class SleepingWorkers {
+ public:
+  SleepingWorkers(ControlBlock& control, int count) : control_(control), tids_(static_cast<std::size_t>(count)) {
+    const std::uint32_t seen = control.epoch();
+    for (int i = 0; i < count; ++i) {
+      threads_.emplace_back([this, i, seen] {
+        tids_[static_cast<std::size_t>(i)] = ::gettid();
+        std::uint32_t last = seen;
+        while (!control_.stop_requested()) {
+          control_.wait_for_epoch_change(last, std::chrono::seconds(30));
+          if (control_.stop_requested()) break;
+          if (control_.epoch() != last) ++woken_;  // a wake for new work, not the timeout
+          last = control_.epoch();
+        }
+      });
+    }
+  }
+  ~SleepingWorkers() {
+    control_.request_stop();
+    for (auto& t : threads_) t.join();
+  }
+  /// True once every thread sleeps (state S: in the futex), within 5 s.
+  bool all_asleep() const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const bool asleep = std::all_of(tids_.begin(), tids_.end(), [](const std::atomic<pid_t>& tid) {
+        std::ifstream f("/proc/self/task/" + std::to_string(tid.load()) + "/stat");
+        std::string line;
+        return tid.load() != 0 && std::getline(f, line) && line.size() > line.rfind(')') + 2 && line[line.rfind(')') + 2] == 'S';
+      });
+      if (asleep) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  /// Wakes counted so far, after a moment for the woken ones to run.
+  int woken_after_a_moment() const {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return woken_.load();
+  }
+
+ private:
+  ControlBlock& control_;
+  std::vector<std::atomic<pid_t>> tids_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> woken_{0};
+};
+
+// 4,096 share workers on 2 cores, all woken for a 16-tile job, ran the demo for over 13 minutes.
+TEST_F(ControlBlockTest, PostedJobWakesOnlyAsManyIdleWorkersAsItHasTiles) {
+  SleepingWorkers sleepers(*control_, 32);
+  ASSERT_TRUE(sleepers.all_asleep());
+  control_->post_job(job(3));
+  EXPECT_EQ(sleepers.woken_after_a_moment(), 3);
+}
+
+TEST_F(ControlBlockTest, PostedJobWithMoreTilesThanWorkersWakesThemAll) {
+  SleepingWorkers sleepers(*control_, 8);
+  ASSERT_TRUE(sleepers.all_asleep());
+  control_->post_job(job(1000));
+  EXPECT_EQ(sleepers.woken_after_a_moment(), 8);
+}
+
+TEST_F(ControlBlockTest, RequeueWakesOnlyAsManyIdleWorkersAsTilesWentBack) {
+  control_->post_job(job(8));
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(control_->claim_next_tile(/*slot=*/40), i);  // a worker that will die with 2 tiles
+  SleepingWorkers sleepers(*control_, 16);
+  ASSERT_TRUE(sleepers.all_asleep());
+  EXPECT_EQ(control_->requeue_tiles_of(40), 2);
+  EXPECT_EQ(sleepers.woken_after_a_moment(), 2);
 }
 
 TEST_F(ControlBlockTest, ManyJobsWithConcurrentWorkersNeverLoseOrRepeatATile) {

@@ -23,6 +23,9 @@ class Supervisor;
 
 /// How long a stopping pool lets its workers exit on their own before it SIGKILLs them.
 inline constexpr std::chrono::milliseconds kStopGrace{2000};
+/// How long an abandoned job's workers may take to finish the tiles they hold before the
+/// launcher stops them (end_job(abandoned)).
+inline constexpr std::chrono::milliseconds kAbandonGrace{250};
 
 /// The dtype and shape of each input of `job`.
 std::vector<ArraySpec> input_specs(const JobRequest& job);
@@ -103,7 +106,7 @@ const LauncherRow& launcher_row(Mode mode) noexcept;
 
 std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
 
 /// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.

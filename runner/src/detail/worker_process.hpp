@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tilepool/runner/pool.hpp"
@@ -30,7 +31,7 @@ class WorkerProcess {
   ~WorkerProcess();
 
   /// Waits for the worker's "ready" line; throws Error(system) naming `who` if it exits first
-  /// or says nothing for 10 s.
+  /// or says nothing for 10 s, Error(interrupted) as soon as the user's signal arrives.
   void await_ready(const std::string& who);
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
   [[nodiscard]] int stdin_fd() const noexcept { return to_fd_; }
@@ -41,7 +42,7 @@ class WorkerProcess {
   [[nodiscard]] bool exited() { return reaped_ || poll_exit().has_value(); }
   /// The wait status of an exited process.
   [[nodiscard]] int exit_status() const noexcept { return status_; }
-  /// SIGKILL (works on stopped processes too).
+  /// Sends SIGKILL (works on stopped processes too) and returns at once; poll_exit or stop reaps.
   void kill() noexcept;
   /// Closes our pipe ends: the worker sees EOF.
   void close_pipes() noexcept;
@@ -58,11 +59,28 @@ class WorkerProcess {
   int status_ = 0;
 };
 
-/// Stops every worker at once: closes all their pipes, then reaps each by one shared deadline.
+/// Stops every worker at once: closes all their pipes, lets them exit until one shared deadline
+/// (none after the user's SIGINT/SIGTERM/SIGHUP), SIGKILLs the rest together, and reaps them all.
 void stop_all(const std::vector<WorkerProcess*>& workers, std::chrono::milliseconds grace) noexcept;
 
+/// Descriptors the runner keeps per worker process: our ends of its stdin and stdout pipes.
+inline constexpr int kDescriptorsPerWorker = 2;
+/// Makes sure this process may open what `workers` more worker processes need (kDescriptorsPerWorker
+/// each, beside what is open now): raises the soft RLIMIT_NOFILE up to the hard limit if it must,
+/// else throws Error(usage) saying how many descriptors they need and what the limit is. `what`
+/// names them ("share-mode workers").
+void reserve_descriptors(int workers, std::string_view what);
+
+/// Sets SIGINT, SIGTERM and SIGHUP to be ignored in this (worker) process: they are the user's
+/// signals to the runner, which stops its workers itself. Async-signal-safe (for after fork).
+void ignore_stop_signals() noexcept;
+
 /// The program started as workers: PoolOptions::worker_executable, else $TILEPOOL_WORKER, else
-/// tilepool-worker beside this executable. Throws Error(system) if it cannot be run.
+/// the tilepool-worker that belongs to this libtilepool_runner: LIBDIR/../bin/tilepool-worker,
+/// then LIBDIR/../libexec/tilepool-worker, where LIBDIR is where the loaded library is (dladdr),
+/// not where the program is. Throws Error(system) naming what it tried if none can be run.
 std::filesystem::path find_worker_executable(const PoolOptions& options);
+/// The directory of the loaded libtilepool_runner (empty if it cannot be told).
+std::filesystem::path runner_library_directory();
 
 }  // namespace tilepool::detail

@@ -144,6 +144,7 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   if (spec.measure_memory) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
 
   const auto t_write = Clock::now();
+  throw_if_interrupted();  // a signal during the job's last moments: nothing is published
   publish(output, spec.force);
   report.write_s = seconds_since(t_write);
   report.bytes_copied = stats.bytes_copied + output.bytes_copied();

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <fmt/format.h>
 #include <mutex>
@@ -50,20 +51,19 @@ class Connection final : public JobHandler {
 
 class CopyLauncher final : public Launcher {
  public:
-  CopyLauncher(const PoolOptions& options, Supervisor& supervisor)
+  // `first_tiles`: the first job's tile count, if known (-1): no more workers are started than
+  // it has tiles; a bigger job later starts more (control_for).
+  CopyLauncher(const PoolOptions& options, Supervisor& supervisor, std::int64_t first_tiles)
       : options_(options),
         supervisor_(supervisor),
         worker_exe_(find_worker_executable(options)) {
-    make_control(std::max<std::int64_t>(1, options.tile_capacity));
-    for (int slot = 0; slot < options.workers; ++slot) connections_.push_back(std::make_unique<Connection>(*this, slot));
-    const auto t0 = std::chrono::steady_clock::now();
+    make_control(std::max<std::int64_t>({1, options.tile_capacity, first_tiles}));
     try {
-      for (auto& c : connections_) c->start_worker();
+      add_workers(first_tiles < 0 ? options.workers : useful_workers(first_tiles));
     } catch (...) {
       stop();
       throw;
     }
-    spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     start_threads();
   }
   ~CopyLauncher() override { stop(); }
@@ -73,11 +73,18 @@ class CopyLauncher final : public Launcher {
   double spawn_seconds() const noexcept override { return spawn_s_; }
   std::uint64_t bytes_copied() const noexcept override { return bytes_copied_.load(std::memory_order_relaxed); }
   ControlBlock& control_for(std::int64_t tiles) override {
-    // A bigger job: the I/O threads move to a block sized for it; the worker processes, which
-    // never see the block, stay.
-    if (tiles > control_->tile_capacity()) {
+    // A bigger job: the I/O threads move to a block sized for it (a stopped block stays
+    // stopped); the worker processes, which never see the block, stay, and more are started
+    // if the job has tiles for them.
+    if (tiles > control_->tile_capacity() || useful_workers(tiles) > worker_count()) {
       stop_threads();
-      make_control(tiles);
+      make_control(std::max(tiles, control_->tile_capacity()));
+      try {
+        add_workers(useful_workers(tiles));
+      } catch (...) {
+        start_threads();  // the pool keeps serving with the workers it has
+        throw;
+      }
       for (int slot = 0; slot < worker_count(); ++slot) {
         WorkerProcess* w = connections_[static_cast<std::size_t>(slot)]->process();
         control_->worker(slot).pid.store(w != nullptr && !w->exited() ? w->pid() : 0, std::memory_order_release);
@@ -131,8 +138,26 @@ class CopyLauncher final : public Launcher {
     control_ = ControlBlock::create_in(memory_.get(), bytes, capacity, options_.workers);
   }
 
+  int useful_workers(std::int64_t tiles) const {
+    return static_cast<int>(std::clamp<std::int64_t>(tiles, 1, options_.workers));
+  }
+
+  // Starts worker processes (and their connections) until there are `count`.
+  void add_workers(int count) {
+    const int from = worker_count();
+    if (count <= from) return;
+    reserve_descriptors(count - from, "copy-mode workers");
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int slot = from; slot < count; ++slot) {
+      throw_if_interrupted();
+      connections_.push_back(std::make_unique<Connection>(*this, slot));
+      connections_.back()->start_worker();
+    }
+    spawn_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
   void start_threads() {
-    for (int slot = 0; slot < options_.workers; ++slot) {
+    for (int slot = 0; slot < worker_count(); ++slot) {
       threads_.emplace_back([this, slot] {
         // A write to a dead worker's pipe must be EPIPE here, not a process-wide SIGPIPE.
         sigset_t pipe_signal;
@@ -232,8 +257,8 @@ void Connection::worker_died(bool timed_out) {
 
 }  // namespace
 
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor) {
-  return std::make_unique<CopyLauncher>(options, supervisor);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job) {
+  return std::make_unique<CopyLauncher>(options, supervisor, first_job != nullptr ? prepare(*first_job).tile_count : -1);
 }
 
 }  // namespace tilepool::detail

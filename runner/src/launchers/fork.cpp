@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <mutex>
 #include <thread>
 
 #include "detail/launcher.hpp"
+#include "detail/worker_process.hpp"
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/posix_call.hpp"
@@ -29,7 +31,8 @@ class ForkLauncher final : public Launcher {
   ~ForkLauncher() override { end_job(true); }
 
   Mode mode() const noexcept override { return Mode::fork; }
-  int worker_count() const noexcept override { return options_.workers; }
+  // The children of the last job: one per tile, at most PoolOptions::workers.
+  int worker_count() const noexcept override { return forked_; }
   double spawn_seconds() const noexcept override { return spawn_s_; }
 
   ControlBlock& control_for(std::int64_t tiles) override {
@@ -60,7 +63,10 @@ class ForkLauncher final : public Launcher {
   void start_job() override {
     const auto t0 = std::chrono::steady_clock::now();
     const pid_t parent = ::getpid();
-    for (int slot = 0; slot < options_.workers; ++slot) {
+    // No more children than the job has tiles: the others would only be forked and reaped.
+    forked_ = static_cast<int>(std::clamp<std::int64_t>(control_->job().tile_count, 1, options_.workers));
+    for (int slot = 0; slot < forked_; ++slot) {
+      throw_if_interrupted();  // the children forked so far are stopped by end_job(abandoned)
       const pid_t pid = ::fork();
       if (pid == 0) child_main(slot, parent);
       if (pid < 0) throw system_error(fmt::format("fork of worker {}", slot), errno);
@@ -69,11 +75,12 @@ class ForkLauncher final : public Launcher {
     spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  // Asks every child to exit, waits a little, then SIGKILLs the stragglers, and reaps them all.
+  // Asks every child to exit, waits a little (not at all after the user's signal), then
+  // SIGKILLs the stragglers, all before reaping any, and reaps them all.
   void end_job(bool /*abandoned*/) noexcept override {
     if (control_ == nullptr) return;
     control_->request_stop();
-    const auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+    const auto deadline = std::chrono::steady_clock::now() + (interrupt_signal() != 0 ? std::chrono::milliseconds(0) : kStopGrace);
     auto pause = std::chrono::microseconds(20);
     for (;;) {
       for (int slot = 0; slot < options_.workers; ++slot) (void)poll_exit(slot);
@@ -82,9 +89,9 @@ class ForkLauncher final : public Launcher {
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::microseconds(2000));
     }
+    for (int slot = 0; slot < options_.workers; ++slot) kill(slot);
     for (int slot = 0; slot < options_.workers; ++slot) {
       if (const pid_t pid = pid_of(slot); pid > 0) {
-        ::kill(pid, SIGKILL);
         int status = 0;
         (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
         set_pid(slot, 0);
@@ -125,6 +132,8 @@ class ForkLauncher final : public Launcher {
   [[noreturn]] void child_main(int slot, pid_t parent) noexcept {
     int status = 0;
     try {
+      // The user's Ctrl-C reaches the whole process group: the parent stops its children.
+      ignore_stop_signals();
       die_with_parent(parent, /*watch_stdin=*/false);
       control_->worker(slot).pid.store(::getpid(), std::memory_order_release);
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
@@ -149,6 +158,7 @@ class ForkLauncher final : public Launcher {
   ControlBlock* control_ = nullptr;
   JobArrays arrays_;
   double spawn_s_ = 0;
+  int forked_ = options_.workers;  // before the first job: what it may fork
   mutable std::mutex pids_mutex_;  // tests read the pids from another thread
   std::vector<pid_t> pids_;        // by slot; 0: none
 };

@@ -3,8 +3,10 @@
 // segments themselves: no array bytes cross a pipe.
 #include <unistd.h>
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <optional>
+#include <utility>
 
 #include "detail/launcher.hpp"
 #include "detail/worker_process.hpp"
@@ -20,13 +22,15 @@ class ShareLauncher final : public Launcher {
       : options_(options), worker_exe_(find_worker_executable(options)) {
     std::optional<JobDescriptor> staged;
     std::int64_t capacity = std::max<std::int64_t>(1, options.tile_capacity);
+    int count = options.workers;
     if (first_job != nullptr) {
       const PreparedJob prepared = prepare(*first_job);
       staged = describe(*first_job, prepared, 0);
       capacity = std::max(capacity, prepared.tile_count);
+      count = useful_workers(prepared.tile_count);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    start_workers(capacity, staged);
+    start_workers(capacity, staged, count);
     spawn_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   ~ShareLauncher() override { stop(); }
@@ -35,13 +39,53 @@ class ShareLauncher final : public Launcher {
   int worker_count() const noexcept override { return static_cast<int>(workers_.size()); }
   double spawn_seconds() const noexcept override { return spawn_s_; }
   ControlBlock& control_for(std::int64_t tiles) override {
+    if (stopped_workers_ > 0) {  // the last job was abandoned while a worker held a tile
+      start_workers(std::max(tiles, control_->tile_capacity()), std::nullopt, std::exchange(stopped_workers_, 0));
+    }
     // A job bigger than the block: the workers move to a new block sized for it. Their
     // command line names the block (the initializer's argument), so they are started again.
     if (tiles > control_->tile_capacity()) {
+      const int count = worker_count();
       stop();
-      start_workers(tiles, std::nullopt);
+      start_workers(tiles, std::nullopt, count);
     }
     return *control_;
+  }
+
+  // A stopped or failed job: its workers claim no more tiles. One still running a tile after a
+  // moment is stopped with the others (the next job starts them again), so that no worker
+  // writes the job's arrays once its caller has them back (a warm pool in a Python session).
+  void end_job(bool abandoned) noexcept override {
+    if (!abandoned || workers_.empty() || control_->wait_until_idle(kAbandonGrace)) return;
+    const int count = worker_count();
+    stop();
+    stopped_workers_ = count;
+  }
+
+  // A job with more tiles than there are workers: more workers, up to PoolOptions::workers.
+  // Started after the job is posted, so that their initializer attaches this job's segments.
+  void start_job() override {
+    const int from = worker_count();
+    const int to = useful_workers(control_->job().tile_count);
+    if (to <= from) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    reserve_descriptors(to - from, "share-mode workers");
+    workers_.resize(static_cast<std::size_t>(to));
+    try {
+      for (int slot = from; slot < to; ++slot) {
+        throw_if_interrupted();
+        spawn(slot);
+      }
+      for (int slot = from; slot < to; ++slot) ready(slot);
+    } catch (...) {
+      // The pool keeps the workers it had; the new ones go (the job fails with the error).
+      std::vector<WorkerProcess*> added;
+      for (int slot = from; slot < to; ++slot) added.push_back(workers_[static_cast<std::size_t>(slot)].get());
+      stop_all(added, std::chrono::milliseconds(0));
+      workers_.resize(static_cast<std::size_t>(from));
+      throw;
+    }
+    spawn_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   void check(const JobRequest& job, const PreparedJob& /*prepared*/) const override {
@@ -73,9 +117,17 @@ class ShareLauncher final : public Launcher {
 
   WorkerProcess& worker(int slot) const { return *workers_[static_cast<std::size_t>(slot)]; }
 
-  // A control block for jobs of up to `capacity` tiles, and a worker in every slot attached to
-  // it (with `staged`'s segments attached by their initializer).
-  void start_workers(std::int64_t capacity, const std::optional<JobDescriptor>& staged) {
+  // Workers that can get a tile of a job of `tiles` tiles: one per tile, at most
+  // PoolOptions::workers. A pool of 4,096 for a job of 16 tiles starts 16; a bigger job later
+  // starts more (start_job).
+  int useful_workers(std::int64_t tiles) const {
+    return static_cast<int>(std::clamp<std::int64_t>(tiles, 1, options_.workers));
+  }
+
+  // A control block for jobs of up to `capacity` tiles with a slot for every worker the pool may
+  // have, and `count` workers attached to it (with `staged`'s segments attached by their
+  // initializer).
+  void start_workers(std::int64_t capacity, const std::optional<JobDescriptor>& staged, int count) {
     // worker_pids() may be reading the old block from another thread: its mapping stays.
     if (control_segment_) retired_.push_back(control_segment_->mapping());
     control_ = nullptr;
@@ -85,10 +137,16 @@ class ShareLauncher final : public Launcher {
     control_ = ControlBlock::create_in(control_segment_->data(), control_segment_->size(), capacity, options_.workers);
     if (staged) control_->stage_job(*staged);  // staged, not posted: the initializer attaches its segments
     workers_.clear();
-    workers_.resize(static_cast<std::size_t>(options_.workers));
+    reserve_descriptors(count, "share-mode workers");
+    workers_.resize(static_cast<std::size_t>(count));
     try {
-      for (int slot = 0; slot < options_.workers; ++slot) spawn(slot);
-      for (int slot = 0; slot < options_.workers; ++slot) ready(slot);
+      // All started before any is waited for: they load and attach in parallel. The user's
+      // signal is looked at between spawns and while waiting (await_ready).
+      for (int slot = 0; slot < count; ++slot) {
+        throw_if_interrupted();
+        spawn(slot);
+      }
+      for (int slot = 0; slot < count; ++slot) ready(slot);
     } catch (...) {
       stop();
       throw;
@@ -118,6 +176,7 @@ class ShareLauncher final : public Launcher {
   std::vector<std::shared_ptr<Mapping>> retired_;  // smaller blocks this pool outgrew
   ControlBlock* control_ = nullptr;
   std::vector<std::unique_ptr<WorkerProcess>> workers_;
+  int stopped_workers_ = 0;  // workers end_job stopped, to start again before the next job
   double spawn_s_ = 0;
 };
 

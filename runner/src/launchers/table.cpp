@@ -15,7 +15,7 @@ const std::array<LauncherRow, 4> kLaunchers{{
     {Mode::fork, "fork", ArraysIn::memory, Sharing::shared_with_children,
      [](const PoolOptions& o, const JobRequest*, Supervisor&) { return make_fork_launcher(o); }},
     {Mode::copy, "copy", ArraysIn::memory, Sharing::private_to_process,
-     [](const PoolOptions& o, const JobRequest*, Supervisor& s) { return make_copy_launcher(o, s); }},
+     [](const PoolOptions& o, const JobRequest* first, Supervisor& s) { return make_copy_launcher(o, s, first); }},
     {Mode::threads, "threads", ArraysIn::memory, Sharing::private_to_process,
      [](const PoolOptions& o, const JobRequest*, Supervisor&) { return make_thread_launcher(o); }},
 }};

@@ -29,6 +29,14 @@ class ThreadLauncher final : public Launcher {
     }
     return *control_;
   }
+  // A stopped or failed job: the threads finish the tiles they hold (a thread cannot be
+  // killed) and claim no more; the caller's arrays may be freed only once they are out.
+  void end_job(bool abandoned) noexcept override {
+    if (abandoned) {
+      while (!control_->wait_until_idle(std::chrono::seconds(1))) {
+      }
+    }
+  }
   void bind(const JobRequest& job, const PreparedJob& /*prepared*/) override {
     arrays_.inputs.clear();
     for (const JobArray& in : job.inputs) arrays_.inputs.push_back(in.array);

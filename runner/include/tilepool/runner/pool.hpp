@@ -127,8 +127,9 @@ struct PoolOptions {
   Mode mode = Mode::share;
   Backing backing;  ///< where share mode's control block lives
   /// The program share and copy modes start as workers (with serve_as_worker_if_asked's
-  /// arguments); empty: $TILEPOOL_WORKER, else tilepool-worker beside this executable. A program
-  /// that carries its own kernels names itself ("/proc/self/exe").
+  /// arguments); empty: $TILEPOOL_WORKER, else the tilepool-worker installed with this
+  /// libtilepool_runner (its directory's ../bin/, then ../libexec/), wherever the program is. A
+  /// program that carries its own kernels names itself ("/proc/self/exe").
   std::filesystem::path worker_executable;
   /// Tiles the control block has room for at first; a bigger job grows it (share mode restarts
   /// its workers on the new block), so this is a starting size, not a limit.
@@ -199,10 +200,16 @@ TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, c
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
 
-/// Makes SIGINT and SIGTERM stop the running job: Pool::run then throws Error(interrupted),
-/// the pool's destructor stops its workers and RAII handles remove the job's segments.
+/// Makes SIGINT, SIGTERM and SIGHUP stop the pool at any moment (starting workers, running a
+/// job): Pool::start and Pool::run then throw Error(interrupted), the pool's destructor SIGKILLs
+/// its workers and RAII handles remove the job's segments. Workers ignore these signals (a
+/// terminal's Ctrl-C reaches the whole process group): the runner alone decides, so a worker is
+/// never blamed for the user's signal.
 void install_interrupt_handlers();
 /// The signal that asked us to stop, or 0.
 int interrupt_signal() noexcept;
+/// Throws Error(interrupted) naming the signal if one asked us to stop. A front end calls it
+/// once more just before it publishes a result, so that nothing is published after Ctrl-C.
+void throw_if_interrupted();
 
 }  // namespace tilepool

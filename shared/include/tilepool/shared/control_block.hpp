@@ -199,7 +199,9 @@ class ControlBlock {
   void stage_job(const JobDescriptor& desc) noexcept { job_ = desc; }
   /// Publishes `desc` as a new job: waits until no worker is still inside the previous job,
   /// copies `desc` in, calls `while_quiet` (the runner's chance to swap other per-job state),
-  /// resets the dispatch state and wakes the workers. If `while_quiet` throws, nothing is posted
+  /// resets the dispatch state and wakes as many sleeping workers as the job has tiles (each
+  /// woken worker claims until none is left; the others see the job when they next wake, within
+  /// their idle timeout, and find nothing to do). If `while_quiet` throws, nothing is posted
   /// (the block holds no job) and the exception propagates. Runner only; not concurrent with itself.
   void post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet = {});
   /// Tiles of the current job done so far (counted once per worker chunk: it can lag the tiles
@@ -218,8 +220,9 @@ class ControlBlock {
   /// Sleeps until the job completes, fails, or `timeout` passes (the runner checks its workers
   /// between waits).
   void wait_for_progress(std::chrono::nanoseconds timeout) const noexcept;
-  /// Puts every tile claimed or reserved by `slot` back in the queue and counts the tiles it
-  /// completed (its worker died); returns how many it had started (claimed): those are retries.
+  /// Puts every tile claimed or reserved by `slot` back in the queue, wakes as many workers as
+  /// tiles went back, and counts the tiles it completed (its worker died); returns how many it
+  /// had started (claimed): those are retries.
   std::int64_t requeue_tiles_of(int slot) noexcept;
   /// Asks every worker to exit and wakes them.
   void request_stop() noexcept;
@@ -238,6 +241,9 @@ class ControlBlock {
   /// the runner is posting a new job right now (sleep on the epoch and try again).
   [[nodiscard]] bool enter_job() noexcept;
   void leave_job() noexcept;
+  /// Waits until no worker is inside the current job (after report_error each leaves once its
+  /// tile in flight is done), at most `timeout`; true if none is. Runner only.
+  [[nodiscard]] bool wait_until_idle(std::chrono::milliseconds timeout) noexcept;
   /// The current job (between enter_job and leave_job).
   [[nodiscard]] const JobDescriptor& job() const noexcept { return job_; }
   /// Claims the next free tile for `slot`; -1 when none is left (or the job failed).

@@ -1,0 +1,162 @@
+// Ctrl-C and SIGTERM at any moment of a run, while hundreds or thousands of share workers start
+// included. A terminal sends SIGINT to every process of the foreground process group, so the
+// tests signal the runner's whole group, workers and all: the run must end within a second
+// with 128 + the signal, say so in one line that blames no worker, publish nothing and leave
+// nothing in /dev/shm.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "fault/runner_process.hpp"
+#include "support/test_support.hpp"
+
+namespace tilepool {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::alive;
+using testing::children_of;
+using testing::Group;
+using testing::RunnerProcess;
+using testing::run_python;
+using testing::segments_of;
+using testing::TempDir;
+
+// How long a stop may take: the promise is "within a second"; the tests run beside other test
+// processes on a 2-core machine, so they allow that second and half as much again.
+constexpr auto kStopLimit = 1500ms;
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"; }
+
+class InterruptTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_python("import numpy as np\n"
+                         "np.save('" + in("a.npy") + "', np.random.rand(64, 64))\n"
+                         "np.save('" + in("b.npy") + "', np.random.rand(64, 64))\n").status, 0);
+  }
+  std::string in(const char* name) const { return (dir_ / name).string(); }
+
+  /// Starts `tilepool ARGS` in a process group of its own, signals the group `delay` later and
+  /// checks every promise about the stop. Returns false if the run was over before the signal
+  /// (then it must have succeeded).
+  bool interrupt_and_check(const std::vector<std::string>& args, std::chrono::milliseconds delay, int sig,
+                           const std::string& output) {
+    const std::string err = in("stderr.txt");
+    RunnerProcess runner(args, "", err, Group::own);
+    std::this_thread::sleep_for(delay);
+    if (!alive(runner.pid())) {  // finished first: nothing to interrupt
+      EXPECT_EQ(runner.wait_exit(1s), 0) << read_file(err);
+      std::filesystem::remove(output);
+      return false;
+    }
+    const std::vector<pid_t> workers = children_of(runner.pid());
+    runner.signal_group(sig);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int status = runner.wait_exit(30s);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    const std::string text = read_file(err);
+    const std::string at = fmt::format("{} at {} ms ({} workers running then): ", signal_name(sig), delay.count(), workers.size());
+    EXPECT_EQ(status, 128 + sig) << at << text;
+    EXPECT_LE(took, kStopLimit) << at << "the run took " << took.count() << " ms to stop";
+    // Nothing to say only if the signal came before the runner had started anything (it was
+    // still loading its libraries: the signal's default action ended it).
+    if (!text.empty() || !workers.empty()) {
+      EXPECT_TRUE(text.starts_with(fmt::format("tilepool: error: interrupted by {}", signal_name(sig)))) << at << text;
+      EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << at << text;
+    }
+    EXPECT_EQ(text.find("before it was ready"), std::string::npos) << at << text;
+    EXPECT_EQ(text.find("signal " + std::to_string(sig)), std::string::npos) << at << text;
+    EXPECT_FALSE(std::filesystem::exists(output)) << at << "the output was published";
+    EXPECT_TRUE(segments_of(runner.pid()).empty()) << at;
+    for (const pid_t w : workers) EXPECT_FALSE(alive(w)) << at << "worker " << w << " outlived the run";
+    return true;
+  }
+
+  TempDir dir_;
+};
+
+// With 300 workers (and 1,024 tiles, so that all 300 start) a run spends its first second or
+// more starting them: a signal then was lost (the job ran on and published, exit 0) or blamed
+// on a worker that the terminal's SIGINT killed ("worker 0 exited before it was ready:
+// signal 2", exit 1).
+TEST_F(InterruptTest, SignalToTheProcessGroupWhileHundredsOfShareWorkersStartStopsTheRunWithinASecond) {
+  const std::vector<std::string> args{"run", "-k", "add", "-i", in("a.npy"), "-i", in("b.npy"), "-o", in("out.npy"),
+                                      "-t", "2,2", "-w", "300", "--no-progress"};
+  int interrupted = 0;
+  for (const int sig : {SIGINT, SIGTERM}) {
+    for (const auto delay : {40ms, 80ms, 150ms, 300ms, 600ms, 1000ms}) {
+      interrupted += interrupt_and_check(args, delay, sig, in("out.npy")) ? 1 : 0;
+    }
+  }
+  EXPECT_GE(interrupted, 8) << "most signals should have found the run still starting its workers";
+}
+
+TEST_F(InterruptTest, SignalToTheProcessGroupStopsEveryModeWithinASecond) {
+  for (const std::string mode : {"share", "fork", "copy", "threads"}) {
+    SCOPED_TRACE(mode);
+    // A matmul of seconds: the signal comes while tiles run.
+    ASSERT_EQ(run_python("import numpy as np\n"
+                         "np.save('" + in("ma.npy") + "', np.random.rand(1500, 1500))\n"
+                         "np.save('" + in("mb.npy") + "', np.random.rand(1500, 1500))\n").status, 0);
+    const std::vector<std::string> args{"run", "-k", "matmul", "-i", in("ma.npy"), "-i", in("mb.npy"), "-o", in("mout.npy"),
+                                        "-t", "50,50", "-w", "8", "-m", mode, "--no-progress"};
+    EXPECT_TRUE(interrupt_and_check(args, 400ms, SIGINT, in("mout.npy"))) << "the job ended before the signal";
+  }
+}
+
+// 4,096 workers on two cores: a demo that took more than 13 minutes (every worker started and
+// woken for 16 tiles) and ignored SIGINT for 30 s. Now it finishes within a bound, and a
+// SIGINT while it runs stops it within a second.
+TEST_F(InterruptTest, DemoOfFourThousandWorkersFinishesInBoundedTimeAndStopsWithinASecondOfSigint) {
+  const std::string err = in("stderr.txt");
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    RunnerProcess demo({"demo", "--workers", "4096"}, "", err, Group::own);
+    EXPECT_EQ(demo.wait_exit(120s), 0) << read_file(err);
+  }
+  const auto whole = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_LE(whole, 60s) << "the demo of 4,096 workers took " << whole.count() << " ms";
+  std::printf("[ measured ] tilepool demo --workers 4096: %lld ms\n", static_cast<long long>(whole.count()));
+
+  int interrupted = 0;
+  for (const auto delay : {100ms, 300ms, whole / 2}) {
+    RunnerProcess demo({"demo", "--workers", "4096"}, "", err, Group::own);
+    std::this_thread::sleep_for(delay);
+    if (!alive(demo.pid())) {
+      EXPECT_EQ(demo.wait_exit(1s), 0) << read_file(err);
+      continue;
+    }
+    const std::vector<pid_t> workers = children_of(demo.pid());
+    demo.signal_group(SIGINT);
+    const auto t1 = std::chrono::steady_clock::now();
+    const int status = demo.wait_exit(60s);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1);
+    const std::string text = read_file(err);
+    EXPECT_EQ(status, 130) << text;
+    EXPECT_LE(took, kStopLimit) << "SIGINT at " << delay.count() << " ms: the demo took " << took.count() << " ms to stop";
+    EXPECT_TRUE(text.starts_with("tilepool: error: interrupted by SIGINT")) << text;
+    EXPECT_TRUE(segments_of(demo.pid()).empty());
+    for (const pid_t w : workers) EXPECT_FALSE(alive(w)) << "worker " << w << " outlived the demo";
+    ++interrupted;
+  }
+  EXPECT_GE(interrupted, 1) << "every SIGINT came after the demo ended";
+}
+
+}  // namespace
+}  // namespace tilepool
