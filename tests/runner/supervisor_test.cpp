@@ -291,6 +291,23 @@ TEST_F(SupervisorTest, WhenEveryWorkerOfAModeThatCannotReplaceThemIsDeadTheJobFa
   EXPECT_NE(m.find("while running tile 1 [0:4, 4:8]"), std::string::npos) << m;
 }
 
+// Tiles are named by their grid index everywhere (the tile loop's and copy mode's errors,
+// --json, tilepool-mpi's ranges); a job over a range of the grid claims index 0 for its first
+// grid tile.
+TEST_F(SupervisorTest, RetryLimitMessageOfARangedJobNamesTheGridTile) {
+  detail::Supervisor supervisor(/*max_tile_retries=*/0, 0ms);
+  ScriptedLauncher launcher(kWorkers, /*replaces=*/true);
+  begin(supervisor, /*first=*/3, /*count=*/1);
+  hold(0, 0);  // claim index 0: grid tile 3
+  launcher.die(0, kKilled);
+
+  supervisor.check(launcher);
+
+  ASSERT_TRUE(control().job_failed());
+  const std::string m = control().error_message();
+  EXPECT_NE(m.find("tile 3 [4:8, 4:8]"), std::string::npos) << m;
+}
+
 TEST_F(SupervisorTest, ReplaceIdleDeathsReplacesOnlyWorkersThatExited) {
   ScriptedLauncher launcher(kWorkers, /*replaces=*/true);
   launcher.die(1, kKilled);
