@@ -202,6 +202,40 @@ class ThreadWorkersLauncher final : public detail::Launcher {
   int busy_ = 0;
 };
 
+/// Runs `job` on `runner`, cancelling it after `limit`: a broken runner fails its test instead
+/// of hanging it. (A job with its own cancel flag keeps it, and has no deadline.)
+JobStats run_within(detail::JobRunner& runner, JobRequest job, std::chrono::milliseconds limit = 10s) {
+  std::atomic<bool> expired{false};
+  if (job.cancel == nullptr) job.cancel = &expired;
+  std::mutex mutex;
+  std::condition_variable finished;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock lock(mutex);
+    if (!finished.wait_for(lock, limit, [&] { return done; })) expired.store(true);
+  });
+  struct Stop {
+    std::mutex& mutex;
+    std::condition_variable& finished;
+    bool& done;
+    std::thread& watchdog;
+    ~Stop() {
+      {
+        const std::lock_guard lock(mutex);
+        done = true;
+      }
+      finished.notify_all();
+      watchdog.join();
+    }
+  } stop{mutex, finished, done, watchdog};
+  try {
+    return runner.run(job);
+  } catch (const Error&) {
+    if (expired.load()) ADD_FAILURE() << "the job did not finish within " << limit.count() << " ms";
+    throw;
+  }
+}
+
 /// A job of `negate` over an 8x8 float64 array of 1..64 in 2x2 tiles (16 tiles).
 class JobRunnerTest : public ::testing::Test {
  protected:
@@ -245,7 +279,7 @@ class JobRunnerTest : public ::testing::Test {
 TEST_F(JobRunnerTest, RunReturnsOnceEveryTileOfThePostedJobIsDone) {
   auto runner = make_runner();
 
-  const JobStats stats = runner->run(job());
+  const JobStats stats = run_within(*runner, job());
 
   EXPECT_EQ(stats.tiles, kTiles);
   EXPECT_TRUE(output_is_negated_input());
@@ -254,7 +288,7 @@ TEST_F(JobRunnerTest, RunReturnsOnceEveryTileOfThePostedJobIsDone) {
 TEST_F(JobRunnerTest, LauncherIsAskedToCheckPlaceStartAndEndTheJobInThatOrder) {
   auto runner = make_runner();
 
-  runner->run(job());
+  run_within(*runner, job());
 
   EXPECT_EQ(launcher_of(*runner).calls,
             (std::vector<std::string>{"check", "control_for", "bind", "start_job", "end_job(completed)"}));
@@ -266,7 +300,7 @@ TEST_F(JobRunnerTest, RangedJobWritesOnlyTheOutputOfItsTiles) {
   JobRequest ranged = job();
   ranged.tiles = TileRange{.first = 4, .count = 4};  // grid tiles 4..7: rows 2..3
 
-  const JobStats stats = runner->run(ranged);
+  const JobStats stats = run_within(*runner, ranged);
 
   EXPECT_EQ(stats.tiles, 4);
   for (int i = 0; i < 64; ++i) {
@@ -283,7 +317,7 @@ TEST_F(JobRunnerTest, ReductionPartialsComeBackInTileOrderAndTheirTotalFillsTheO
   sum.output = JobArray{total, "", {}, std::nullopt};
   sum.tile = {4, 4};  // tile t covers rows 4*(t/2).., columns 4*(t%2)..
 
-  const JobStats stats = runner->run(sum);
+  const JobStats stats = run_within(*runner, sum);
 
   ASSERT_EQ(stats.partials.size(), 4u);
   for (int t = 0; t < 4; ++t) {
@@ -300,7 +334,7 @@ TEST_F(JobRunnerTest, StatsCarryTheBytesTheLauncherCopied) {
   auto runner = make_runner();
   launcher_of(*runner).bytes_copied_value = 4242;
 
-  const JobStats stats = runner->run(job());
+  const JobStats stats = run_within(*runner, job());
 
   EXPECT_EQ(stats.bytes_copied, 4242u);
 }
@@ -310,8 +344,8 @@ TEST_F(JobRunnerTest, MemoryIsSampledOnlyWhenTheOptionsAskForIt) {
   auto sampling = make_runner(PoolOptions{.sample_memory = true});
   auto quiet = make_runner(PoolOptions{.sample_memory = false});
 
-  const JobStats sampled = sampling->run(job());
-  const JobStats unsampled = quiet->run(job());
+  const JobStats sampled = run_within(*sampling, job());
+  const JobStats unsampled = run_within(*quiet, job());
 
   EXPECT_GT(sampled.peak_pss_bytes, 0u);  // this process's own PSS, at least
   EXPECT_EQ(unsampled.peak_pss_bytes, 0u);
@@ -332,7 +366,7 @@ TEST_F(JobRunnerTest, ProgressIsReportedAgainstTheJobsTileCount) {
     launcher.release();
   };
 
-  runner->run(j);
+  run_within(*runner, j);
 
   ASSERT_FALSE(reports.empty());
   for (const auto& [done, total] : reports) {
@@ -349,7 +383,7 @@ TEST_F(JobRunnerTest, FailingTileFailsTheRunWithTheWorkersMessageAndEndsTheJobAb
   });
 
   try {
-    runner->run(job());
+    run_within(*runner, job());
     FAIL() << "expected the job to fail";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::job_failed);
@@ -372,7 +406,7 @@ TEST_F(JobRunnerTest, CancelStopsTheRunAsInterruptedAndEndsTheJobAbandoned) {
   });
 
   try {
-    runner->run(j);
+    run_within(*runner, j);
     ADD_FAILURE() << "expected the job to be cancelled";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::interrupted) << e.what();
@@ -386,7 +420,7 @@ TEST_F(JobRunnerTest, JobTheLauncherRefusesIsNeitherBoundNorStarted) {
   launcher_of(*runner).refuse = true;
 
   try {
-    runner->run(job());
+    run_within(*runner, job());
     FAIL() << "expected the launcher's refusal";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::usage);
@@ -398,7 +432,7 @@ TEST_F(JobRunnerTest, JobWhoseStartFailsIsEndedAbandoned) {
   auto runner = make_runner();
   launcher_of(*runner).fail_start = true;
 
-  EXPECT_THROW(runner->run(job()), Error);
+  EXPECT_THROW(run_within(*runner, job()), Error);
 
   EXPECT_EQ(launcher_of(*runner).calls.back(), "end_job(abandoned)");
 }
@@ -411,7 +445,7 @@ TEST_F(JobRunnerTest, DeadWorkersTileIsRetriedOnAReplacementAndTheJobCompletes) 
     if (point == TilePoint::claimed && tile == 6 && !died.exchange(true)) throw WorkerDeath{};
   });
 
-  const JobStats stats = runner->run(job());
+  const JobStats stats = run_within(*runner, job());
 
   EXPECT_TRUE(died.load());
   EXPECT_EQ(launcher.replaced.size(), 1u);
@@ -430,7 +464,7 @@ TEST_F(JobRunnerTest, HungWorkerIsKilledAfterTheTileTimeoutAndItsTileRetried) {
     }
   });
 
-  const JobStats stats = runner->run(job());
+  const JobStats stats = run_within(*runner, job());
 
   ASSERT_GE(hung_slot.load(), 0);
   EXPECT_EQ(launcher.kills, std::vector<int>{hung_slot.load()});
@@ -445,7 +479,7 @@ TEST_F(JobRunnerTest, TileThatKeepsKillingItsWorkerFailsTheRunNamingTheTile) {
   });
 
   try {
-    runner->run(job());
+    run_within(*runner, job());
     FAIL() << "expected the job to fail";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::job_failed);
@@ -466,11 +500,11 @@ TEST_F(JobRunnerTest, DISABLED_NextJobRunsAfterAWorkerDiedInsideThePreviousOne) 
   launcher.observe([&](ThreadWorkersLauncher&, int, TilePoint point, std::int64_t tile) {
     if (point == TilePoint::claimed && tile == 6 && !died.exchange(true)) throw WorkerDeath{};
   });
-  runner->run(job());
+  run_within(*runner, job());
   ASSERT_TRUE(died.load());
   for (int i = 0; i < 64; ++i) out(i) = 0;
 
-  auto next = std::async(std::launch::async, [&] { return runner->run(job()); });
+  auto next = std::async(std::launch::async, [&] { return run_within(*runner, job()); });
   const bool finished = next.wait_for(3s) == std::future_status::ready;
 
   EXPECT_TRUE(finished) << "the next job never started: post_job still waits for the dead worker to leave the last job";
