@@ -40,8 +40,11 @@ JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared) {
 }  // namespace
 
 JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
+    : JobRunner(options, [&](Supervisor& supervisor) { return launcher_row(options.mode).make(options, first_job, supervisor); }) {}
+
+JobRunner::JobRunner(const PoolOptions& options, const MakeLauncher& make)
     : options_(options), supervisor_(options.max_tile_retries, options.tile_timeout) {
-  launcher_ = launcher_row(options.mode).make(options, first_job, supervisor_);
+  launcher_ = make(supervisor_);
   TILEPOOL_CHECK(launcher_ != nullptr);
 }
 

@@ -40,8 +40,8 @@ void Supervisor::worker_died(int slot, std::int64_t tile, const std::string& fat
     control_->report_error(fmt::format("{}: workers died {} times before running a tile of the job (last: {})",
                                        job_->kernel->name, failures, fate));
   } else if (tile >= 0 && failures > max_tile_retries_) {
-    control_->report_error(fmt::format("{}: tile {} {} killed its worker {} times (last: {})", job_->kernel->name, tile,
-                                       format_box(job_->grid.box(job_->first_tile + tile)), failures, fate));
+    control_->report_error(fmt::format("{}: tile {} {} killed its worker {} times (last: {})", job_->kernel->name,
+                                       job_->first_tile + tile, format_box(job_->grid.box(job_->first_tile + tile)), failures, fate));
   }
 }
 

@@ -2,6 +2,7 @@
 // Private to runner/: the one job runner. It owns a job's life in every mode — validate, post,
 // supervise, sample memory, collect stats — and asks its Launcher for what differs.
 
+#include <functional>
 #include <memory>
 
 #include "detail/launcher.hpp"
@@ -14,6 +15,11 @@ class JobRunner {
  public:
   /// Starts the launcher for `options.mode`; see Pool::start.
   JobRunner(const PoolOptions& options, const JobRequest* first_job);
+  /// Makes a launcher that runs its workers under the runner's supervisor.
+  using MakeLauncher = std::function<std::unique_ptr<Launcher>(Supervisor& supervisor)>;
+  /// Runs jobs on the launcher `make` returns instead of `options.mode`'s row (the unit tests'
+  /// scripted launchers); `options` gives the retry limit, tile timeout and memory sampling.
+  JobRunner(const PoolOptions& options, const MakeLauncher& make);
   JobStats run(const JobRequest& job);
   /// Runs a job prepared once by the caller (run_job), as it is.
   JobStats run(const JobRequest& job, const PreparedJob& prepared);
