@@ -176,6 +176,7 @@ std::int64_t ControlBlock::requeue_tiles_of(int slot) noexcept {
   w.chunk_next.store(0, std::memory_order_relaxed);
   w.chunk_end.store(0, std::memory_order_relaxed);
   report_done(slot);  // what it finished before it died
+  leave_job(slot);    // a worker that died inside the job never left it itself
   if (count + returned > 0) {
     requeued_.fetch_add(count + returned, std::memory_order_acq_rel);
     requeued_total_.fetch_add(count, std::memory_order_acq_rel);
@@ -195,16 +196,18 @@ void ControlBlock::wait_for_epoch_change(std::uint32_t seen, std::chrono::nanose
   futex_wait(epoch_, seen, timeout);
 }
 
-bool ControlBlock::enter_job() noexcept {
+bool ControlBlock::enter_job(int slot) noexcept {
+  worker(slot).inside.store(1, std::memory_order_seq_cst);
   active_.fetch_add(1, std::memory_order_seq_cst);
   if (posting_.load(std::memory_order_seq_cst) != 0) {
-    leave_job();
+    leave_job(slot);
     return false;
   }
   return true;
 }
 
-void ControlBlock::leave_job() noexcept {
+void ControlBlock::leave_job(int slot) noexcept {
+  if (worker(slot).inside.exchange(0, std::memory_order_seq_cst) == 0) return;  // let out already (it died)
   if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 && posting_.load(std::memory_order_seq_cst) != 0) {
     futex_wake_all(active_);
   }

@@ -490,15 +490,18 @@ TEST_F(JobRunnerTest, TileThatKeepsKillingItsWorkerFailsTheRunNamingTheTile) {
 
 // A worker process killed mid-tile never leaves the job it entered (ControlBlock::enter_job /
 // leave_job count the workers inside), and post_job waits for that count to reach zero before it
-// writes the next job: the pool's next job waits forever. Found by this test; the fix belongs to
-// the control block (shared/), so it is disabled until then:
-//   tilepool-tests --gtest_also_run_disabled_tests --gtest_filter='*NextJobRunsAfterAWorkerDiedInsideThePreviousOne'
-TEST_F(JobRunnerTest, DISABLED_NextJobRunsAfterAWorkerDiedInsideThePreviousOne) {
+// writes the next job: the pool's next job waited forever. The supervisor's requeue_tiles_of now
+// lets a dead worker out of the job (WorkerSlot::inside).
+TEST_F(JobRunnerTest, NextJobRunsAfterAWorkerDiedInsideThePreviousOne) {
   auto runner = make_runner({}, /*supervised=*/true);
   ThreadWorkersLauncher& launcher = launcher_of(*runner);
   std::atomic<bool> died{false};
-  launcher.observe([&](ThreadWorkersLauncher&, int, TilePoint point, std::int64_t tile) {
-    if (point == TilePoint::claimed && tile == 6 && !died.exchange(true)) throw WorkerDeath{};
+  std::atomic<int> died_slot{-1};
+  launcher.observe([&](ThreadWorkersLauncher&, int slot, TilePoint point, std::int64_t tile) {
+    if (point == TilePoint::claimed && tile == 6 && !died.exchange(true)) {
+      died_slot = slot;
+      throw WorkerDeath{};
+    }
   });
   run_within(*runner, job());
   ASSERT_TRUE(died.load());
@@ -508,7 +511,7 @@ TEST_F(JobRunnerTest, DISABLED_NextJobRunsAfterAWorkerDiedInsideThePreviousOne) 
   const bool finished = next.wait_for(3s) == std::future_status::ready;
 
   EXPECT_TRUE(finished) << "the next job never started: post_job still waits for the dead worker to leave the last job";
-  if (!finished) launcher.control().leave_job();  // what the dead worker never did: lets the test end
+  if (!finished) launcher.control().leave_job(died_slot);  // what the dead worker never did: lets the test end
   next.get();
   EXPECT_TRUE(output_is_negated_input());
 }

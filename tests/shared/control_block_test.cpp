@@ -60,12 +60,12 @@ TEST_F(ControlBlockTest, EveryTileIsClaimedExactlyOnceByConcurrentWorkers) {
   std::vector<std::thread> threads;
   for (int slot = 0; slot < kWorkers; ++slot) {
     threads.emplace_back([&, slot] {
-      ASSERT_TRUE(control_->enter_job());
+      ASSERT_TRUE(control_->enter_job(slot));
       for (std::int64_t t; (t = control_->claim_next_tile(slot)) >= 0;) {
         claims[static_cast<std::size_t>(t)].fetch_add(1);
         control_->complete_tile(slot, t);
       }
-      control_->leave_job();
+      control_->leave_job(slot);
     });
   }
   for (auto& t : threads) t.join();
@@ -83,22 +83,22 @@ TEST_F(ControlBlockTest, PostThatThrowsInItsQuietWindowPostsNothingAndLeavesTheB
   EXPECT_THROW(control_->post_job(job(8, 2), [] { throw std::runtime_error("no"); }), std::runtime_error);
 
   EXPECT_EQ(control_->epoch(), epoch);  // no worker was woken for it
-  ASSERT_TRUE(control_->enter_job());   // not stuck "posting"
+  ASSERT_TRUE(control_->enter_job(0));   // not stuck "posting"
   EXPECT_EQ(control_->job().job_id, 0u);
-  control_->leave_job();
+  control_->leave_job(0);
   control_->post_job(job(3, 3));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   EXPECT_EQ(control_->job().job_id, 3u);
   std::int64_t claimed = 0;
   for (std::int64_t t; (t = control_->claim_next_tile(0)) >= 0; ++claimed) control_->complete_tile(0, t);
-  control_->leave_job();
+  control_->leave_job(0);
   EXPECT_EQ(claimed, 3);
   EXPECT_TRUE(control_->job_complete());
 }
 
 TEST_F(ControlBlockTest, RequeuedTilesOfADeadWorkerAreClaimedAgain) {
   control_->post_job(job(10));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   // Slot 0 claims three tiles and "dies" holding them.
   std::vector<std::int64_t> held;
   for (int i = 0; i < 3; ++i) held.push_back(control_->claim_next_tile(0));
@@ -112,7 +112,7 @@ TEST_F(ControlBlockTest, RequeuedTilesOfADeadWorkerAreClaimedAgain) {
     retried.push_back(t);
     control_->complete_tile(1, t);
   }
-  control_->leave_job();
+  control_->leave_job(0);
   std::sort(retried.begin(), retried.end());
   EXPECT_EQ(retried, held);
   EXPECT_TRUE(control_->job_complete());
@@ -136,9 +136,9 @@ class ChunkedControlBlockTest : public ::testing::Test {
     d.job_id = 1;
     d.tile_count = kTiles;
     control_->post_job(d);
-    ASSERT_TRUE(control_->enter_job());
+    ASSERT_TRUE(control_->enter_job(0));
   }
-  void TearDown() override { control_->leave_job(); }
+  void TearDown() override { control_->leave_job(0); }
   std::size_t bytes_ = 0;
   std::vector<std::byte> memory_;
   ControlBlock* control_ = nullptr;
@@ -189,47 +189,47 @@ TEST_F(ChunkedControlBlockTest, TilesCompletedAfterTheLastClaimAreReportedAtOnce
 
 TEST_F(ControlBlockTest, RequeueLeavesDoneTilesAndOtherWorkersTilesAlone) {
   control_->post_job(job(4));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   const auto a = control_->claim_next_tile(0);
   control_->complete_tile(0, a);
   const auto b = control_->claim_next_tile(1);
   EXPECT_EQ(control_->requeue_tiles_of(0), 0);
   EXPECT_EQ(control_->tile_state(a).load(), kTileDone);
   EXPECT_EQ(control_->tile_state(b).load(), tile_claimed_by(1));
-  control_->leave_job();
+  control_->leave_job(0);
 }
 
 TEST_F(ControlBlockTest, FirstErrorWinsAndStopsFurtherClaims) {
   control_->post_job(job(100));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   ASSERT_GE(control_->claim_next_tile(0), 0);
   control_->report_error("first");
   control_->report_error("second");
   EXPECT_TRUE(control_->job_failed());
   EXPECT_EQ(control_->error_message(), "first");
   EXPECT_EQ(control_->claim_next_tile(1), -1);
-  control_->leave_job();
+  control_->leave_job(0);
 }
 
 TEST_F(ControlBlockTest, PostJobResetsTheStateOfThePreviousJob) {
   control_->post_job(job(3, 1));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   control_->report_error("boom");
-  control_->leave_job();
+  control_->leave_job(0);
   control_->post_job(job(3, 2));
   EXPECT_FALSE(control_->job_failed());
   EXPECT_EQ(control_->tiles_done(), 0);
   EXPECT_EQ(control_->job().job_id, 2u);
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   int claimed = 0;
   for (std::int64_t t; (t = control_->claim_next_tile(0)) >= 0; ++claimed) control_->complete_tile(0, t);
-  control_->leave_job();
+  control_->leave_job(0);
   EXPECT_EQ(claimed, 3);
 }
 
 TEST_F(ControlBlockTest, PostJobWaitsUntilNoWorkerIsInsideThePreviousJob) {
   control_->post_job(job(1, 1));
-  ASSERT_TRUE(control_->enter_job());
+  ASSERT_TRUE(control_->enter_job(0));
   std::atomic<bool> posted{false};
   std::thread runner([&] {
     control_->post_job(job(1, 2));
@@ -238,7 +238,7 @@ TEST_F(ControlBlockTest, PostJobWaitsUntilNoWorkerIsInsideThePreviousJob) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(posted.load()) << "a job was posted while a worker still read the old one";
   EXPECT_EQ(control_->job().job_id, 1u);
-  control_->leave_job();
+  control_->leave_job(0);
   runner.join();
   EXPECT_TRUE(posted.load());
   EXPECT_EQ(control_->job().job_id, 2u);
@@ -347,13 +347,13 @@ TEST_F(ControlBlockTest, ManyJobsWithConcurrentWorkersNeverLoseOrRepeatATile) {
           control_->wait_for_epoch_change(e, std::chrono::milliseconds(50));
           continue;
         }
-        if (!control_->enter_job()) continue;
+        if (!control_->enter_job(0)) continue;
         seen = e;
         for (std::int64_t t; (t = control_->claim_next_tile(slot)) >= 0;) {
           total.fetch_add(1);
           control_->complete_tile(slot, t);
         }
-        control_->leave_job();
+        control_->leave_job(0);
       }
     });
   }

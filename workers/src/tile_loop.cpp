@@ -21,7 +21,7 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
       if (!handler.still_wanted()) return;
       continue;
     }
-    if (!control.enter_job()) {  // the runner is posting a job right now
+    if (!control.enter_job(slot)) {  // the runner is posting a job right now
       control.wait_for_epoch_change(epoch, std::chrono::milliseconds(1));
       continue;
     }
@@ -49,7 +49,7 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
         control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), describe_current_exception()));
       }
     }
-    control.leave_job();
+    control.leave_job(slot);
   }
 }
 

@@ -97,7 +97,9 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
     throw SpecError(JobField::backing, backing.spec(),
                     Error(Errc::bad_input, fmt::format("cannot create segments there: {}", std::strerror(errno))));
   }
-  (void)collect_garbage(backing);  // leftovers of runs that were killed
+  // Leftovers of runs that were killed, swept when a runner starts: a warm pool's caller swept
+  // when it started the pool (a sweep reads the whole store: not once per job).
+  if (pool == nullptr) (void)collect_garbage(backing);
 
   const Mode mode = pool != nullptr ? pool->mode() : spec.mode;
   const ArrayPlacement placement = pool != nullptr ? pool->placement() : ArrayPlacement(mode, backing);

@@ -141,6 +141,9 @@ struct JobDescriptor {
 /// One cache line: each worker writes only its own (the runner writes a dead worker's).
 struct alignas(64) WorkerSlot {
   std::atomic<std::int32_t> pid{0};
+  /// 1 while the worker is inside a job (enter_job .. leave_job): a worker that dies inside
+  /// is let out by requeue_tiles_of, so the next post_job does not wait for it forever.
+  std::atomic<std::uint32_t> inside{0};
   std::atomic<std::int64_t> current_tile{-1};  ///< the tile it runs now, or -1
   /// monotonic_ns() when it claimed current_tile (when the job's stamp_claims is set)
   std::atomic<std::int64_t> claimed_at_ns{0};
@@ -239,8 +242,8 @@ class ControlBlock {
   [[nodiscard]] bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire) != 0; }
   /// Enters the current job: afterwards job() is stable until leave_job(). Returns false if
   /// the runner is posting a new job right now (sleep on the epoch and try again).
-  [[nodiscard]] bool enter_job() noexcept;
-  void leave_job() noexcept;
+  [[nodiscard]] bool enter_job(int slot) noexcept;
+  void leave_job(int slot) noexcept;
   /// Waits until no worker is inside the current job (after report_error each leaves once its
   /// tile in flight is done), at most `timeout`; true if none is. Runner only.
   [[nodiscard]] bool wait_until_idle(std::chrono::milliseconds timeout) noexcept;
