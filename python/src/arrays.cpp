@@ -1,5 +1,7 @@
 #include "arrays.hpp"
 
+#include <sys/stat.h>
+
 #include <array>
 #include <cstring>
 #include <mutex>
@@ -50,6 +52,15 @@ const ArrayMemory* memory_of(const py::array& a) {
   while (base && py::isinstance<py::array>(base)) base = py::reinterpret_borrow<py::array>(base).base();
   if (base && py::isinstance<ArrayMemory>(base)) return base.cast<const ArrayMemory*>();
   return nullptr;
+}
+
+// True if the segment `job` was made from still has its name (delete() was not called, nor the
+// name given to another object since): workers can then attach it by that name.
+bool still_named(const JobArray& job) {
+  if (job.segment.empty() || !job.identity || job.backing.is_descriptors()) return false;
+  struct stat st {};
+  if (::stat(job.backing.path_of(job.segment).c_str(), &st) != 0) return false;
+  return static_cast<std::uint64_t>(st.st_dev) == job.identity->device && static_cast<std::uint64_t>(st.st_ino) == job.identity->inode;
 }
 
 // True if `a` is exactly the array `m` holds (not a slice, reshape or dtype view of it).
@@ -171,7 +182,9 @@ std::shared_ptr<ArraySource> source_for(py::handle input, const Backing& backing
                                                  : py::array(numpy().attr("asarray")(input));
   if (const ArrayMemory* m = memory_of(a); m != nullptr && is_whole(a, *m)) {
     arrays.keep.push_back(a);
-    return array_source(m->job, m->job.segment.empty() ? "<array>" : "shm:" + m->job.segment);
+    if (still_named(m->job)) return array_source(m->job, "shm:" + m->job.segment);
+    // A job's result, or a segment whose name was deleted: its memory, as any array's.
+    return array_source(JobArray{m->job.array, "", {}, std::nullopt});
   }
   if (auto path = npy_file_of(a)) return open_source(*path, backing);
   const DType dtype = dtype_of(a, "input");
@@ -193,8 +206,9 @@ std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing,
   if (!a.writeable()) throw Error(Errc::bad_input, "out: the array is read-only");
   const DType dtype = dtype_of(a, "out");
   arrays.out = a;
-  if (const ArrayMemory* m = memory_of(a); m != nullptr && is_whole(a, *m)) {
-    return array_target(m->job, m->job.segment.empty() ? "<array>" : "shm:" + m->job.segment);
+  if (const ArrayMemory* m = memory_of(a); m != nullptr && is_whole(a, *m) && !m->read_only) {
+    if (still_named(m->job)) return array_target(m->job, "shm:" + m->job.segment);
+    return array_target(JobArray{m->job.array, "", {}, std::nullopt});
   }
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
   if (is_c_order_native(a, dtype, big_endian)) return array_target(memory_array(a, dtype));
