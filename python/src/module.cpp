@@ -113,7 +113,8 @@ Shape shape_from(const py::handle& obj) {
 // A parameter's value as `--param key=value` text.
 std::string param_text(const py::handle& value) {
   if (py::isinstance<py::bool_>(value)) return value.cast<bool>() ? "true" : "false";
-  if (py::isinstance<py::float_>(value)) return py::repr(value).cast<std::string>();  // shortest round-trip form
+  // Python float repr: the shortest text that reads back to the same double (numpy scalars too).
+  if (py::isinstance<py::float_>(value)) return py::repr(py::float_(py::reinterpret_borrow<py::object>(value))).cast<std::string>();
   return py::str(value).cast<std::string>();
 }
 
