@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "node_share.hpp"
+#include "node_sources.hpp"
+#include "tilepool/runner/store.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/npy.hpp"
@@ -42,6 +44,8 @@ void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = 
   std::optional<Error> mine;
   try {
     part();
+  } catch (const SpecError& e) {
+    mine = cli::for_command_line(e);
   } catch (const Error& e) {
     if (e.code() == Errc::interrupted) throw;
     mine = e;
@@ -274,7 +278,7 @@ void write_ranges(const fs::path& path, std::size_t data_offset, const std::byte
 
 // Rank 0: the job's report from every node's figures; `r` holds what the job alone knows.
 // The job's phases are the slowest node's.
-void print_report(const Cluster& cluster, bool json, cli::RunReport r, std::span<const NodeFigures> figures) {
+void print_report(const Cluster& cluster, bool json, JobReport r, std::span<const NodeFigures> figures) {
   std::uint64_t read = 0, moved = 0, written = 0;
   nlohmann::ordered_json per_node = nlohmann::ordered_json::array();
   for (const NodeFigures& f : figures) {
@@ -295,7 +299,7 @@ void print_report(const Cluster& cluster, bool json, cli::RunReport r, std::span
                         {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
   }
   if (json) {
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(cli::report_json(r));
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(report_json(r));
     j["ranks"] = cluster.size();
     j["nodes"] = cluster.nodes();
     j["bytes_read"] = read;
@@ -323,109 +327,98 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   fig.pid = static_cast<std::int32_t>(::getpid());
   std::snprintf(fig.host, sizeof fig.host, "%s", cluster.host().c_str());
 
-  // 1. The options, checked everywhere; the output by rank 0 (the filesystem is shared).
-  cli::RunSettings settings;
+  // 1. The job, as `tilepool run` takes it; the output checked by rank 0 (the filesystem is shared).
+  JobSpec spec;
   int progress_on = 0;
   step(cluster, [&] {
-    cli::load_plugins(o.plugins);
-    settings = cli::check_run_options(o);
-    if (settings.output.is_segment) {
-      throw Error(Errc::usage, fmt::format("--output shm:{}: a job across nodes writes one FILE.npy (a segment exists on one "
-                                           "node only); give a .npy path on a filesystem every node shares",
-                                           settings.output.text));
+    spec = cli::job_spec(o);
+    if (o.output.starts_with("shm:")) {
+      throw Error(Errc::usage, fmt::format("--output {}: a job across nodes writes one FILE.npy (a segment exists on one "
+                                           "node only); give a .npy path on a filesystem every node shares", o.output));
     }
     if (root) {
-      cli::check_output(settings.output, settings.backing, o.force);
-      sweep_stale_temps(settings.output.text, cluster.host());
+      try {
+        spec.output->check(o.force);
+      } catch (const Error& e) {
+        throw SpecError(JobField::output, o.output, e);
+      }
+      sweep_stale_temps(o.output, cluster.host());
       progress_on = cli::progress_wanted(o) ? 1 : 0;
     }
-    if (leader) (void)cli::collect_garbage(settings.backing);  // leftovers of this node's killed runs
+    if (leader) (void)collect_garbage(spec.backing);  // leftovers of this node's killed runs
   });
   check_mpi(MPI_Bcast(&progress_on, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
 
   // 2. What the inputs are: every leader reads the .npy headers itself (shared filesystem);
   // shm: inputs exist on rank 0's node only, so rank 0 attaches them and tells the others.
-  const std::size_t n_inputs = settings.inputs.size();
+  const std::size_t n_inputs = spec.inputs.size();
   std::vector<ArraySpec> specs(n_inputs);
-  std::vector<npy::Header> headers(n_inputs);
-  std::vector<std::optional<ArraySegment>> attached(n_inputs);
   step(cluster, [&] {
     if (!leader) return;
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      const cli::Location& loc = settings.inputs[i];
-      if (!loc.is_segment) {
-        headers[i] = npy::read_file_header(loc.text);
-        specs[i] = ArraySpec{headers[i].dtype, headers[i].shape};
-      } else if (root) {
-        attached[i] = ArraySegment::attach(loc.text, settings.backing, MapOptions{.populate = false, .read_only = true});
-        specs[i] = ArraySpec{attached[i]->dtype(), attached[i]->shape()};
-      }
+      if (root || !spec.inputs[i]->local_only()) specs[i] = spec.inputs[i]->spec();
     }
   });
+  std::vector<std::shared_ptr<ShippedSource>> shipped(n_inputs);
   if (leader) {
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      if (settings.inputs[i].is_segment) bcast_spec(specs[i], leaders);
+      if (!spec.inputs[i]->local_only()) continue;
+      bcast_spec(specs[i], leaders);
+      if (!root) spec.inputs[i] = shipped[i] = std::make_shared<ShippedSource>(spec.inputs[i]->text(), specs[i]);
     }
   }
 
-  // 3. The job's geometry and this node's block of tiles.
-  const KernelDef* kernel = nullptr;
-  ArraySpec out_spec;
-  TileGrid grid;
+  // 3. The job's geometry (plugins, kernel, checks, grid) and this node's block of tiles.
+  JobPlan plan;
   TileRange range;
   step(cluster, [&] {
     if (!leader) return;
-    kernel = &find_kernel(o.kernel);
-    out_spec = check_inputs(*kernel, specs, settings.params);
-    grid = cli::check_tile_flag(o, *kernel, specs, out_spec, settings.tile);
-    range = node_tiles(grid.tile_count(), cluster.nodes(), cluster.node());
+    plan = plan_job(spec);
+    range = node_tiles(plan.grid.tile_count(), cluster.nodes(), cluster.node());
   });
   fig.first_tile = range.first;
   fig.tiles = range.count;
-  const bool reduction = kernel != nullptr && kernel->reduction != Reduction::none;
+  const bool reduction = plan.kernel != nullptr && plan.kernel->reduction != Reduction::none;
 
-  // 4. This node's arrays: full size, holding (and reserving) only what its tiles read and write.
+  // 4. This node's sources read (and its arrays reserve) only what its tiles read and write.
   const auto t_load = Clock::now();
-  const ArrayPlacement placement(settings.mode, settings.backing);
-  JobRequest job;
-  job.kernel = o.kernel;
-  job.tile = settings.tile;
-  job.params = settings.params;
-  job.tiles = range;
   std::vector<std::vector<ByteRange>> in_ranges(n_inputs);
+  std::vector<std::shared_ptr<RangedSource>> ranged(n_inputs);
+  std::shared_ptr<NodeOutput> node_output;
   step(cluster, [&] {
     if (!leader) return;
+    const ArrayPlacement placement(spec.mode, spec.backing);
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      in_ranges[i] = input_ranges(*kernel, i, specs, grid, range);
-      if (attached[i]) {
-        job.inputs.push_back(JobArray::of(*attached[i]));  // rank 0 works on the segment itself
-        continue;
-      }
-      job.inputs.push_back(placement.make_sparse(specs[i].dtype, specs[i].shape, ArrayRole::input, in_ranges[i]));
-      if (!settings.inputs[i].is_segment) {
-        const AnyArray& a = job.inputs.back().array;
-        fig.bytes_read += npy::read_file_ranges(settings.inputs[i].text, headers[i], std::span(a.data(), a.bytes()), in_ranges[i]);
-      }
+      in_ranges[i] = input_ranges(*plan.kernel, i, plan.inputs, plan.grid, range);
+      if (shipped[i]) {
+        shipped[i]->set_array(placement.make_sparse(specs[i].dtype, specs[i].shape, ArrayRole::input, in_ranges[i]));
+      } else if (!spec.inputs[i]->local_only()) {
+        spec.inputs[i] = ranged[i] = std::make_shared<RangedSource>(spec.inputs[i], in_ranges[i]);
+      }  // else rank 0 works on the segment itself
     }
-    const auto whole = byte_count(out_spec.shape, dtype_size(out_spec.dtype));
-    const std::vector<ByteRange> out_ranges = reduction ? std::vector{ByteRange{0, whole.value_or(0)}} : output_ranges(out_spec, grid, range);
-    job.output = placement.make_sparse(out_spec.dtype, out_spec.shape, ArrayRole::output, out_ranges);
+    const auto whole = byte_count(plan.output.shape, dtype_size(plan.output.dtype));
+    spec.output = node_output = std::make_shared<NodeOutput>(
+        o.output, reduction ? std::vector{ByteRange{0, whole.value_or(0)}} : output_ranges(plan.output, plan.grid, range));
   });
   // shm: inputs travel from rank 0 to each leader: just the bytes that leader's tiles read.
   if (leader) {
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      if (!settings.inputs[i].is_segment) continue;
+      if (!root && !shipped[i]) continue;
+      if (root && !spec.inputs[i]->local_only()) continue;
       if (root) {
+        const AnyArray segment = spec.inputs[i]->open(ArrayPlacement(spec.mode, spec.backing)).array;
         for (int node = 1; node < cluster.nodes(); ++node) {
-          const std::vector<ByteRange> theirs = input_ranges(*kernel, i, specs, grid, node_tiles(grid.tile_count(), cluster.nodes(), node));
+          const std::vector<ByteRange> theirs =
+              input_ranges(*plan.kernel, i, plan.inputs, plan.grid, node_tiles(plan.grid.tile_count(), cluster.nodes(), node));
           if (theirs.empty()) continue;
           const RangesType type(theirs);
-          check_mpi(MPI_Send(attached[i]->data(), 1, type.get(), node, kInputTag + static_cast<int>(i), leaders), "MPI_Send");
+          check_mpi(MPI_Send(segment.data(), 1, type.get(), node, kInputTag + static_cast<int>(i), leaders), "MPI_Send");
           fig.bytes_sent += covered_bytes(theirs);
         }
       } else if (!in_ranges[i].empty()) {
         const RangesType type(in_ranges[i]);
-        check_mpi(MPI_Recv(job.inputs[i].array.data(), 1, type.get(), 0, kInputTag + static_cast<int>(i), leaders, MPI_STATUS_IGNORE),
+        check_mpi(MPI_Recv(shipped[i]->open(ArrayPlacement(spec.mode, spec.backing)).array.data(), 1, type.get(), 0,
+                           kInputTag + static_cast<int>(i), leaders, MPI_STATUS_IGNORE),
                   "MPI_Recv");
         fig.bytes_received += covered_bytes(in_ranges[i]);
       }
@@ -433,68 +426,78 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   }
   fig.load_s = seconds_since(t_load);
 
-  // 5. Compute: each leader runs its block on its node's pool.
+  // 5. Compute: each leader runs its block as one job of the job layer, on its node's pool.
   std::vector<std::int64_t> node_counts(static_cast<std::size_t>(cluster.nodes()));
-  for (int n = 0; n < cluster.nodes() && leader; ++n) node_counts[static_cast<std::size_t>(n)] = node_tiles(grid.tile_count(), cluster.nodes(), n).count;
-  JobProgress progress(cluster, progress_on != 0, grid.tile_count());
-  JobStats stats;
+  for (int n = 0; n < cluster.nodes() && leader; ++n) {
+    node_counts[static_cast<std::size_t>(n)] = node_tiles(plan.grid.tile_count(), cluster.nodes(), n).count;
+  }
+  JobProgress progress(cluster, progress_on != 0, plan.grid.tile_count());
+  JobReport node_report;
   step(
       cluster,
       [&] {
         if (!leader || range.count == 0) return;
-        job.progress = [&progress](std::int64_t done, std::int64_t /*total*/) { progress.local(done); };
-        const PoolOptions pool_options{.workers = o.workers, .mode = settings.mode, .backing = settings.backing,
-                                       .tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000))};
-        Pool pool = Pool::start(pool_options, &job);
-        fig.workers = pool.worker_count();
-        stats = pool.run(job);
-        fig.spawn_s = pool.spawn_seconds();
-        progress.local(stats.tiles);
-        progress.node_done(stats.tiles);
+        spec.tiles = range;
+        spec.measure_memory = true;
+        spec.progress = [&progress](std::int64_t done, std::int64_t /*total*/) { progress.local(done); };
+        node_report = run_job(spec);
+        fig.workers = node_report.workers;
+        fig.load_s += node_report.load_s;
+        fig.spawn_s = node_report.spawn_s;
+        progress.local(node_report.tiles);
+        progress.node_done(node_report.tiles);
       },
       [&progress] { progress.draw(); });
   if (root) progress.finish(node_counts);
-  fig.compute_s = stats.compute_s;
-  fig.retries = stats.retries;
-  fig.bytes_copied = stats.bytes_copied;
-  fig.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+  fig.compute_s = node_report.compute_s;
+  fig.retries = node_report.retries;
+  fig.bytes_copied = node_report.bytes_copied;
+  fig.peak_pss_bytes = node_report.peak_pss_bytes;
+  for (const auto& r : ranged) {
+    if (r) fig.bytes_read += r->bytes_read();
+  }
+  // A node with no tiles still writes (nothing) into the file: a full-size empty share.
+  const AnyArray output = leader && node_output && node_output->result().data() != nullptr
+                              ? node_output->result()
+                              : (leader ? node_output->create(plan.output, ArrayPlacement(spec.mode, spec.backing)).array : AnyArray{});
 
   // 6. A reduction's partials, all tiles in tile order on rank 0: the same total, bit for bit,
   // whatever the number of nodes.
   std::vector<ByteRange> write_ranges_here;
-  if (leader && !reduction) write_ranges_here = output_ranges(out_spec, grid, range);
+  if (leader && !reduction) write_ranges_here = output_ranges(plan.output, plan.grid, range);
   if (leader && reduction) {
-    const int bytes = static_cast<int>(stats.partials.size() * sizeof(TilePartial));
+    const int bytes = static_cast<int>(node_report.partials.size() * sizeof(TilePartial));
     std::vector<int> counts(static_cast<std::size_t>(cluster.nodes()));
     check_mpi(MPI_Gather(&bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, leaders), "MPI_Gather");
     std::vector<int> displs(counts.size());
     for (std::size_t n = 1; n < counts.size(); ++n) displs[n] = displs[n - 1] + counts[n - 1];
-    std::vector<TilePartial> all(root ? static_cast<std::size_t>(grid.tile_count()) : 0);
-    check_mpi(MPI_Gatherv(stats.partials.data(), bytes, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0, leaders),
+    std::vector<TilePartial> all(root ? static_cast<std::size_t>(plan.grid.tile_count()) : 0);
+    check_mpi(MPI_Gatherv(node_report.partials.data(), bytes, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0,
+                          leaders),
               "MPI_Gatherv");
     if (root) {
-      store_total(sum_in_tile_order(all), job.output.array);
-      write_ranges_here.push_back(ByteRange{0, job.output.array.bytes()});
+      store_total(sum_in_tile_order(all), output);
+      write_ranges_here.push_back(ByteRange{0, output.bytes()});
     }
   }
 
   // 7. One output file: rank 0 makes it (header written once) under a temporary name ...
   const auto t_write = Clock::now();
   TempOutput temp;
-  const fs::path out_path = settings.output.text;
+  const fs::path out_path = o.output;
   std::string temp_name;
   step(cluster, [&] {
     if (!root) return;
     // Absolute: the other leaders open it from their own working directories.
     temp_name = temp_path(fs::absolute(out_path), cluster.host(), ::getpid()).string();
-    temp.create(temp_name, out_spec);
+    temp.create(temp_name, plan.output);
   });
   // ... every leader writes its tiles into it with MPI-IO ...
   step(cluster, [&] {
     if (!leader) return;
     temp_name = bcast_text(temp_name, leaders);
-    const std::size_t data_offset = npy::make_header(out_spec.dtype, out_spec.shape).size();
-    write_ranges(temp_name, data_offset, job.output.array.data(), write_ranges_here, leaders);
+    const std::size_t data_offset = npy::make_header(plan.output.dtype, plan.output.shape).size();
+    write_ranges(temp_name, data_offset, output.data(), write_ranges_here, leaders);
     fig.bytes_written = covered_bytes(write_ranges_here);
   });
   // ... and rank 0 publishes it once every node's write succeeded.
@@ -508,12 +511,12 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   std::vector<NodeFigures> figures(static_cast<std::size_t>(root ? cluster.nodes() : 0));
   check_mpi(MPI_Gather(&fig, sizeof fig, MPI_BYTE, figures.data(), sizeof fig, MPI_BYTE, 0, leaders), "MPI_Gather");
   if (!root) return;
-  cli::RunReport r;
-  r.mode = settings.mode;
+  JobReport r;
+  r.mode = spec.mode;
   r.kernel = o.kernel;
-  r.tiles = grid.tile_count();
-  r.shape = specs[0].shape;
-  r.tile = settings.tile;
+  r.tiles = plan.grid.tile_count();
+  r.shape = plan.inputs.front().shape;
+  r.tile = spec.tile.value_or(Shape{});
   r.wall_s = seconds_since(t_start);
   print_report(cluster, o.json, r, figures);
 }

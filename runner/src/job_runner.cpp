@@ -43,17 +43,13 @@ JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared) {
 
 JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
     : options_(options), supervisor_(options.max_tile_retries, options.tile_timeout) {
-  switch (options.mode) {
-    case Mode::share: launcher_ = make_share_launcher(options, first_job); break;
-    case Mode::fork: launcher_ = make_fork_launcher(options); break;
-    case Mode::copy: launcher_ = make_copy_launcher(options, supervisor_); break;
-    case Mode::threads: launcher_ = make_thread_launcher(options); break;
-  }
+  launcher_ = launcher_row(options.mode).make(options, first_job, supervisor_);
   TILEPOOL_CHECK(launcher_ != nullptr);
 }
 
-JobStats JobRunner::run(const JobRequest& job) {
-  const PreparedJob prepared = prepare(job);
+JobStats JobRunner::run(const JobRequest& job) { return run(job, prepare(job)); }
+
+JobStats JobRunner::run(const JobRequest& job, const PreparedJob& prepared) {
   launcher_->check(job, prepared);
   ControlBlock& control = launcher_->control_for(prepared.tile_count);
   supervisor_.begin(control, prepared);
@@ -84,6 +80,9 @@ JobStats JobRunner::run(const JobRequest& job) {
 void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t& peak_pss) {
   while (!control.job_complete() && !control.job_failed()) {
     control.wait_for_progress(kWaitSlice);
+    if (job.cancel != nullptr && job.cancel->load(std::memory_order_relaxed)) {
+      throw Error(Errc::interrupted, "cancelled; workers stopped, job segments removed");
+    }
     if (const int sig = interrupt_signal(); sig != 0) {
       throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed",
                                                  sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : ::strsignal(sig)));
@@ -124,16 +123,22 @@ TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs
 }
 
 PreparedJob prepare(const JobRequest& job) {
-  PreparedJob p;
-  p.kernel = &find_kernel(job.kernel);
+  const KernelDef& kernel = find_kernel(job.kernel);
   const std::vector<ArraySpec> specs = input_specs(job);
-  p.output = check_inputs(*p.kernel, specs, job.params);
+  const ArraySpec output = check_inputs(kernel, specs, job.params);
+  return prepare_planned(job, kernel, output, tile_grid_of(kernel, specs, output, job.tile));
+}
+
+PreparedJob prepare_planned(const JobRequest& job, const KernelDef& kernel, const ArraySpec& output, TileGrid grid) {
+  PreparedJob p;
+  p.kernel = &kernel;
+  p.output = output;
   const AnyArray& out = job.output.array;
   if (out.dtype() != p.output.dtype || out.shape() != p.output.shape) {
     throw Error(Errc::bad_input, fmt::format("{}: output is {} {}; expected {} {}", p.kernel->name, dtype_name(out.dtype()),
                                              format_shape(out.shape()), dtype_name(p.output.dtype), format_shape(p.output.shape)));
   }
-  p.grid = tile_grid_of(*p.kernel, specs, p.output, job.tile);
+  p.grid = std::move(grid);
   const std::int64_t n = p.grid.tile_count();
   const TileRange& r = job.tiles;
   if (r.first < 0 || r.first > n || (r.count >= 0 && r.count > n - r.first)) {

@@ -1,6 +1,7 @@
 // ArrayPlacement: where each mode keeps a job's arrays, the one place that decides it.
 #include <memory>
 
+#include "detail/launcher.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/runner/pool.hpp"
 #include "tilepool/shared/allocation.hpp"
@@ -20,8 +21,11 @@ JobArray owned(ArraySegment segment) {
 
 const char* role_name(ArrayRole role) noexcept { return role == ArrayRole::input ? "in" : "out"; }
 
+// The mode's launcher row says where its arrays live.
+bool in_segments(Mode mode) noexcept { return detail::launcher_row(mode).arrays == detail::ArraysIn::segments; }
+
 Sharing sharing_for(Mode mode, ArrayRole role) noexcept {
-  return mode == Mode::fork && role == ArrayRole::output ? Sharing::shared_with_children : Sharing::private_to_process;
+  return role == ArrayRole::output ? detail::launcher_row(mode).output_sharing : Sharing::private_to_process;
 }
 
 }  // namespace
@@ -29,14 +33,14 @@ Sharing sharing_for(Mode mode, ArrayRole role) noexcept {
 JobArray ArrayPlacement::make(DType dtype, const Shape& shape, ArrayRole role) const {
   // Not pre-faulted: posix_fallocate has made the pages, and each is mapped by the process
   // that first touches it.
-  if (mode_ == Mode::share) {
+  if (in_segments(mode_)) {
     return owned(ArraySegment::create(job_segment_name(role_name(role)), dtype, shape, backing_, MapOptions{.populate = false}));
   }
   return JobArray{allocate_array(dtype, shape, sharing_for(mode_, role)), ""};
 }
 
 JobArray ArrayPlacement::make_sparse(DType dtype, const Shape& shape, ArrayRole role, std::span<const ByteRange> data_ranges) const {
-  if (mode_ == Mode::share) {
+  if (in_segments(mode_)) {
     return owned(ArraySegment::create_sparse(job_segment_name(role_name(role)), dtype, shape, data_ranges, backing_));
   }
   return make(dtype, shape, role);
@@ -47,7 +51,7 @@ JobArray ArrayPlacement::load_npy(const std::filesystem::path& path, ArrayRole r
     if (auto mapped = ArraySegment::map_npy_file(path)) return owned(std::move(*mapped));
   }
   // Converted (or an output): one read() of the file straight into the segment.
-  if (mode_ == Mode::share) return owned(ArraySegment::load_npy(path, job_segment_name(role_name(role)), backing_));
+  if (in_segments(mode_)) return owned(ArraySegment::load_npy(path, job_segment_name(role_name(role)), backing_));
   const npy::Header h = npy::read_file_header(path);
   JobArray a{allocate_array(h.dtype, h.shape, sharing_for(mode_, role)), ""};
   npy::read_file_data(path, h, std::span(a.array.data(), a.array.bytes()));

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <thread>
 
 #include "detail/job_runner.hpp"
@@ -12,21 +13,16 @@
 
 namespace tilepool {
 
-std::string_view mode_name(Mode mode) noexcept {
-  switch (mode) {
-    case Mode::share: return "share";
-    case Mode::fork: return "fork";
-    case Mode::copy: return "copy";
-    case Mode::threads: return "threads";
-  }
-  return "share";
-}
+std::string_view mode_name(Mode mode) noexcept { return detail::launcher_row(mode).name; }
 
 Mode parse_mode(std::string_view text) {
-  for (const Mode m : {Mode::share, Mode::fork, Mode::copy, Mode::threads}) {
-    if (mode_name(m) == text) return m;
+  std::vector<std::string_view> names;
+  for (const detail::LauncherRow& row : detail::launcher_table()) {
+    if (row.name == text) return row.mode;
+    names.push_back(row.name);
   }
-  throw Error(Errc::usage, fmt::format("mode '{}': expected share, fork, copy or threads", text));
+  throw Error(Errc::usage, fmt::format("mode '{}': expected {} or {}", text, fmt::join(names.begin(), names.end() - 1, ", "),
+                                       names.back()));
 }
 
 Pool::Pool(std::unique_ptr<detail::JobRunner> impl) : impl_(std::move(impl)) {}
@@ -42,6 +38,8 @@ Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
 }
 
 JobStats Pool::run(const JobRequest& job) { return impl_->run(job); }
+
+JobStats detail::run_prepared(Pool& pool, const JobRequest& job, const PreparedJob& prepared) { return pool.impl_->run(job, prepared); }
 Mode Pool::mode() const noexcept { return impl_->launcher().mode(); }
 int Pool::worker_count() const noexcept { return impl_->launcher().worker_count(); }
 double Pool::spawn_seconds() const noexcept { return impl_->launcher().spawn_seconds(); }

@@ -15,6 +15,8 @@ class JobRunner {
   /// Starts the launcher for `options.mode`; see Pool::start.
   JobRunner(const PoolOptions& options, const JobRequest* first_job);
   JobStats run(const JobRequest& job);
+  /// Runs a job prepared once by the caller (run_job), as it is.
+  JobStats run(const JobRequest& job, const PreparedJob& prepared);
   [[nodiscard]] Launcher& launcher() noexcept { return *launcher_; }
   [[nodiscard]] const Launcher& launcher() const noexcept { return *launcher_; }
   [[nodiscard]] const PoolOptions& options() const noexcept { return options_; }

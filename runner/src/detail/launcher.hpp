@@ -9,9 +9,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/control_block.hpp"
 
 namespace tilepool::detail {
@@ -79,6 +82,25 @@ class Launcher {
 /// launchers whose workers record themselves there. Safe from any thread.
 std::vector<pid_t> pids_in(const ControlBlock& control, int workers);
 
+/// Where a mode keeps a job's arrays (ArrayPlacement asks the mode's row).
+enum class ArraysIn {
+  segments,  ///< job-owned named segments that worker processes attach by name
+  memory,    ///< unnamed memory of the runner (Sharing says with whom)
+};
+
+/// One mode in the launcher table: its name, where it keeps arrays, how it starts.
+struct LauncherRow {
+  Mode mode;
+  std::string_view name;
+  ArraysIn arrays;
+  Sharing output_sharing;  ///< for ArraysIn::memory: how an output is shared with workers
+  std::unique_ptr<Launcher> (*make)(const PoolOptions& options, const JobRequest* first_job, Supervisor& supervisor);
+};
+/// Every mode's row, in the order `tilepool demo` runs them.
+std::span<const LauncherRow> launcher_table() noexcept;
+/// The row of `mode`.
+const LauncherRow& launcher_row(Mode mode) noexcept;
+
 std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
 std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
 std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor);
@@ -88,6 +110,9 @@ std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options);
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 /// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
 PreparedJob prepare(const JobRequest& job);
+/// A job whose kernel, output spec and grid are already known (run_job's plan): checks only
+/// that its output array is that spec and its tile range is inside the grid.
+PreparedJob prepare_planned(const JobRequest& job, const KernelDef& kernel, const ArraySpec& output, TileGrid grid);
 /// The job's description for a control block.
 JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::uint64_t job_id);
 

@@ -71,6 +71,8 @@ class ArraySource {
   /// Throws Error(job_failed) naming the source if the data it opened changed while the job
   /// ran (rewritten in place, replaced, truncated, grown). Called once, after the last tile.
   virtual void check_unchanged() const {}
+  /// Array bytes the last open() copied because the mode could not reach them in place.
+  [[nodiscard]] virtual std::uint64_t bytes_copied() const noexcept { return 0; }
 };
 
 /// Where a job's output goes. The job builds its output where no one can see it and
@@ -93,6 +95,9 @@ class OutputTarget {
   /// The published array, where the target keeps one in this process (a new array, a caller's
   /// array); empty otherwise.
   [[nodiscard]] virtual AnyArray result() const { return {}; }
+  /// Array bytes the last job copied into or out of the output because the mode could not
+  /// reach it in place.
+  [[nodiscard]] virtual std::uint64_t bytes_copied() const noexcept { return 0; }
 };
 
 /// An input or output named by text: "shm:NAME", "FILE.npy", or a registered format.
@@ -171,6 +176,18 @@ struct JobReport {
   AnyArray result;
 };
 
+/// A job's geometry, found from its spec before any memory exists: what run_job prepares once.
+struct JobPlan {
+  const KernelDef* kernel = nullptr;
+  std::vector<ArraySpec> inputs;  ///< each source's dtype and shape
+  ArraySpec output;               ///< what the kernel makes of them
+  TileGrid grid;                  ///< its iteration space cut by the spec's tile
+};
+/// Loads the spec's plugins, finds the kernel, reads each source's spec and checks them
+/// against the kernel, the parameters and the tile. Throws SpecError naming the field, or
+/// Error(bad_input) naming a source; makes no memory and starts nothing.
+JobPlan plan_job(const JobSpec& spec);
+
 /// Runs one job: loads plugins, resolves and checks the sources, prepares the job once,
 /// places its arrays, runs it on `pool` (or on a pool started for it and stopped after),
 /// checks the inputs did not change, and publishes the output. Throws Error (SpecError for a
@@ -181,8 +198,5 @@ JobReport run_job(const JobSpec& spec, Pool* pool = nullptr);
 
 /// The report as one JSON object (the `--json` fields).
 std::string report_json(const JobReport& report);
-
-/// Removes job segments (and hidden temporaries) whose owner process is gone; returns their names.
-std::vector<std::string> collect_garbage(const Backing& backing);
 
 }  // namespace tilepool

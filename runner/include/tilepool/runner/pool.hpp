@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -75,6 +76,7 @@ class ArrayPlacement {
   /// file, and leaves nothing behind.
   [[nodiscard]] JobArray load_npy(const std::filesystem::path& path, ArrayRole role = ArrayRole::input) const;
   [[nodiscard]] Mode mode() const noexcept { return mode_; }
+  [[nodiscard]] const Backing& backing() const noexcept { return backing_; }
 
  private:
   Mode mode_;
@@ -101,6 +103,9 @@ struct JobRequest {
   TileRange tiles;
   /// Called from the runner's wait loop (about every 20 ms) with tiles done and total.
   std::function<void(std::int64_t done, std::int64_t total)> progress;
+  /// Set from any thread to stop the job: Pool::run throws Error(interrupted). Null: only
+  /// signals stop it (install_interrupt_handlers).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 /// What a job took. Times in seconds.
@@ -138,9 +143,12 @@ struct PoolOptions {
   std::chrono::milliseconds tile_timeout{0};
 };
 
+class Pool;
 namespace detail {
 class JobRunner;
-}
+struct PreparedJob;
+JobStats run_prepared(Pool& pool, const JobRequest& job, const PreparedJob& prepared);
+}  // namespace detail
 
 /// A pool of workers. Start once, run many jobs. Move-only; ~Pool stops and reaps every worker
 /// and never throws. Not thread-safe: run jobs from one thread.
@@ -173,6 +181,7 @@ class Pool {
   [[nodiscard]] ArrayPlacement placement() const;
 
  private:
+  friend JobStats detail::run_prepared(Pool& pool, const JobRequest& job, const detail::PreparedJob& prepared);
   explicit Pool(std::unique_ptr<detail::JobRunner> impl);
   std::unique_ptr<detail::JobRunner> impl_;
 };

@@ -1,0 +1,31 @@
+#pragma once
+/// @file
+/// The segment store as a user sees it: what is in it, and removing what killed runs left
+/// (what `tilepool ls` and `tilepool gc` show and do, and the Python module's list() and gc()).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tilepool/shared/backing.hpp"
+
+namespace tilepool {
+
+/// One segment of ours in a store.
+struct SegmentInfo {
+  std::string name;
+  std::uintmax_t bytes = 0;
+  std::string kind;   ///< "array", "control" or "other"
+  std::string what;   ///< dtype and shape, for arrays: "float64 (365, 16, 16)"
+  std::string state;  ///< "named", "live (pid N)" or "stale (pid N gone)"
+};
+
+/// Every segment of ours in `backing`'s directory, by name: regular files of this uid that are
+/// arrays (NPY) or tilepool job segments. Never throws for an unreadable entry (it is skipped).
+std::vector<SegmentInfo> list_segments(const Backing& backing = {});
+
+/// Removes job segments ("tilepool-<pid>-...") whose owner process is gone; returns their
+/// names. Never removes a named segment, or a live owner's.
+std::vector<std::string> collect_garbage(const Backing& backing = {});
+
+}  // namespace tilepool

@@ -1,0 +1,172 @@
+// run_job: the life of a job, written once for every front end — plan (plugins, kernel,
+// sources' specs, grid), check the output, place the arrays, run on a pool, check the inputs
+// did not change, publish.
+#include "tilepool/runner/job.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "detail/launcher.hpp"
+#include "tilepool/runner/memory_stats.hpp"
+#include "tilepool/runner/store.hpp"
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/error.hpp"
+#include "tilepool/workers/plugin.hpp"
+
+namespace tilepool {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string extents_text(const Shape& tile) { return fmt::format("{}", fmt::join(tile, ",")); }
+
+// Runs `f`; an Error it throws comes back as a SpecError about `field` (a SpecError as it is).
+template <class F>
+decltype(auto) about(JobField field, const std::string& value, F&& f) {
+  try {
+    return f();
+  } catch (const SpecError&) {
+    throw;
+  } catch (const Error& e) {
+    throw SpecError(field, value, e);
+  }
+}
+
+void check_settings(const JobSpec& spec) {
+  if (spec.workers < 0 || spec.workers > kMaxWorkers) {
+    throw SpecError(JobField::workers, std::to_string(spec.workers), Error(Errc::usage, fmt::format("expected 1 to {}", kMaxWorkers)));
+  }
+  if (spec.tile_timeout.count() < 0) {
+    throw SpecError(JobField::tile_timeout, fmt::format("{}", spec.tile_timeout.count() / 1000.0),
+                    Error(Errc::usage, "expected a number of seconds >= 0"));
+  }
+  if (spec.inputs.empty()) throw SpecError(JobField::input, "", Error(Errc::usage, "at least one input is required"));
+  if (spec.output == nullptr) throw SpecError(JobField::output, "", Error(Errc::usage, "an output is required"));
+}
+
+// Publishes the finished output. The work is done but a result that cannot be delivered fails
+// the job (exit 1); the unpublished output goes with its handle.
+void publish(OutputTarget& output, bool force) {
+  try {
+    output.publish(force);
+  } catch (const Error& e) {
+    throw SpecError(JobField::output, output.text(),
+                    Error(e.code() == Errc::exists ? Errc::exists : Errc::job_failed,
+                          fmt::format("{}: the result was not published: {}", output.text(), e.what())));
+  }
+}
+
+}  // namespace
+
+JobPlan plan_job(const JobSpec& spec) {
+  check_settings(spec);
+  for (const auto& path : spec.plugins) about(JobField::plugin, path.string(), [&] { (void)load_plugin(path.string()); });
+  JobPlan plan;
+  plan.kernel = &about(JobField::kernel, spec.kernel, [&]() -> const KernelDef& { return find_kernel(spec.kernel); });
+  for (const auto& source : spec.inputs) plan.inputs.push_back(source->spec());
+  plan.output = check_inputs(*plan.kernel, plan.inputs, spec.params);
+  if (spec.tile) {
+    plan.grid = about(JobField::tile, extents_text(*spec.tile),
+                      [&] { return detail::tile_grid_of(*plan.kernel, plan.inputs, plan.output, *spec.tile); });
+  } else {
+    const Shape space = plan.kernel->iteration_shape(plan.inputs, plan.output);
+    if (!space.empty()) {
+      throw SpecError(JobField::tile, "",
+                      Error(Errc::usage, fmt::format("is required: {} runs over a {}-D space {} (give extents for its last axes, "
+                                                     "like {})", plan.kernel->name, space.size(), format_shape(space),
+                                                     space.size() == 1 ? "4" : "4,4")));
+    }
+    plan.grid = detail::tile_grid_of(*plan.kernel, plan.inputs, plan.output, Shape{});
+  }
+  return plan;
+}
+
+JobReport run_job(const JobSpec& spec, Pool* pool) {
+  const auto t_start = Clock::now();
+  // Everything a caller can get wrong is checked before any segment or process exists.
+  const JobPlan plan = plan_job(spec);
+  OutputTarget& output = *spec.output;
+  about(JobField::output, output.text(), [&] { output.check(spec.force); });
+  const Backing& backing = spec.backing;
+  if (!backing.is_shm() && ::access(backing.directory().c_str(), W_OK | X_OK) != 0) {
+    throw SpecError(JobField::backing, backing.spec(),
+                    Error(Errc::bad_input, fmt::format("cannot create segments there: {}", std::strerror(errno))));
+  }
+  (void)collect_garbage(backing);  // leftovers of runs that were killed
+
+  const Mode mode = pool != nullptr ? pool->mode() : spec.mode;
+  const ArrayPlacement placement = pool != nullptr ? pool->placement() : ArrayPlacement(mode, backing);
+  JobRequest job;
+  job.kernel = spec.kernel;
+  job.tile = spec.tile.value_or(Shape{});
+  job.params = spec.params;
+  job.tiles = spec.tiles;
+  job.progress = spec.progress;
+  job.cancel = spec.cancel;
+  for (const auto& source : spec.inputs) job.inputs.push_back(source->open(placement));
+  job.output = output.create(plan.output, placement);
+  const detail::PreparedJob prepared = detail::prepare_planned(job, *plan.kernel, plan.output, plan.grid);
+
+  JobReport report;
+  report.mode = mode;
+  report.kernel = spec.kernel;
+  report.tile = job.tile;
+  report.shape = plan.inputs.front().shape;
+  report.load_s = seconds_since(t_start);
+
+  JobStats stats;
+  if (pool != nullptr) {
+    stats = detail::run_prepared(*pool, job, prepared);
+    report.workers = pool->worker_count();
+    report.spawn_s = 0;  // a warm pool started before this job
+  } else {
+    // Memory is measured only when it is reported: walking smaps costs time.
+    const PoolOptions options{.workers = spec.workers, .mode = mode, .backing = backing, .sample_memory = spec.measure_memory,
+                              .tile_timeout = spec.tile_timeout};
+    Pool own = Pool::start(options, &job);
+    stats = detail::run_prepared(own, job, prepared);
+    report.workers = own.worker_count();
+    report.spawn_s = own.spawn_seconds();  // after the job: fork mode forks its workers inside it
+  }
+  if (job.progress) job.progress(stats.tiles, stats.tiles);
+  // Exit 0 only when every input is what the job started with, from start to end.
+  for (const auto& source : spec.inputs) source->check_unchanged();
+
+  report.tiles = stats.tiles;
+  report.compute_s = stats.compute_s;
+  report.retries = stats.retries;
+  report.partials = std::move(stats.partials);
+  if (spec.measure_memory) report.peak_pss_bytes = std::max(stats.peak_pss_bytes, pss_bytes(::getpid()));
+
+  const auto t_write = Clock::now();
+  publish(output, spec.force);
+  report.write_s = seconds_since(t_write);
+  report.bytes_copied = stats.bytes_copied + output.bytes_copied();
+  for (const auto& source : spec.inputs) report.bytes_copied += source->bytes_copied();
+  report.result = output.result();
+  report.wall_s = seconds_since(t_start);
+  return report;
+}
+
+std::string report_json(const JobReport& r) {
+  nlohmann::ordered_json j;
+  j["mode"] = std::string(mode_name(r.mode));
+  j["kernel"] = r.kernel;
+  j["workers"] = r.workers;
+  j["tiles"] = r.tiles;
+  j["shape"] = r.shape;
+  j["tile"] = r.tile;
+  j["wall_s"] = r.wall_s;
+  j["phases"] = {{"load_s", r.load_s}, {"spawn_s", r.spawn_s}, {"compute_s", r.compute_s}, {"write_s", r.write_s}};
+  j["bytes_copied"] = r.bytes_copied;
+  j["peak_pss_bytes"] = r.peak_pss_bytes;
+  j["retries"] = r.retries;
+  return j.dump();
+}
+
+}  // namespace tilepool

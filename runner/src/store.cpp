@@ -1,0 +1,70 @@
+// The segment store as a user sees it: listing, and collecting what killed runs left.
+#include "tilepool/runner/store.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+
+#include "tilepool/runner/job_names.hpp"
+#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/error.hpp"
+#include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/segment.hpp"
+
+namespace tilepool {
+
+std::vector<SegmentInfo> list_segments(const Backing& backing) {
+  std::vector<SegmentInfo> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    SegmentInfo info;
+    info.name = entry.path().filename().string();
+    info.bytes = static_cast<std::uintmax_t>(st.st_size);
+    std::vector<std::byte> head(npy::kMaxHeaderBytes + npy::kPreambleBytes);
+    std::ifstream f(entry.path(), std::ios::binary);
+    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(f.gcount()));
+    try {
+      const npy::Header h = npy::parse_header(head, info.name);
+      info.kind = "array";
+      info.what = fmt::format("{} {}", dtype_name(h.dtype), format_shape(h.shape));
+    } catch (const Error&) {
+      const bool control = head.size() >= 8 && std::equal(head.begin(), head.begin() + 8,
+                                                          reinterpret_cast<const std::byte*>(ControlBlock::kMagic));
+      info.kind = control ? "control" : "other";
+    }
+    if (const auto owner = parse_job_segment_name(info.name)) {
+      info.state = owner_alive(*owner) ? fmt::format("live (pid {})", owner->pid) : fmt::format("stale (pid {} gone)", owner->pid);
+    } else if (info.kind == "array") {
+      info.state = "named";
+    } else {
+      continue;  // not ours to show: some other program's file
+    }
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<std::string> collect_garbage(const Backing& backing) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto owner = parse_job_segment_name(name);
+    if (!owner || owner_alive(*owner)) continue;
+    try {
+      if (remove_segment(name, backing)) removed.push_back(name);
+    } catch (const Error&) {  // another user's leftovers are theirs to collect
+    }
+  }
+  return removed;
+}
+
+}  // namespace tilepool
