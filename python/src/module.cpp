@@ -123,7 +123,8 @@ std::string param_text(const py::handle& value) {
 class PoolHandle {
  public:
   PoolHandle(int workers, const std::string& mode, const py::object& backing, const std::vector<std::string>& plugins,
-             double tile_timeout_s, const std::string& worker_executable) {
+             double tile_timeout_s, const std::string& worker_executable, bool measure_memory)
+      : measure_memory_(measure_memory) {
     PoolOptions options;
     options.workers = workers;
     options.mode = parse_mode(mode);
@@ -134,9 +135,9 @@ class PoolHandle {
     }
     options.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(tile_timeout_s * 1000)));
     options.worker_executable = worker_executable;
-    // PSS is sampled when a job asks for it (run(measure_memory=True)): walking page tables
-    // after every job would cost more than a small job itself.
-    options.sample_memory = false;
+    // PSS is sampled only when asked for (Pool(measure_memory=True)): walking the page tables
+    // of every process after each job costs more than a small job itself.
+    options.sample_memory = measure_memory;
     for (const std::string& p : plugins) plugins_.emplace_back(load_plugin(p).path);
     thread_ = std::make_unique<JobThread>();
     thread_->post([this, options] { pool_.emplace(Pool::start(options)); });
@@ -148,12 +149,16 @@ class PoolHandle {
     }
   }
 
-  ~PoolHandle() { stop(); }
+  ~PoolHandle() {
+    stop();
+    abandoned_.clear();
+    release_deferred();
+  }
   PoolHandle(const PoolHandle&) = delete;
   PoolHandle& operator=(const PoolHandle&) = delete;
 
   py::object run(const std::string& kernel, const py::tuple& inputs, const py::object& out, const py::object& tile,
-                 const py::dict& params, const py::object& progress, bool measure_memory, bool force) {
+                 const py::dict& params, const py::object& progress, bool force) {
     std::unique_lock lock(jobs_, std::defer_lock);
     {
       py::gil_scoped_release nogil;
@@ -165,14 +170,15 @@ class PoolHandle {
       ~ReleaseDeferred() { release_deferred(); }
     } release_at_exit;
     CallerArrays arrays;
-    JobSpec spec;
+    auto owned_spec = std::make_unique<JobSpec>();
+    JobSpec& spec = *owned_spec;
     spec.kernel = kernel;
     for (std::size_t i = 0; i < inputs.size(); ++i) spec.inputs.push_back(source_for(inputs[i], backing_, arrays));
     spec.output = target_for(out, backing_, arrays);
     if (!tile.is_none()) spec.tile = shape_from(tile);
     for (const auto& [key, value] : params) spec.params.set(py::str(key), param_text(value));
     spec.plugins = plugins_;
-    spec.measure_memory = measure_memory;
+    spec.measure_memory = measure_memory_;
     spec.force = force;
     auto state = std::make_shared<Progress>();
     if (!progress.is_none()) {
@@ -181,18 +187,35 @@ class PoolHandle {
         state->total.store(total, std::memory_order_release);
       };
     }
-    std::atomic<bool> cancel{false};
-    spec.cancel = &cancel;
+    auto cancel = std::make_unique<std::atomic<bool>>(false);
+    spec.cancel = cancel.get();
 
     JobReport report;
     thread_->post([this, &spec, &report] { report = run_job(spec, &*pool_); });
-    wait_for_job(&cancel, state.get(), progress);
+    const std::size_t abandoned_before = abandoned_.size();
+    try {
+      wait_for_job(cancel.get(), state.get(), progress);
+    } catch (...) {
+      if (cancel->load()) {
+        // A cancelled job's tiles may still be running when run_job returns (the next job's
+        // post waits for them): its arrays stay alive until a later job has run.
+        abandoned_.push_back(Abandoned{std::move(owned_spec), std::move(cancel), std::move(arrays.keep)});
+      } else {
+        abandoned_.erase(abandoned_.begin(), abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_before));
+      }
+      throw;
+    }
+    // This job was posted after every abandoned one's tiles were done: they can go.
+    abandoned_.erase(abandoned_.begin(), abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_before));
 
     if (arrays.out_stand_in) py::module_::import("numpy").attr("copyto")(arrays.out, arrays.out_stand_in);
     report.bytes_copied += arrays.bytes_converted;
     last_report_ = report_json(report);
     if (!progress.is_none()) progress(report.tiles, report.tiles);
-    if (out.is_none()) return to_ndarray(JobArray{report.result, "", {}, std::nullopt}, false);
+    if (out.is_none()) {
+      if (report.result.data() == nullptr && report.result.size() != 0) throw Error(Errc::job_failed, "the job returned no result array");
+      return to_ndarray(JobArray{report.result, "", {}, std::nullopt}, false);
+    }
     if (arrays.out) return arrays.out;
     return py::none();
   }
@@ -200,9 +223,13 @@ class PoolHandle {
   /// Stops the workers; the pool refuses jobs afterwards. Waits for a running job (from another
   /// thread) to finish first.
   void close() {
-    py::gil_scoped_release nogil;
-    std::lock_guard lock(jobs_);
-    stop();
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard lock(jobs_);
+      stop();
+    }
+    abandoned_.clear();
+    release_deferred();
   }
 
   [[nodiscard]] bool closed() const { return !pool_; }
@@ -268,6 +295,14 @@ class PoolHandle {
   Backing backing_;
   std::vector<std::filesystem::path> plugins_;
   std::string last_report_;
+  bool measure_memory_ = false;
+  // Jobs stopped by Ctrl-C whose tiles may still run, with what they read and write.
+  struct Abandoned {
+    std::unique_ptr<JobSpec> spec;
+    std::unique_ptr<std::atomic<bool>> cancel;
+    std::vector<py::object> keep;
+  };
+  std::vector<Abandoned> abandoned_;
 };
 
 py::list kernels(const std::vector<std::string>& plugins) {
@@ -328,10 +363,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("kernels", &tp::kernels, arg("plugins"));
 
   py::class_<tp::PoolHandle>(m, "Pool")
-      .def(py::init<int, const std::string&, const py::object&, const std::vector<std::string>&, double, const std::string&>(),
-           arg("workers"), arg("mode"), arg("backing"), arg("plugins"), arg("tile_timeout"), arg("worker_executable"))
+      .def(py::init<int, const std::string&, const py::object&, const std::vector<std::string>&, double, const std::string&, bool>(),
+           arg("workers"), arg("mode"), arg("backing"), arg("plugins"), arg("tile_timeout"), arg("worker_executable"),
+           arg("measure_memory"))
       .def("run", &tp::PoolHandle::run, arg("kernel"), arg("inputs"), arg("out"), arg("tile"), arg("params"), arg("progress"),
-           arg("measure_memory"), arg("force"))
+           arg("force"))
       .def("close", &tp::PoolHandle::close)
       .def_property_readonly("closed", &tp::PoolHandle::closed)
       .def_property_readonly("last_report", &tp::PoolHandle::last_report)

@@ -1,18 +1,12 @@
 #include "segments.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <fstream>
-
 #include <fmt/format.h>
 #include <pybind11/stl.h>
 
 #include "arrays.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/array_segment.hpp"
-#include "tilepool/shared/control_block.hpp"
+#include "tilepool/runner/store.hpp"
 
 namespace tilepool::python {
 namespace {
@@ -91,47 +85,32 @@ void remove(const std::string& name, const py::object& backing) {
   if (!remove_segment(name, b)) throw Error(Errc::bad_input, fmt::format("no such segment: {}", name));
 }
 
-// What `tilepool ls` shows: our uid's arrays (NPY) and job segments (live or stale).
+// What `tilepool ls` shows (list_segments), as dicts: its columns, with an array's dtype and
+// shape and a job segment's owner pid read back out of them.
 py::list list(const py::object& backing) {
   const Backing b = backing_of(backing);
-  std::vector<py::dict> rows;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(b.directory(), ec)) {
-    struct stat st {};
-    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
-    const std::string name = entry.path().filename().string();
-    std::vector<std::byte> head(npy::kMaxHeaderBytes + npy::kPreambleBytes);
-    std::ifstream f(entry.path(), std::ios::binary);
-    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<std::size_t>(f.gcount()));
+  py::list out;
+  for (const SegmentInfo& info : list_segments(b)) {
     py::dict row;
-    row["name"] = name;
-    row["bytes"] = static_cast<std::uint64_t>(st.st_size);
+    row["name"] = info.name;
+    row["bytes"] = static_cast<std::uint64_t>(info.bytes);
+    row["kind"] = info.kind;
+    row["what"] = info.what;
     row["dtype"] = py::none();
     row["shape"] = py::none();
-    try {
-      const npy::Header h = npy::parse_header(head, name);
-      row["kind"] = "array";
-      row["dtype"] = std::string(dtype_name(h.dtype));
-      row["shape"] = py::tuple(py::cast(h.shape));
-    } catch (const Error&) {
-      const bool control = head.size() >= 8 && std::equal(head.begin(), head.begin() + 8, reinterpret_cast<const std::byte*>(ControlBlock::kMagic));
-      row["kind"] = control ? "control" : "other";
+    if (info.kind == "array") {
+      // "float64 (365, 16, 16)"
+      const auto space = info.what.find(' ');
+      row["dtype"] = info.what.substr(0, space);
+      py::tuple shape = py::module_::import("ast").attr("literal_eval")(info.what.substr(space + 1));
+      row["shape"] = shape;
     }
-    if (const auto owner = parse_job_segment_name(name)) {
-      row["state"] = owner_alive(*owner) ? "live" : "stale";
-      row["pid"] = owner->pid;
-    } else if (row["kind"].cast<std::string>() == "array") {
-      row["state"] = "named";
-      row["pid"] = py::none();
-    } else {
-      continue;  // some other program's file
-    }
-    rows.push_back(std::move(row));
+    // "named", "live (pid N)", "stale (pid N gone)"
+    const auto paren = info.state.find(" (pid ");
+    row["state"] = info.state.substr(0, paren);
+    row["pid"] = paren == std::string::npos ? py::object(py::none()) : py::object(py::int_(std::stol(info.state.substr(paren + 6))));
+    out.append(row);
   }
-  std::sort(rows.begin(), rows.end(), [](const py::dict& x, const py::dict& y) { return x["name"].cast<std::string>() < y["name"].cast<std::string>(); });
-  py::list out;
-  for (auto& r : rows) out.append(std::move(r));
   return out;
 }
 

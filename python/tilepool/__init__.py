@@ -134,7 +134,12 @@ class _ProgressBar:
         if self._bar is None and not self._plain:
             try:
                 from tqdm.auto import tqdm
-                self._bar = tqdm(total=total, unit="tile", leave=False)
+
+                class _Bar(tqdm):
+                    # No monitor thread: a thread left behind would make fork mode refuse.
+                    monitor_interval = 0
+
+                self._bar = _Bar(total=total, unit="tile")
             except Exception:  # no tqdm: a plain line
                 self._plain = True
         if self._bar is not None:
@@ -182,7 +187,9 @@ class Pool:
     pool.map over slices does), "threads" (C++ threads in this process). ``backing``: where job
     segments go, "shm" or "file:DIR". ``plugins``: kernel plugin files to load.
     ``tile_timeout``: seconds after which a worker holding one tile is killed and the tile retried.
-    ``progress``: the default for run(progress=).
+    ``progress``: the default for run(progress=). ``measure_memory``: fill
+    last_report["peak_pss_bytes"] (this process and its workers, read after each job's last
+    tile: walking their page tables costs milliseconds per job).
 
     Safe to use from several Python threads: jobs run one at a time, in the order they get the
     pool. While a job runs the GIL is released. Ctrl-C during run() raises KeyboardInterrupt,
@@ -190,7 +197,8 @@ class Pool:
     ``with`` block) stops the workers; arrays returned by run() stay valid.
     """
 
-    def __init__(self, workers=None, mode="share", backing=None, plugins=(), tile_timeout=None, progress=None):
+    def __init__(self, workers=None, mode="share", backing=None, plugins=(), tile_timeout=None, progress=None,
+                 measure_memory=False):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise UsageError(f"workers={workers!r}: expected a positive int or None (one per core)")
         if mode == "fork":
@@ -198,11 +206,11 @@ class Pool:
         self._progress = progress
         self._core = _core.Pool(
             0 if workers is None else workers, mode, _backing(backing), [_os.fspath(p) for p in plugins],
-            0.0 if tile_timeout is None else float(tile_timeout), _worker_executable())
+            0.0 if tile_timeout is None else float(tile_timeout), _worker_executable(), bool(measure_memory))
         self._report = None
         self._report_json = None
 
-    def run(self, kernel, *inputs, out=None, tile=None, params=None, progress=None, measure_memory=False, force=False):
+    def run(self, kernel, *inputs, out=None, tile=None, params=None, progress=None, force=False):
         """Runs ``kernel`` over ``inputs`` cut into tiles, and returns the result.
 
         inputs: ndarrays (over segments, np.memmap / np.load(mmap_mode=) of .npy files, or any
@@ -213,8 +221,7 @@ class Pool:
         keeps its memory while Python holds it and leaves nothing in /dev/shm; an ndarray is
         written and returned; a path or "shm:NAME" is written as `tilepool run --output` writes
         it (whole or not at all; ``force=True`` replaces an existing one) and returned opened
-        read-only. ``progress``: True for a bar, or a callable(done, total). ``measure_memory``:
-        fill last_report["peak_pss_bytes"] (costs time).
+        read-only. ``progress``: True for a bar, or a callable(done, total).
 
         Raises UsageError / BadInput / Exists / NoSpace before any work, JobFailed if a kernel or
         worker fails, KeyboardInterrupt on Ctrl-C (the job stopped and cleaned up).
@@ -223,8 +230,7 @@ class Pool:
             _check_fork_is_safe()
         callback = _progress_callback(self._progress if progress is None else progress)
         try:
-            result = self._core.run(kernel, inputs, out, tile, {} if params is None else params, callback,
-                                    measure_memory, force)
+            result = self._core.run(kernel, inputs, out, tile, {} if params is None else params, callback, force)
         finally:
             self._report = None
             if isinstance(callback, _ProgressBar):
@@ -296,6 +302,6 @@ def run(kernel, *inputs, out=None, tile=None, params=None, mode="share", workers
     Arguments as Pool() and Pool.run(). For many jobs, keep a Pool: starting one costs more than
     a small job.
     """
-    with Pool(workers=workers, mode=mode, backing=backing, plugins=plugins, tile_timeout=tile_timeout) as pool:
-        return pool.run(kernel, *inputs, out=out, tile=tile, params=params, progress=progress,
-                        measure_memory=measure_memory, force=force)
+    with Pool(workers=workers, mode=mode, backing=backing, plugins=plugins, tile_timeout=tile_timeout,
+              measure_memory=measure_memory) as pool:
+        return pool.run(kernel, *inputs, out=out, tile=tile, params=params, progress=progress, force=force)
