@@ -23,7 +23,7 @@ def test_the_installed_package_imports_and_runs_a_share_job(tmp_path):
         "with tp.Pool(workers=2) as p:\n"
         "    out = p.run('add', np.ones((365, 16, 16)), np.ones((365, 16, 16)), tile=(4, 4))\n"
         "    assert (out == 2).all()\n"
-        "print('ok', p.mode)\n")
+        "    print('ok', p.mode)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("TILEPOOL_WORKER", "LD_LIBRARY_PATH")}
     env.update(PYTHONPATH=str(site), PREFIX=str(prefix))
     # From another folder, so nothing is found beside the build tree or the current directory.
