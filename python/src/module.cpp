@@ -139,6 +139,7 @@ class PoolHandle {
     // of every process after each job costs more than a small job itself.
     options.sample_memory = measure_memory;
     for (const std::string& p : plugins) plugins_.emplace_back(load_plugin(p).path);
+    options_ = options;
     thread_ = std::make_unique<JobThread>();
     thread_->post([this, options] { pool_.emplace(Pool::start(options)); });
     try {
@@ -163,7 +164,9 @@ class PoolHandle {
     {
       py::gil_scoped_release nogil;
       lock.lock();
+      if (thread_) thread_->wait();  // a restart after Ctrl-C may still be under way
     }
+    if (thread_) thread_->rethrow_if_failed();
     if (!pool_) throw Error(Errc::usage, "the pool is closed");
     // Declared first, so that it runs after the spec (and the references its arrays hold) is gone.
     struct ReleaseDeferred {
@@ -200,6 +203,15 @@ class PoolHandle {
         // A cancelled job's tiles may still be running when run_job returns (the next job's
         // post waits for them): its arrays stay alive until a later job has run.
         abandoned_.push_back(Abandoned{std::move(owned_spec), std::move(cancel), std::move(arrays.keep)});
+        // Worker processes would go on with the stopped job's remaining tiles: the pool
+        // restarts them, on its thread, while Python handles the KeyboardInterrupt. Threads
+        // cannot be stopped: the next job waits for them to finish the stopped job's tiles.
+        if (options_.mode != Mode::threads) {
+          thread_->post([this] {
+            pool_.reset();
+            pool_.emplace(Pool::start(options_));
+          });
+        }
       } else {
         abandoned_.erase(abandoned_.begin(), abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_before));
       }
@@ -290,6 +302,7 @@ class PoolHandle {
   }
 
   std::mutex jobs_;
+  PoolOptions options_;
   std::unique_ptr<JobThread> thread_;
   std::optional<Pool> pool_;  // touched only on thread_
   Backing backing_;

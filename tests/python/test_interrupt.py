@@ -23,7 +23,11 @@ def caught_signals():
     return mask & 0x7FFFFFFF
 
 
-@pytest.mark.parametrize("mode", ["share", "threads"])
+# fork mode's launcher gives its children a grace period when a job is stopped (about 2 s).
+PROMPT = {"share": 2.0, "copy": 2.0, "threads": 2.0, "fork": 3.5}
+
+
+@pytest.mark.parametrize("mode", tp.MODES)
 def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_stays_usable(mode):
     code = textwrap.dedent(f"""
         import time, numpy as np, tilepool as tp
@@ -51,8 +55,8 @@ def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_st
         line = child.stdout.readline().strip()
         reacted = time.monotonic() - sent
         assert line == "interrupted"
-        assert reacted < 2.0, f"KeyboardInterrupt took {reacted:.2f} s"
-        # The next job runs once the stopped job's tiles in flight are done.
+        assert reacted < PROMPT[mode], f"KeyboardInterrupt took {reacted:.2f} s"
+        # Process modes restart their workers; threads finish the stopped job's tiles first.
         assert child.stdout.readline().strip() == "after [2.0, 2.0, 2.0, 2.0]"
         assert child.wait(timeout=60) == 0
     finally:
