@@ -189,7 +189,8 @@ def main(argv):
     import dask
     import joblib
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, "
-          f"joblib {joblib.__version__}, dask {dask.__version__}; {args.workers} workers, median of {args.runs} warm jobs")
+          f"joblib {joblib.__version__}, dask {dask.__version__}; {args.workers} workers, median of {args.runs} warm jobs "
+          f"(seed; a fifth as many at 4096²); load average {os.getloadavg()[0]:.1f} at start")
     print(f"command: PYTHONPATH=... /usr/bin/python3 scripts/compare_python_module.py {' '.join(argv)}".rstrip())
     print()
     ok = True
@@ -209,10 +210,10 @@ def main(argv):
                 teardown()
             ok &= right
             rows.append((name, t, right))
-        base = rows[0][1]
+        base = rows[1][1]  # tilepool share writing into a segment: what the peers do with their out
         print(f"### {w}: {' x '.join(map(str, shape))} float64 add, {tile}x{tile} tiles")
         print()
-        print("| peer | warm job | vs tilepool share | right |")
+        print("| peer | warm job | vs tilepool share, out= | right |")
         print("| --- | ---: | ---: | --- |")
         for name, t, right in rows:
             print(f"| {name} | {t * 1e3:.3f} ms | {t / base:.1f}x | {'yes' if right else 'NO'} |")
