@@ -175,23 +175,23 @@ bool as_path_text(py::handle obj, std::string& text) {
   return false;
 }
 
-std::shared_ptr<ArraySource> source_for(py::handle input, const Backing& backing, CallerArrays& arrays) {
+std::shared_ptr<ArraySource> source_for(py::handle input, const std::string& what, const Backing& backing, CallerArrays& arrays) {
   std::string text;
   if (as_path_text(input, text)) return open_source(text, backing);
   py::array a = py::isinstance<py::array>(input) ? py::reinterpret_borrow<py::array>(input)
                                                  : py::array(numpy().attr("asarray")(input));
   if (const ArrayMemory* m = memory_of(a); m != nullptr && is_whole(a, *m)) {
     arrays.keep.push_back(a);
-    if (still_named(m->job)) return array_source(m->job, "shm:" + m->job.segment);
+    if (still_named(m->job)) return array_source(m->job, fmt::format("{} (shm:{})", what, m->job.segment));
     // A job's result, or a segment whose name was deleted: its memory, as any array's.
-    return array_source(JobArray{m->job.array, "", {}, std::nullopt});
+    return array_source(JobArray{m->job.array, "", {}, std::nullopt}, what);
   }
   if (auto path = npy_file_of(a)) return open_source(*path, backing);
-  const DType dtype = dtype_of(a, "input");
+  const DType dtype = dtype_of(a, what);
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
   const py::array usable = usable_memory(a, dtype, big_endian, arrays);
   arrays.keep.push_back(usable);
-  return array_source(memory_array(usable, dtype));
+  return array_source(memory_array(usable, dtype), what);
 }
 
 std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing, CallerArrays& arrays) {
@@ -207,16 +207,16 @@ std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing,
   const DType dtype = dtype_of(a, "out");
   arrays.out = a;
   if (const ArrayMemory* m = memory_of(a); m != nullptr && is_whole(a, *m) && !m->read_only) {
-    if (still_named(m->job)) return array_target(m->job, "shm:" + m->job.segment);
-    return array_target(JobArray{m->job.array, "", {}, std::nullopt});
+    if (still_named(m->job)) return array_target(m->job, fmt::format("out (shm:{})", m->job.segment));
+    return array_target(JobArray{m->job.array, "", {}, std::nullopt}, "out");
   }
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
-  if (is_c_order_native(a, dtype, big_endian)) return array_target(memory_array(a, dtype));
+  if (is_c_order_native(a, dtype, big_endian)) return array_target(memory_array(a, dtype), "out");
   // A strided or byte-swapped out=: the job writes a C-order stand-in, copied into it after success.
   py::array stand_in = numpy().attr("empty")(a.attr("shape"), numpy_dtype(dtype));
   arrays.out_stand_in = stand_in;
   arrays.bytes_converted += static_cast<std::uint64_t>(stand_in.nbytes());
-  return array_target(memory_array(stand_in, dtype));
+  return array_target(memory_array(stand_in, dtype), "out");
 }
 
 }  // namespace tilepool::python

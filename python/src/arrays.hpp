@@ -49,7 +49,8 @@ struct CallerArrays {
 /// ndarray over a tilepool segment (goes by name), an np.memmap / np.load(mmap_mode=) of a whole
 /// .npy file (goes by path), or any other array of a supported dtype (array_source: used in
 /// place where the mode can reach it, copied once into a job segment where not).
-std::shared_ptr<ArraySource> source_for(py::handle input, const Backing& backing, CallerArrays& arrays);
+/// `what` names it in messages ("input 2").
+std::shared_ptr<ArraySource> source_for(py::handle input, const std::string& what, const Backing& backing, CallerArrays& arrays);
 
 /// The target for `out=`: None (a new array), a path or "shm:NAME" string, or a writable
 /// ndarray (written in place where the mode can, else copied in after success).

@@ -69,9 +69,17 @@ const char* keyword_of(JobField field) {
 std::string message_of(const Error& e) {
   std::string text = e.what();
   if (const auto* spec = dynamic_cast<const SpecError*>(&e); spec != nullptr && spec->field() != JobField::none) {
-    const std::string& value = spec->value();
+    std::string value = spec->value();
+    // The job layer writes a tile as "4,4": Python callers wrote (4, 4).
+    if (spec->field() == JobField::tile && !value.empty()) {
+      std::string extents;
+      for (const char c : value) extents += c == ',' ? std::string(", ") : std::string(1, c);
+      value = value.find(',') == std::string::npos ? fmt::format("=({},)", extents) : fmt::format("=({})", extents);
+    }
     if (value.empty() || text.starts_with(value)) {
       text = fmt::format("{}: {}", keyword_of(spec->field()), text);
+    } else if (value.starts_with("=")) {
+      text = fmt::format("{}{}: {}", keyword_of(spec->field()), value, text);
     } else {
       text = fmt::format("{} {}: {}", keyword_of(spec->field()), value, text);
     }
@@ -176,7 +184,9 @@ class PoolHandle {
     auto owned_spec = std::make_unique<JobSpec>();
     JobSpec& spec = *owned_spec;
     spec.kernel = kernel;
-    for (std::size_t i = 0; i < inputs.size(); ++i) spec.inputs.push_back(source_for(inputs[i], backing_, arrays));
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      spec.inputs.push_back(source_for(inputs[i], fmt::format("input {}", i + 1), backing_, arrays));
+    }
     spec.output = target_for(out, backing_, arrays);
     if (!tile.is_none()) spec.tile = shape_from(tile);
     for (const auto& [key, value] : params) spec.params.set(py::str(key), param_text(value));
