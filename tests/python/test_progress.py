@@ -32,3 +32,14 @@ def test_progress_true_draws_a_bar_on_stderr(capsys):
         p.run("add", np.ones((64, 64)), np.ones((64, 64)), tile=(8, 8))
     err = capsys.readouterr().err
     assert "64/64" in err
+
+
+def test_without_tqdm_progress_true_writes_a_plain_line():
+    from conftest import run_python
+    code = ("import sys; sys.modules['tqdm'] = None; sys.modules['tqdm.auto'] = None\n"
+            "import numpy as np, tilepool as tp\n"
+            "with tp.Pool(workers=2, mode='threads') as p:\n"
+            "    p.run('add', np.ones((64, 64)), np.ones((64, 64)), tile=(8, 8), progress=True)\n")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert "\r64/64 tiles" in r.stderr and r.stderr.endswith("\n")
