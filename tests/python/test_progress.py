@@ -42,4 +42,4 @@ def test_without_tqdm_progress_true_writes_a_plain_line():
             "    p.run('add', np.ones((64, 64)), np.ones((64, 64)), tile=(8, 8), progress=True)\n")
     r = run_python(code)
     assert r.returncode == 0, r.stderr
-    assert "\r64/64 tiles" in r.stderr and r.stderr.endswith("\n")
+    assert "64/64 tiles" in r.stderr and r.stderr.endswith("\n")  # (text mode reads \r as a newline)
