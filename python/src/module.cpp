@@ -149,7 +149,7 @@ class PoolHandle {
     for (const std::string& p : plugins) plugins_.emplace_back(load_plugin(p).path);
     options_ = options;
     thread_ = std::make_unique<JobThread>();
-    thread_->post([this, options] { pool_.emplace(Pool::start(options)); });
+    thread_->post([this] { start_pool(); });
     try {
       wait_for_job(nullptr, nullptr, py::none());
     } catch (...) {
@@ -218,13 +218,17 @@ class PoolHandle {
         // cannot be stopped: the next job waits for them to finish the stopped job's tiles.
         if (options_.mode != Mode::threads) {
           thread_->post([this] {
-            pool_.reset();
-            pool_.emplace(Pool::start(options_));
+            try {
+              pool_.reset();
+              start_pool();
+            } catch (...) {
+              closed_.store(true);  // the next run() raises why
+              throw;
+            }
           });
         }
-      } else {
-        abandoned_.erase(abandoned_.begin(), abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_before));
       }
+      // A job that failed may have failed before it was posted: abandoned tiles may still run.
       throw;
     }
     // This job was posted after every abandoned one's tiles were done: they can go.
@@ -254,12 +258,21 @@ class PoolHandle {
     release_deferred();
   }
 
-  [[nodiscard]] bool closed() const { return !pool_; }
+  // What Python reads of the pool, kept beside it: the pool itself is touched only on its thread
+  // (it is replaced there after Ctrl-C while Python may be reading these).
+  [[nodiscard]] bool closed() const { return closed_.load(); }
   [[nodiscard]] const std::string& last_report() const { return last_report_; }
-  [[nodiscard]] std::string mode() const { return pool_ ? std::string(mode_name(pool_->mode())) : ""; }
-  [[nodiscard]] int workers() const { return pool_ ? pool_->worker_count() : 0; }
-  [[nodiscard]] double spawn_seconds() const { return pool_ ? pool_->spawn_seconds() : 0.0; }
-  [[nodiscard]] std::vector<pid_t> worker_pids() const { return pool_ ? pool_->worker_pids() : std::vector<pid_t>{}; }
+  [[nodiscard]] std::string mode() const { return closed() ? "" : std::string(mode_name(options_.mode)); }
+  [[nodiscard]] int workers() const { return closed() ? 0 : workers_.load(); }
+  [[nodiscard]] double spawn_seconds() const { return closed() ? 0.0 : spawn_seconds_.load(); }
+  /// Waits for a running job (or restart) to finish.
+  [[nodiscard]] std::vector<pid_t> worker_pids() {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(jobs_);
+    if (!thread_) return {};
+    thread_->wait();
+    return pool_ ? pool_->worker_pids() : std::vector<pid_t>{};
+  }
 
  private:
   // Waits for the posted task with the GIL released, waking every 50 ms to run Python's signal
@@ -302,8 +315,17 @@ class PoolHandle {
     thread_->rethrow_if_failed();
   }
 
+  // On the pool's thread: starts the pool and notes what Python may read of it.
+  void start_pool() {
+    pool_.emplace(Pool::start(options_));
+    workers_.store(pool_->worker_count());
+    spawn_seconds_.store(pool_->spawn_seconds());
+    closed_.store(false);
+  }
+
   // Destroys the tilepool::Pool on its own thread, then ends that thread. Never throws.
   void stop() noexcept {
+    closed_.store(true);
     if (!thread_) return;
     thread_->wait();
     thread_->post([this] { pool_.reset(); });
@@ -313,6 +335,9 @@ class PoolHandle {
 
   std::mutex jobs_;
   PoolOptions options_;
+  std::atomic<bool> closed_{true};
+  std::atomic<int> workers_{0};
+  std::atomic<double> spawn_seconds_{0};
   std::unique_ptr<JobThread> thread_;
   std::optional<Pool> pool_;  // touched only on thread_
   Backing backing_;
