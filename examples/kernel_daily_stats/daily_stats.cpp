@@ -16,7 +16,7 @@ using tilepool::ArraySpec;
 using tilepool::Box;
 
 // The input region of an output tile: every day, the tile's rows and columns.
-Box every_day(std::size_t /*input*/, const Box& tile, std::span<const ArraySpec> inputs) {
+Box every_day(std::size_t /*input*/, const Box& tile, std::span<const ArraySpec> inputs, const tilepool::Params& /*params*/) {
   Box r = tile;
   r.lo[0] = 0;
   r.hi[0] = inputs[0].shape[0];
@@ -39,7 +39,7 @@ class DailyStats final : public tilepool::BoundKernel {
       : in_(inputs[0].as<const T>()), out_(output.as<double>()) {}
 
   void run_tile(const Box& box, tilepool::TileResult& /*result*/) override {
-    const auto days = in_.tile(every_day(0, box, specs()));  // one plane per day
+    const auto days = in_.tile(every_day(0, box, specs(), tilepool::Params{}));  // one plane per day
     const auto out = out_.tile(box);                          // plane 0: mean, 1: std (those in box)
     const Eigen::Index h = box.extent(1), w = box.extent(2);
     Eigen::ArrayXXd sum = Eigen::ArrayXXd::Zero(h, w);

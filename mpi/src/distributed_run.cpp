@@ -389,7 +389,7 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
     if (!leader) return;
     const ArrayPlacement placement(spec.mode, spec.backing);
     for (std::size_t i = 0; i < n_inputs; ++i) {
-      in_ranges[i] = input_ranges(*plan.kernel, i, plan.inputs, plan.grid, range);
+      in_ranges[i] = input_ranges(*plan.kernel, i, plan.inputs, plan.grid, range, spec.params);
       if (shipped[i]) {
         shipped[i]->set_array(placement.make_sparse(specs[i].dtype, specs[i].shape, ArrayRole::input, in_ranges[i]));
       } else if (!spec.inputs[i]->local_only()) {
@@ -409,7 +409,8 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
         const AnyArray segment = spec.inputs[i]->open(ArrayPlacement(spec.mode, spec.backing)).array;
         for (int node = 1; node < cluster.nodes(); ++node) {
           const std::vector<ByteRange> theirs =
-              input_ranges(*plan.kernel, i, plan.inputs, plan.grid, node_tiles(plan.grid.tile_count(), cluster.nodes(), node));
+              input_ranges(*plan.kernel, i, plan.inputs, plan.grid, node_tiles(plan.grid.tile_count(), cluster.nodes(), node),
+                           spec.params);
           if (theirs.empty()) continue;
           const RangesType type(theirs);
           check_mpi(MPI_Send(segment.data(), 1, type.get(), node, kInputTag + static_cast<int>(i), leaders), "MPI_Send");

@@ -14,11 +14,12 @@ TileRange node_tiles(std::int64_t tile_count, int nodes, int node) {
 }
 
 std::vector<ByteRange> input_ranges(const KernelDef& kernel, std::size_t input, std::span<const ArraySpec> inputs,
-                                    const TileGrid& grid, TileRange range) {
+                                    const TileGrid& grid, TileRange range, const Params& params) {
   const ArraySpec& spec = inputs[input];
+  const Params checked = check_params(kernel, params);
   std::vector<ByteRange> ranges;
   for (std::int64_t t = range.first; t < range.first + range.count; ++t) {
-    const Box region = input_region(kernel, input, grid.box(t), inputs);
+    const Box region = input_region(kernel, input, grid.box(t), inputs, checked);
     for_each_run(spec.shape, dtype_size(spec.dtype), region,
                  [&](std::size_t offset, std::size_t length) { ranges.push_back(ByteRange{offset, length}); });
   }

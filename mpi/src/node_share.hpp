@@ -18,9 +18,10 @@ namespace tilepool::mpi {
 TileRange node_tiles(std::int64_t tile_count, int nodes, int node);
 
 /// The byte ranges (of the data, merged) of input `input` that the tiles `range` of `grid`
-/// read: each tile's KernelDef input region (its halo, its row or column block).
+/// read: each tile's KernelDef input region (its halo, its row or column block), for the job's
+/// parameters (`params`: any; the kernel's defaults are filled in).
 std::vector<ByteRange> input_ranges(const KernelDef& kernel, std::size_t input, std::span<const ArraySpec> inputs,
-                                    const TileGrid& grid, TileRange range);
+                                    const TileGrid& grid, TileRange range, const Params& params);
 
 /// The byte ranges (of the data, merged) of the output that the tiles `range` of a map's
 /// `grid` write (the grid covers the output).

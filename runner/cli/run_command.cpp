@@ -94,7 +94,7 @@ JobSpec job_spec(const RunOptions& o) {
   spec.workers = o.workers;
   for (const std::string& item : o.params) {
     const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
-    for (const auto& [key, value] : one.values()) spec.params.set(key, value);
+    for (const auto& [key, value] : one.values()) spec.params.add(key, value);  // a repeated key is refused
   }
   if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
   try {

@@ -94,6 +94,16 @@ void load_plugins(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) (void)load_plugin(path);
 }
 
+namespace {
+// "            --param value=NUMBER  the number added to each element (required)"
+std::string format_param(const ParamDef& p) {
+  std::string type(param_type_name(p.type));
+  for (char& c : type) c = static_cast<char>(c - 'a' + 'A');
+  const std::string def = p.default_value.empty() ? "required" : fmt::format("default {}", p.default_value);
+  return fmt::format("{:12}--param {}={}  {} ({})", "", p.name, type, p.meaning, def);
+}
+}  // namespace
+
 void add_kernels_command(CLI::App& app) {
   CLI::App* kernels = app.add_subcommand("kernels", "list the kernels with their arity and dtypes");
   auto plugins = std::make_shared<std::vector<std::string>>();
@@ -105,6 +115,9 @@ void add_kernels_command(CLI::App& app) {
       const std::string from = plugin_path_of(*k);
       std::printf("%-11s %-6d %-80s %s%s\n", std::string(k->name).c_str(), k->arity, format_dtypes(k->dtypes).c_str(),
                   std::string(k->summary).c_str(), from.empty() ? "" : fmt::format(" (plugin {})", from).c_str());
+      for (const ParamDef& p : k->params) {  // one line per parameter it accepts, under the kernel
+        std::printf("%s\n", format_param(p).c_str());
+      }
     }
   });
 }

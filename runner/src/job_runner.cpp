@@ -90,7 +90,8 @@ void JobRunner::wait(ControlBlock& control, const JobRequest& job, std::uint64_t
     if (launcher_->runner_supervises()) supervisor_.check(*launcher_);
     if (job.progress) job.progress(control.tiles_done(), control.job().tile_count);
   }
-  if (control.job_failed()) throw Error(Errc::job_failed, control.error_message());
+  // The worker's kind of error (a full store, a replaced segment, a failed tile) and its words.
+  if (control.job_failed()) throw control.error();
   // Sampled once, after the last tile: every page the job touched is mapped now (arrays are
   // made before the job and only grow while it runs), and no walk of /proc/PID/smaps_rollup
   // (about 20 ms of CPU per process at 3 x 128 MiB) competes with the workers for a core.
@@ -114,7 +115,7 @@ std::vector<ArraySpec> input_specs(const JobRequest& job) {
 }
 
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
-  const Shape space = kernel.iteration_shape(inputs, output);
+  const Shape space = iteration_shape_of(kernel, inputs, output);
   if (tile.size() > space.size()) {
     throw Error(Errc::usage, fmt::format("{} tile extents, but {} tiles a {}-D space {}", tile.size(), kernel.name, space.size(),
                                          format_shape(space)));
@@ -165,7 +166,7 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::
   JobDescriptor::set_text(desc.output_backing, kBackingCapacity, job.output.backing.spec(), "output backing");
   desc.output_identity = job.output.identity.value_or(SegmentIdentity{});
   JobDescriptor::set_text(desc.params, kParamsCapacity, job.params.to_text(), "parameter list");
-  JobDescriptor::set_text(desc.plugin, kPluginPathCapacity, plugin_path_of(*prepared.kernel), "plugin path");
+  JobDescriptor::set_text(desc.plugin, kPluginPathCapacity, pinned_plugin_of(*prepared.kernel), "plugin path");
   const Shape& space = prepared.grid.shape();
   desc.ndim = static_cast<std::int32_t>(space.size());
   std::copy(space.begin(), space.end(), desc.shape);

@@ -77,7 +77,7 @@ void run_inline(const JobRequest& job) {
   const detail::PreparedJob prepared = detail::prepare(job);
   std::vector<AnyArray> inputs;
   for (const JobArray& in : job.inputs) inputs.push_back(in.array);
-  auto bound = prepared.kernel->bind(inputs, job.output.array, job.params);
+  auto bound = prepared.kernel->bind(inputs, job.output.array, check_params(*prepared.kernel, job.params));
   std::vector<TilePartial> partials(static_cast<std::size_t>(prepared.tile_count));
   for (std::int64_t t = 0; t < prepared.tile_count; ++t) {
     bound->run_tile(prepared.grid.box(prepared.first_tile + t), partials[static_cast<std::size_t>(t)]);

@@ -118,6 +118,7 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
   first_claim_ns_.store(0, std::memory_order_relaxed);
   last_done_ns_.store(0, std::memory_order_relaxed);
   error_state_.store(0, std::memory_order_relaxed);
+  error_code_ = 0;
   error_[0] = '\0';
   WorkerSlot* slots = worker_slots();
   for (int i = 0; i < worker_capacity_; ++i) {
@@ -278,9 +279,10 @@ void ControlBlock::report_done(int slot) noexcept {
   }
 }
 
-void ControlBlock::report_error(std::string_view message) noexcept {
+void ControlBlock::report_error(std::string_view message, Errc code) noexcept {
   std::uint32_t expected = 0;
   if (error_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    error_code_ = static_cast<std::int32_t>(code);
     const std::size_t n = std::min(message.size(), kMessageCapacity - 1);
     std::memcpy(error_, message.data(), n);
     error_[n] = '\0';

@@ -1,5 +1,6 @@
 // A second plugin for the plugin tests: several --plugin at once, and a warm pool that gets a
-// job of a plugin it has not loaded yet.
+// job of a plugin it has not loaded yet. Built again with TPTEST_TWICE_V2 (tptest_other_v2) as
+// "a rebuilt plugin" whose tp_twice gives 3 * a: the plugin replaced mid-job.
 #include <type_traits>
 
 #include "tilepool/workers/kernel_api.hpp"
@@ -8,7 +9,11 @@
 namespace {
 
 struct TwiceOp {
+#ifdef TPTEST_TWICE_V2
+  template <class Out, class A> void apply(Out out, const A& a) const { out = a + a + a; }
+#else
   template <class Out, class A> void apply(Out out, const A& a) const { out = a + a; }
+#endif
 };
 
 const tilepool::KernelDef kTwice{

@@ -1,6 +1,7 @@
 // The kernels of the plugin tests, in a plugin: one that reads a halo (tp_cross5), one that
-// crashes its worker on a chosen tile (tp_crash) and one that throws on a chosen tile
-// (tp_throw). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
+// crashes its worker on a chosen tile (tp_crash), one that throws on a chosen tile (tp_throw),
+// a box mean whose halo follows its `radius` parameter (tp_box) and one that reads a halo of 2
+// but declares 1 (tp_box_lying). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
 #include <csignal>
 #include <cstdint>
 #include <string>
@@ -53,7 +54,7 @@ const KernelDef kCross5{
     .summary = "a test kernel: each element plus its 4 neighbours, borders clamped (reads a halo)",
     .arity = 1,
     .dtypes = {DType::float64},
-    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs) {
+    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs, const Params&) {
       return grown_on_last_two_axes(tile, 1, inputs[0].shape);
     },
     .output_spec = at_least_2d,
@@ -102,6 +103,8 @@ KernelDef misbehaving(std::string_view name, std::string_view summary) {
       .summary = summary,
       .arity = 1,
       .dtypes = {DType::float64},
+      .params = {{.name = "row", .type = ParamType::integer, .meaning = "the row of the cursed element"},
+                 {.name = "col", .type = ParamType::integer, .meaning = "the column of the cursed element"}},
       .output_spec = at_least_2d,
       .iteration_shape = output_shape,
       .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params& params) -> std::unique_ptr<BoundKernel> {
@@ -113,6 +116,68 @@ KernelDef misbehaving(std::string_view name, std::string_view summary) {
 const KernelDef kCrash = misbehaving<true>("tp_crash", "a test kernel: copies, but SIGSEGV on the tile holding (row, col)");
 const KernelDef kThrow = misbehaving<false>("tp_throw", "a test kernel: copies, but throws on the tile holding (row, col)");
 
+// out = the sum over the (2r+1)^2 box around each element of the last two axes, borders
+// clamped. tp_box reads r = `radius` and declares that halo; tp_box_lying reads r = 2 and
+// declares a halo of 1 (a kernel whose input_region is wrong).
+template <bool kLying>
+class BoxSum final : public BoundKernel {
+ public:
+  BoxSum(std::span<const AnyArray> inputs, const AnyArray& output, std::int64_t radius)
+      : in_(inputs[0].as<const double>()), out_(output.as<double>()), radius_(radius) {}
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    const Box region = grown_on_last_two_axes(box, radius_, in_.shape());
+    const auto in = in_.tile(region);
+    const auto out = out_.tile(box);
+    const auto r = static_cast<std::size_t>(box.ndim - 2), c = static_cast<std::size_t>(box.ndim - 1);
+    const std::int64_t height = in_.shape()[r], width = in_.shape()[c];
+    for (std::int64_t p = 0; p < out.plane_count(); ++p) {
+      auto o = out.plane(p);
+      for (std::int64_t i = box.lo[r]; i < box.hi[r]; ++i) {
+        for (std::int64_t j = box.lo[c]; j < box.hi[c]; ++j) {
+          double s = 0;
+          for (std::int64_t di = -radius_; di <= radius_; ++di) {
+            for (std::int64_t dj = -radius_; dj <= radius_; ++dj) {
+              s += in.plane(p)(std::clamp<std::int64_t>(i + di, 0, height - 1) - region.lo[r],
+                               std::clamp<std::int64_t>(j + dj, 0, width - 1) - region.lo[c]);
+            }
+          }
+          o(i - box.lo[r], j - box.lo[c]) = s;
+        }
+      }
+    }
+  }
+
+ private:
+  ArrayView<const double> in_;
+  ArrayView<double> out_;
+  std::int64_t radius_;
+};
+
+template <bool kLying>
+KernelDef box_sum(std::string_view name, std::string_view summary) {
+  KernelDef k{
+      .name = name,
+      .summary = summary,
+      .arity = 1,
+      .dtypes = {DType::float64},
+      .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs, const Params& params) {
+        const auto radius = kLying ? 1 : static_cast<std::int64_t>(params.number("radius", "tp_box"));
+        return grown_on_last_two_axes(tile, radius, inputs[0].shape);
+      },
+      .output_spec = at_least_2d,
+      .iteration_shape = output_shape,
+      .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params& params) -> std::unique_ptr<BoundKernel> {
+        const auto radius = kLying ? 2 : static_cast<std::int64_t>(params.number("radius", "tp_box"));
+        return std::make_unique<BoxSum<kLying>>(inputs, output, radius);
+      },
+  };
+  if (!kLying) k.params = {{.name = "radius", .type = ParamType::integer, .default_value = "1", .meaning = "the box's half-width"}};
+  return k;
+}
+
+const KernelDef kBox = box_sum<false>("tp_box", "a test kernel: sum over the box of half-width radius (its declared halo)");
+const KernelDef kBoxLying = box_sum<true>("tp_box_lying", "a test kernel: 5x5 box sum that declares a 3x3 halo");
+
 }  // namespace
 
-TILEPOOL_PLUGIN(kCross5, kCrash, kThrow)
+TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying)

@@ -41,7 +41,7 @@ const KernelDef kRowTotal{
     .summary = "out[i, j] = sum of row i (a test kernel that reads whole rows)",
     .arity = 1,
     .dtypes = {DType::float64},
-    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs) {
+    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec> inputs, const Params&) {
       return RowTotal::whole_rows(tile, inputs[0].shape);
     },
     .output_spec = [](std::span<const ArraySpec> inputs, const Params&) {
@@ -57,7 +57,7 @@ const KernelDef kRowTotal{
 const KernelDef kBeyond = [] {
   KernelDef k = kRowTotal;
   k.name = "test_reads_beyond";
-  k.input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec>) {
+  k.input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec>, const Params&) {
     Box r = tile;
     r.hi[0] += 1000;
     return r;

@@ -49,6 +49,12 @@ class PluginCliTest : public ::testing::Test {
            " -o " + path("out.npy") + " -t 4,4";
   }
 
+  // A run of a one-input plugin kernel.
+  std::string run_one(const std::string& plugin_path, const char* kernel) const {
+    return "run --no-progress --plugin " + plugin_path + " -k " + kernel + " -i " + path("a.npy") + " -o " + path("out.npy") +
+           " -t 4,4";
+  }
+
   // Runs tilepool with `args`: exit 2, one "tilepool: error:" line naming each of `mentions`,
   // no output file, and no job segment left behind.
   void expect_refused(const std::string& args, std::initializer_list<std::string> mentions) {
@@ -90,7 +96,26 @@ TEST_F(PluginCliTest, SharedLibraryWithoutEntryPointIsRefused) {
 
 TEST_F(PluginCliTest, AbiVersionMismatchIsRefusedNamingBothVersions) {
   expect_refused(run_with(plugin("tptest_bad_abi")),
-                 {"plugin ABI version 999", "this tilepool has plugin ABI version " + std::to_string(kPluginAbiVersion)});
+                 {"was built for plugin ABI 999; this tilepool needs " + std::to_string(kPluginAbiVersion) + ": rebuild it"});
+}
+
+TEST_F(PluginCliTest, PluginBuiltWithTheOtherStringAbiIsRefusedNamingIt) {
+  // Before the check it loaded, and `--param gain=4` reached it as nothing (exit 0, wrong output).
+  expect_refused(run_one(plugin("tptest_old_string_abi"), "tp_gain") + " --param gain=4",
+                 {"libtptest_old_string_abi.so", "old (_GLIBCXX_USE_CXX11_ABI=0) libstdc++ string ABI",
+                  "this tilepool with the new (_GLIBCXX_USE_CXX11_ABI=1)", "rebuild it"});
+  expect_refused("kernels --plugin " + plugin("tptest_old_string_abi"), {"string ABI"});
+}
+
+TEST_F(PluginCliTest, PluginWhoseStaticInitializerThrowsIsRefusedWithOneLineInsteadOfAborting) {
+  for (const std::string& args : {run_with(plugin("tptest_throw_on_load")), "kernels --plugin " + plugin("tptest_throw_on_load")}) {
+    expect_refused(args, {"libtptest_throw_on_load.so", "static initializers threw or aborted",
+                          "terminate called after throwing an instance of 'char const*'"});
+  }
+}
+
+TEST_F(PluginCliTest, PluginWhoseEntryPointThrowsIsRefusedWithOneLine) {
+  expect_refused(run_with(plugin("tptest_throw_in_entry")), {"entry point tilepool_plugin_entry threw: threw the int 42"});
 }
 
 TEST_F(PluginCliTest, KernelNameClashingWithABuiltinIsRefused) {
@@ -137,6 +162,114 @@ TEST_F(PluginCliTest, RunWithSeveralPluginsRunsAPluginKernelInEveryMode) {
                                   "a = np.load('" + path("a.npy") + "'); o = np.load('" + path("out.npy") + "')\n"
                                   "assert (o == a + a).all(), o\n");
     EXPECT_EQ(check.status, 0) << mode << ": " << check.output;
+  }
+}
+
+// Runs `args`; expects `status`, exactly one line "tilepool: error: ..." holding each of
+// `mentions`, no output file and no segment of the run left in /dev/shm.
+void expect_one_error_line(const std::string& args, int status, std::initializer_list<std::string> mentions,
+                           const std::string& output_file) {
+  const auto before = shm_entries();
+  const auto r = run_command(kTilepool + " " + args);
+  EXPECT_EQ(r.status, status) << args << "\n" << r.output;
+  EXPECT_TRUE(r.output.starts_with("tilepool: error: ")) << args << "\n" << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+  EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
+  for (const std::string& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "expected '" << m << "' in: " << r.output;
+  EXPECT_FALSE(std::filesystem::exists(output_file)) << args;
+  for (const auto& name : shm_entries()) {
+    if (before.contains(name)) continue;
+    const auto owner = parse_job_segment_name(name);
+    EXPECT_FALSE(owner && !owner_alive(*owner)) << args << " left /dev/shm/" << name;
+  }
+}
+
+constexpr const char* kModeNames[] = {"share", "fork", "copy", "threads"};
+
+TEST_F(PluginCliTest, AnythingATileFunctionThrowsIsOneErrorLineAndExit1InEveryMode) {
+  // Before: `throw "text"` aborted the runner in threads mode (exit 134) and printed dozens of
+  // "terminate called" lines in share and copy mode.
+  const std::pair<const char*, const char*> kinds[] = {
+      {"text", "cursed text from the plugin"}, {"int", "threw the int 42"}, {"other", "OwnFailure"}, {"std", "a runtime_error"}};
+  for (const char* mode : kModeNames) {
+    for (const auto& [kind, said] : kinds) {
+      expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param kind=" + kind, 1,
+                            {"tp_throws", said}, path("out.npy"));
+    }
+  }
+}
+
+TEST_F(PluginCliTest, AnythingBindThrowsIsOneErrorLineAndExit1InEveryMode) {
+  for (const char* mode : kModeNames) {
+    expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param hook=bind", 1,
+                          {"tp_throws", "cursed text from the plugin"}, path("out.npy"));
+  }
+}
+
+TEST_F(PluginCliTest, AnythingOutputSpecThrowsIsOneErrorLineAndExit2InEveryMode) {
+  // Before: this aborted the runner in every mode.
+  for (const char* mode : kModeNames) {
+    for (const char* kind : {"text", "int"}) {
+      expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                                " --param hook=output_spec --param kind=" + kind,
+                            2, {"tp_throws: output_spec failed"}, path("out.npy"));
+    }
+  }
+}
+
+TEST_F(PluginCliTest, AnythingInputRegionThrowsIsOneErrorLineInCopyMode) {
+  // Copy mode is the mode that asks for input regions (to ship them).
+  expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=input_region --param kind=int",
+                        1, {"tp_throws: input_region failed", "threw the int 42"}, path("out.npy"));
+}
+
+// --- parameters: declared, checked, listed ------------------------------------------------------
+
+TEST_F(PluginCliTest, UnknownParameterIsExit2NamingTheKeysTheKernelAccepts) {
+  expect_one_error_line(run_one(plugin("tptest_kernels"), "tp_box") + " --param radus=2", 2,
+                        {"tp_box: unknown parameter 'radus'", "tp_box accepts: radius (integer, default 1)"}, path("out.npy"));
+  expect_one_error_line("run --no-progress -k add_scalar -i " + path("a.npy") + " -o " + path("out.npy") + " -t 4,4 --param valeu=3",
+                        2, {"unknown parameter 'valeu'", "add_scalar accepts: value (number, required)"}, path("out.npy"));
+  expect_one_error_line("run --no-progress -k add -i " + path("a.npy") + " -i " +
+                            path("a.npy") + " -o " + path("out.npy") + " -t 4,4 --param x=1",
+                        2, {"unknown parameter 'x'", "add takes no parameters"}, path("out.npy"));
+}
+
+TEST_F(PluginCliTest, RepeatedParameterIsExit2) {
+  expect_one_error_line("run --no-progress -k add_scalar -i " + path("a.npy") + " -o " + path("out.npy") +
+                            " -t 4,4 --param value=1 --param value=2",
+                        2, {"parameter 'value' is given twice (value=1 and value=2)"}, path("out.npy"));
+}
+
+TEST_F(PluginCliTest, IllTypedParameterIsExit2NamingItsType) {
+  expect_one_error_line(run_one(plugin("tptest_kernels"), "tp_box") + " --param radius=1.5", 2,
+                        {"tp_box: parameter radius=1.5 is not an integer", "the box's half-width"}, path("out.npy"));
+  expect_one_error_line("run --no-progress -k add_scalar -i " + path("a.npy") + " -o " + path("out.npy") + " -t 4,4", 2,
+                        {"add_scalar needs the parameter value=NUMBER"}, path("out.npy"));
+}
+
+TEST_F(PluginCliTest, KernelsListsEachKernelsParametersWithTypeDefaultAndMeaning) {
+  const auto r = run_command(kTilepool + " kernels --plugin " + plugin("tptest_kernels"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("\n            --param value=NUMBER  the number added to each element (required)\n"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("\n            --param radius=INTEGER  the box's half-width (default 1)\n"), std::string::npos) << r.output;
+  // Under its kernel.
+  EXPECT_LT(r.output.find("\ntp_box "), r.output.find("--param radius=INTEGER")) << r.output;
+}
+
+TEST_F(PluginCliTest, ParameterDefaultIsWhatTheKernelSeesWhenTheJobGivesNone) {
+  for (const char* mode : kModeNames) {
+    std::filesystem::remove(path("out.npy"));
+    std::filesystem::remove(path("one.npy"));
+    auto r = run_command(kTilepool + " run --no-progress --plugin " +
+                         plugin("tptest_kernels") + " -k tp_box -i " + path("a.npy") + " -o " + path("out.npy") + " -t 3,4 -w 2 -m " + mode);
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    r = run_command(kTilepool + " run --no-progress --plugin " + plugin("tptest_kernels") + " -k tp_box -i " + path("a.npy") + " -o " +
+                    path("one.npy") + " -t 3,4 -w 2 -m " + mode + " --param radius=1");
+    ASSERT_EQ(r.status, 0) << mode << ": " << r.output;
+    EXPECT_EQ(run_python("import numpy as np\nassert (np.load('" + path("out.npy") + "') == np.load('" + path("one.npy") + "')).all()\n").status, 0)
+        << mode;
   }
 }
 
@@ -255,6 +388,49 @@ TEST_F(PluginModesTest, PluginKernelThatThrowsFailsTheJobWithItsMessageInEveryMo
       EXPECT_NE(m.find("tp_throw: element (9, 2) is cursed"), std::string::npos) << mode_name(mode) << ": " << m;
       EXPECT_NE(m.find("tp_throw"), std::string::npos) << m;
     }
+  }
+}
+
+TEST_F(PluginModesTest, InputRegionFollowsTheJobsParametersInEveryMode) {
+  const Shape shape{2, 17, 21};
+  Params radius2;
+  radius2.set("radius", "2");
+  const Outcome share = run_in(Mode::share, "tp_box", shape, {5, 6}, radius2);
+  for (const Mode mode : kModes) {
+    const Outcome o = run_in(mode, "tp_box", shape, {5, 6}, radius2);
+    EXPECT_TRUE(same_bytes(o.output, share.output)) << mode_name(mode);
+    if (mode == Mode::copy) {  // each tile ships its box grown by 2, clamped
+      std::uint64_t elements = 0;
+      const TileGrid grid = TileGrid::make(shape, Shape{5, 6});
+      for (std::int64_t t = 0; t < grid.tile_count(); ++t) {
+        elements += static_cast<std::uint64_t>(grown_on_last_two_axes(grid.box(t), 2, shape).element_count() +
+                                               grid.box(t).element_count());
+      }
+      EXPECT_EQ(o.stats.bytes_copied, elements * sizeof(double));
+    }
+  }
+  // Element (0, 8, 10) is inside: the 25 elements around it.
+  AnyArray in = allocate_array(DType::float64, shape, Sharing::private_to_process);
+  fill(in, 7.0);
+  const auto* a = reinterpret_cast<const double*>(in.data());
+  double expected = 0;
+  for (int i = 6; i <= 10; ++i) {
+    for (int j = 8; j <= 12; ++j) expected += a[i * 21 + j];
+  }
+  EXPECT_EQ(reinterpret_cast<const double*>(share.output.data())[8 * 21 + 10], expected);
+}
+
+TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInCopyModeNamingKernelAndRegion) {
+  // Before: copy mode gave silently wrong data (exit 0) while the other modes were right.
+  try {
+    (void)run_in(Mode::copy, "tp_box_lying", {16, 16}, {4, 4});
+    FAIL() << "expected the job to fail";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(e.code(), Errc::job_failed) << m;
+    EXPECT_NE(m.find("kernel tp_box_lying failed on tile"), std::string::npos) << m;
+    EXPECT_NE(m.find("this process holds only"), std::string::npos) << m;
+    EXPECT_NE(m.find("input region it declares"), std::string::npos) << m;
   }
 }
 

@@ -5,12 +5,15 @@
 
 #include "support/test_support.hpp"
 
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "shared/error_expectations.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/kernel.hpp"
+#include "tilepool/workers/kernel_api.hpp"
 
 namespace tilepool {
 namespace {
@@ -86,14 +89,14 @@ TEST_F(KernelRegistryTest, InputRegionsAreTheTileItsHaloOrItsRowAndColumnBlocks)
   const ArraySpec square{DType::float64, {20, 30}};
   const std::vector<ArraySpec> one{square};
   // Element-wise kernels read their own tile; blur3x3 its tile grown by one, clamped.
-  EXPECT_EQ(input_region(find_kernel("add"), 1, tile, std::vector<ArraySpec>{square, square}), tile);
-  EXPECT_EQ(input_region(find_kernel("sum"), 0, tile, one), tile);
-  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, tile, one), make_box({{1, 6}, {7, 13}}));
-  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, make_box({{0, 5}, {25, 30}}), one), make_box({{0, 6}, {24, 30}}));
+  EXPECT_EQ(input_region(find_kernel("add"), 1, tile, std::vector<ArraySpec>{square, square}, Params{}), tile);
+  EXPECT_EQ(input_region(find_kernel("sum"), 0, tile, one, Params{}), tile);
+  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, tile, one, Params{}), make_box({{1, 6}, {7, 13}}));
+  EXPECT_EQ(input_region(find_kernel("blur3x3"), 0, make_box({{0, 5}, {25, 30}}), one, Params{}), make_box({{0, 6}, {24, 30}}));
   // matmul: A's row block (every column) and B's column block (every row).
   const std::vector<ArraySpec> ab{ArraySpec{DType::float64, {20, 7}}, ArraySpec{DType::float64, {7, 30}}};
-  EXPECT_EQ(input_region(find_kernel("matmul"), 0, tile, ab), make_box({{2, 5}, {0, 7}}));
-  EXPECT_EQ(input_region(find_kernel("matmul"), 1, tile, ab), make_box({{0, 7}, {8, 12}}));
+  EXPECT_EQ(input_region(find_kernel("matmul"), 0, tile, ab, Params{}), make_box({{2, 5}, {0, 7}}));
+  EXPECT_EQ(input_region(find_kernel("matmul"), 1, tile, ab, Params{}), make_box({{0, 7}, {8, 12}}));
 }
 
 TEST_F(KernelRegistryTest, ElementwiseOutputHasTheInputsDtypeAndShape) {
@@ -263,6 +266,108 @@ TEST_F(KernelRegistryTest, ParamsSurviveTheControlBlocksTextForm) {
 
   EXPECT_EQ(restored.values(), parsed.values());
   EXPECT_EQ(restored.number("value", "add_scalar"), -2.5);
+}
+
+// --- declared parameters (issue 17, item 11) ----------------------------------------------------
+
+TEST_F(KernelRegistryTest, EveryBuiltinDeclaresItsParametersAndAddScalarDeclaresValue) {
+  const KernelDef& k = find_kernel("add_scalar");
+  ASSERT_EQ(k.params.size(), 1u);
+  EXPECT_EQ(k.params[0].name, "value");
+  EXPECT_EQ(k.params[0].type, ParamType::number);
+  EXPECT_TRUE(k.params[0].default_value.empty()) << "value is required";
+  EXPECT_FALSE(k.params[0].meaning.empty());
+  for (const char* none : {"add", "negate", "square", "blur3x3", "matmul", "sum"}) EXPECT_TRUE(find_kernel(none).params.empty()) << none;
+}
+
+TEST_F(KernelRegistryTest, UnknownParameterIsAUsageErrorNamingTheAcceptedKeys) {
+  Params p = value("1");
+  p.set("valeu", "2");
+  EXPECT_TRUE(throws_error([&] { check("add_scalar", {{DType::float64, {3}}}, p); }, Errc::usage,
+                           {"add_scalar: unknown parameter 'valeu'", "add_scalar accepts: value (number, required)"}));
+  EXPECT_TRUE(throws_error([&] { check("negate", {{DType::float64, {3}}}, value("1")); }, Errc::usage,
+                           {"negate: unknown parameter 'value'", "negate takes no parameters"}));
+}
+
+TEST_F(KernelRegistryTest, RepeatedParameterIsAUsageError) {
+  const std::vector<std::string> items{"value=1", "value=2"};
+  EXPECT_TRUE(throws_error([&] { (void)Params::parse(items); }, Errc::usage, {"parameter 'value' is given twice (value=1 and value=2)"}));
+  Params p = value("1");
+  EXPECT_TRUE(throws_error([&] { p.add("value", "3"); }, Errc::usage, {"given twice"}));
+}
+
+const KernelDef kWithDefaults{
+    .name = "test_with_defaults",
+    .summary = "a test kernel with typed, defaulted parameters",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .params = {{.name = "radius", .type = ParamType::integer, .default_value = "3", .meaning = "the halo"},
+               {.name = "label", .type = ParamType::text, .default_value = "x", .meaning = "a name"},
+               {.name = "gain", .type = ParamType::number, .meaning = "a factor"}},
+    // A region with one axis fewer than the input: named as such.
+    .input_region = [](std::size_t, const Box& tile, std::span<const ArraySpec>, const Params& params) {
+      Box r = tile;
+      r.ndim = static_cast<int>(params.number("radius", "test_with_defaults")) == 0 ? tile.ndim - 1 : tile.ndim;
+      return r;
+    },
+    .output_spec = same_as_inputs,
+    .iteration_shape = output_shape,
+    .bind = [](std::span<const AnyArray>, const AnyArray&, const Params&) -> std::unique_ptr<BoundKernel> { return nullptr; },
+};
+
+TEST_F(KernelRegistryTest, CheckParamsFillsInDefaultsAndRefusesIllTypedValuesAndMissingRequiredOnes) {
+  Params given;
+  given.set("gain", "2.5");
+  const Params checked = check_params(kWithDefaults, given);
+  EXPECT_EQ(checked.values(), (std::map<std::string, std::string>{{"gain", "2.5"}, {"label", "x"}, {"radius", "3"}}));
+  Params bad = given;
+  bad.set("radius", "1.5");
+  EXPECT_TRUE(throws_error([&] { (void)check_params(kWithDefaults, bad); }, Errc::usage,
+                           {"test_with_defaults: parameter radius=1.5 is not an integer", "the halo"}));
+  EXPECT_TRUE(throws_error([&] { (void)check_params(kWithDefaults, Params{}); }, Errc::usage,
+                           {"test_with_defaults needs the parameter gain=NUMBER", "a factor"}));
+}
+
+TEST_F(KernelRegistryTest, InputRegionWithTheWrongNumberOfAxesIsNamedAsSuch) {
+  const std::vector<ArraySpec> one{{DType::float64, {10, 12}}};
+  Params p;
+  p.set("gain", "1");
+  p.set("radius", "0");
+  EXPECT_TRUE(throws_error([&] { (void)input_region(kWithDefaults, 0, make_box({{0, 4}, {0, 4}}), one, check_params(kWithDefaults, p)); },
+                           Errc::bad_input, {"test_with_defaults", "a region with 1 axes", "which has 2 axes"}));
+  p.set("radius", "1");
+  EXPECT_EQ(input_region(kWithDefaults, 0, make_box({{0, 4}, {0, 4}}), one, check_params(kWithDefaults, p)), make_box({{0, 4}, {0, 4}}));
+}
+
+// --- anything a kernel throws (issue 17, item 1) -------------------------------------------------
+
+struct NotAnException {};
+
+TEST_F(KernelRegistryTest, DescribeCurrentExceptionSaysWhatWasThrownWhateverItsType) {
+  const auto describe = [](auto thrown) {
+    try {
+      throw thrown;
+    } catch (...) {
+      return describe_current_exception();
+    }
+  };
+  EXPECT_EQ(describe("text"), "text");
+  EXPECT_EQ(describe(std::string("line\nbreak")), "line\\nbreak") << "one line";
+  EXPECT_EQ(describe(42), "threw the int 42");
+  EXPECT_EQ(describe(2.5), "threw the double 2.5");
+  EXPECT_EQ(describe(std::runtime_error("boom")), "boom");
+  EXPECT_NE(describe(NotAnException{}).find("threw an exception of type tilepool::(anonymous namespace)::NotAnException"),
+            std::string::npos)
+      << describe(NotAnException{});
+}
+
+TEST_F(KernelRegistryTest, OutputSpecThatThrowsAnythingIsABadInputErrorNamingTheKernel) {
+  KernelDef k = kWithDefaults;
+  k.output_spec = [](std::span<const ArraySpec>, const Params&) -> ArraySpec { throw "no such luck"; };
+  Params p;
+  p.set("gain", "1");
+  EXPECT_TRUE(throws_error([&] { (void)check_inputs(k, std::vector<ArraySpec>{{DType::float64, {3}}}, p); }, Errc::bad_input,
+                           {"test_with_defaults: output_spec failed: no such luck"}));
 }
 
 }  // namespace

@@ -65,7 +65,7 @@ template <class T> struct MakeBlur {
   }
 };
 
-Box blur_region(std::size_t /*input*/, const Box& tile, std::span<const ArraySpec> inputs) {
+Box blur_region(std::size_t /*input*/, const Box& tile, std::span<const ArraySpec> inputs, const Params& /*params*/) {
   return grown_on_last_two_axes(tile, 1, inputs[0].shape);
 }
 

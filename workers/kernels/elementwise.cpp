@@ -87,7 +87,8 @@ const KernelDef kSquare{
     .name = "square", .summary = "a * a, element-wise", .arity = 1, .dtypes = numeric_dtypes(),
     .output_spec = same_as_inputs, .iteration_shape = output_shape, .bind = bind_map<SquareOp, 1, NumericElementType>};
 const KernelDef kAddScalar{
-    .name = "add_scalar", .summary = "a + value (parameter value=5)", .arity = 1, .dtypes = numeric_dtypes(),
+    .name = "add_scalar", .summary = "a + value", .arity = 1, .dtypes = numeric_dtypes(),
+    .params = {{.name = "value", .type = ParamType::number, .meaning = "the number added to each element"}},
     .output_spec = add_scalar_spec, .iteration_shape = output_shape, .bind = bind_for_dtype<MakeAddScalar>};
 
 }  // namespace tilepool::kernels

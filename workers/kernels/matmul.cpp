@@ -8,7 +8,7 @@ namespace {
 
 // A tile of C reads a row block of A (the tile's rows, every column) and a column block of B
 // (every row, the tile's columns).
-Box matmul_region(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) {
+Box matmul_region(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs, const Params& /*params*/) {
   Box r = tile;
   const std::int64_t k = inputs[0].shape[1];
   const std::size_t whole = input == 0 ? 1 : 0;
@@ -25,8 +25,8 @@ class Matmul final : public BoundKernel {
 
   void run_tile(const Box& box, TileResult& /*result*/) override {
     const std::array<ArraySpec, 2> specs = {ArraySpec{a_dtype, a_.shape()}, ArraySpec{a_dtype, b_.shape()}};
-    const auto a = a_.tile(matmul_region(0, box, specs));
-    const auto b = b_.tile(matmul_region(1, box, specs));
+    const auto a = a_.tile(matmul_region(0, box, specs, Params{}));
+    const auto b = b_.tile(matmul_region(1, box, specs, Params{}));
     auto c = c_.tile(box).plane(0);
     c.noalias() = a.plane(0) * b.plane(0);
   }

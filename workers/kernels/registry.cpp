@@ -1,9 +1,18 @@
 // The kernel registry: the list of built-in kernels and the checks every job goes through.
+#include <cxxabi.h>
+
 #include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <mutex>
+#include <typeinfo>
 
 #include <fmt/format.h>
+
+#include "tilepool/shared/escape.hpp"
 
 #include "kernels/builtin.hpp"
 #include "kernels/kernel_support.hpp"
@@ -63,10 +72,147 @@ const KernelDef& find_kernel(std::string_view name) {
   throw Error(Errc::usage, fmt::format("unknown kernel '{}' (expected one of: {})", name, known));
 }
 
-Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) {
-  const Box region = kernel.input_region != nullptr ? kernel.input_region(input, tile, inputs) : tile;
+Errc current_error_code() noexcept {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e.code();
+  } catch (...) {
+    return Errc::job_failed;
+  }
+}
+
+std::string describe_current_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return escape_for_message(e.what());
+  } catch (const char* text) {
+    return escape_for_message(text != nullptr ? text : "(null)");
+  } catch (const std::string& text) {
+    return escape_for_message(text);
+  } catch (const std::string_view& text) {
+    return escape_for_message(text);
+  } catch (int v) {
+    return fmt::format("threw the int {}", v);
+  } catch (long v) {
+    return fmt::format("threw the long {}", v);
+  } catch (long long v) {
+    return fmt::format("threw the long long {}", v);
+  } catch (unsigned v) {
+    return fmt::format("threw the unsigned {}", v);
+  } catch (unsigned long v) {
+    return fmt::format("threw the unsigned long {}", v);
+  } catch (double v) {
+    return fmt::format("threw the double {}", v);
+  } catch (...) {
+    // Anything else: its type, demangled.
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    if (type == nullptr) return "threw an exception of unknown type";
+    int status = 0;
+    char* name = abi::__cxa_demangle(type->name(), nullptr, nullptr, &status);
+    std::string s = fmt::format("threw an exception of type {}", escape_for_message(status == 0 && name != nullptr ? name : type->name()));
+    std::free(name);
+    return s;
+  }
+}
+
+std::string_view param_type_name(ParamType type) noexcept {
+  switch (type) {
+    case ParamType::number: return "number";
+    case ParamType::integer: return "integer";
+    case ParamType::text: return "text";
+  }
+  return "?";
+}
+
+namespace {
+
+// "value (a number; default 0), radius (an integer)": what a kernel accepts, for messages.
+std::string accepted_params(const KernelDef& kernel) {
+  if (kernel.params.empty()) return fmt::format("{} takes no parameters", kernel.name);
+  std::string s;
+  for (const ParamDef& p : kernel.params) {
+    s += fmt::format("{}{} ({}{})", s.empty() ? "" : ", ", p.name, param_type_name(p.type),
+                     p.default_value.empty() ? std::string(", required") : fmt::format(", default {}", p.default_value));
+  }
+  return fmt::format("{} accepts: {}", kernel.name, s);
+}
+
+bool has_type(std::string_view text, ParamType type) {
+  const char* end = text.data() + text.size();
+  switch (type) {
+    case ParamType::number: {
+      double v = 0;
+      const auto r = std::from_chars(text.data(), end, v);
+      return r.ec == std::errc() && r.ptr == end && std::isfinite(v);
+    }
+    case ParamType::integer: {
+      std::int64_t v = 0;
+      const auto r = std::from_chars(text.data(), end, v);
+      return r.ec == std::errc() && r.ptr == end;
+    }
+    case ParamType::text: return text.find('\n') == std::string_view::npos;
+  }
+  return false;
+}
+
+}  // namespace
+
+Params check_params(const KernelDef& kernel, const Params& params) {
+  for (const auto& [key, value] : params.values()) {
+    const auto it = std::find_if(kernel.params.begin(), kernel.params.end(), [&](const ParamDef& p) { return p.name == key; });
+    if (it == kernel.params.end()) {
+      throw Error(Errc::usage, fmt::format("{}: unknown parameter '{}' ({})", kernel.name, escape_for_message(key), accepted_params(kernel)));
+    }
+    if (!has_type(value, it->type)) {
+      throw Error(Errc::usage, fmt::format("{}: parameter {}={} is not {} ({}: {})", kernel.name, key, escape_for_message(value),
+                                           it->type == ParamType::integer ? "an integer" : it->type == ParamType::number ? "a finite number" : "text",
+                                           key, it->meaning));
+    }
+  }
+  Params filled = params;
+  for (const ParamDef& p : kernel.params) {
+    if (params.values().contains(std::string(p.name))) continue;
+    if (p.default_value.empty()) {
+      throw Error(Errc::usage, fmt::format("{} needs the parameter {}={} ({})", kernel.name, p.name,
+                                           p.type == ParamType::text ? "TEXT" : p.type == ParamType::integer ? "INTEGER" : "NUMBER", p.meaning));
+    }
+    filled.set(std::string(p.name), std::string(p.default_value));
+  }
+  return filled;
+}
+
+Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output) {
+  try {
+    return kernel.iteration_shape(inputs, output);
+  } catch (const Error& e) {
+    if (std::string_view(e.what()).starts_with(kernel.name)) throw;
+    throw Error(e.code(), fmt::format("{}: {}", kernel.name, e.what()));
+  } catch (...) {
+    throw Error(Errc::bad_input, fmt::format("{}: iteration_shape failed: {}", kernel.name, describe_current_exception()));
+  }
+}
+
+Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs,
+                 const Params& params) {
+  Box region = tile;
+  if (kernel.input_region != nullptr) {
+    try {
+      region = kernel.input_region(input, tile, inputs, params);
+    } catch (...) {
+      throw Error(Errc::bad_input, fmt::format("{}: input_region failed for tile {} of input {}: {}", kernel.name, format_box(tile),
+                                               input + 1, describe_current_exception()));
+    }
+  }
   const Shape& shape = inputs[input].shape;
-  bool inside = region.ndim == static_cast<int>(shape.size());
+  if (region.ndim != static_cast<int>(shape.size())) {
+    throw Error(Errc::bad_input, fmt::format("{}: tile {} reads a region with {} axes, {}, of input {}, which has {} axes (shape {}); "
+                                             "input_region must give one range per axis of the input",
+                                             kernel.name, format_box(tile), region.ndim, format_box(region), input + 1, shape.size(),
+                                             format_shape(shape)));
+  }
+  bool inside = true;
   for (int a = 0; inside && a < region.ndim; ++a) {
     const auto i = static_cast<std::size_t>(a);
     inside = 0 <= region.lo[i] && region.lo[i] <= region.hi[i] && region.hi[i] <= shape[i];
@@ -113,8 +259,9 @@ std::string format_dtypes(std::span<const DType> dtypes) {
   return s;
 }
 
-ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& params) {
+ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& given) {
   const std::string k(kernel.name);
+  const Params params = check_params(kernel, given);
   if (static_cast<int>(inputs.size()) != kernel.arity) {
     throw Error(Errc::usage, fmt::format("{} takes {} input{}, got {}", k, kernel.arity, kernel.arity == 1 ? "" : "s", inputs.size()));
   }
@@ -136,6 +283,9 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(k)) throw;
     throw Error(e.code(), fmt::format("{}: {}", k, e.what()));
+  } catch (...) {
+    // A plugin's own exception type, a thrown string or number: refused like bad inputs.
+    throw Error(Errc::bad_input, fmt::format("{}: output_spec failed: {}", k, describe_current_exception()));
   }
 }
 

@@ -24,7 +24,7 @@ ArraySpec spec_from(std::int32_t dtype, std::int32_t ndim, const std::int64_t* s
 }  // namespace
 
 CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
-                        const TileGrid& grid) {
+                        const TileGrid& grid, const Params& params) {
   if (inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", inputs.size(), kMaxInputs));
   if (kernel.reduction == Reduction::none && output.shape != grid.shape()) {
     throw Error(Errc::bad_input, fmt::format("{}: tiles a space of shape {} but writes an output of shape {}", kernel.name,
@@ -32,6 +32,7 @@ CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inpu
   }
   CopyPlan p;
   p.kernel_ = &kernel;
+  p.params_ = check_params(kernel, params);
   std::copy(inputs.begin(), inputs.end(), p.inputs_.begin());
   p.input_count_ = inputs.size();
   p.output_ = output;
@@ -46,7 +47,7 @@ CopyJobSetup CopyPlan::setup(std::uint64_t job_id, const KernelDef& kernel, std:
   s.job_id = job_id;
   JobDescriptor::set_text(s.kernel, sizeof s.kernel, kernel.name, "kernel name");
   JobDescriptor::set_text(s.params, sizeof s.params, params.to_text(), "parameter list");
-  JobDescriptor::set_text(s.plugin, sizeof s.plugin, plugin_path_of(kernel), "plugin path");
+  JobDescriptor::set_text(s.plugin, sizeof s.plugin, pinned_plugin_of(kernel), "plugin path");
   s.input_count = static_cast<std::uint32_t>(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     s.input_dtype[i] = static_cast<std::int32_t>(inputs[i].dtype);
@@ -65,7 +66,7 @@ CopyJobSetup CopyPlan::setup(std::uint64_t job_id, const KernelDef& kernel, std:
 }
 
 CopyPlan CopyPlan::from_setup(const CopyJobSetup& setup) {
-  if (setup.plugin[0] != '\0') (void)load_plugin(text_of(setup.plugin, sizeof setup.plugin));
+  if (setup.plugin[0] != '\0') (void)load_pinned_plugin(text_of(setup.plugin, sizeof setup.plugin));
   const KernelDef& kernel = find_kernel(text_of(setup.kernel, sizeof setup.kernel));
   if (setup.input_count > kMaxInputs || setup.tile_ndim < 0 || setup.tile_ndim > kMaxDims) {
     throw Error(Errc::bad_input, "copy-mode job setup: bad input count or tile");
@@ -76,14 +77,15 @@ CopyPlan CopyPlan::from_setup(const CopyJobSetup& setup) {
   }
   const ArraySpec output = spec_from(setup.output_dtype, setup.output_ndim, setup.output_shape, "output");
   const Shape tile(setup.tile, setup.tile + setup.tile_ndim);
-  return make(kernel, inputs, output, TileGrid::make(kernel.iteration_shape(inputs, output), tile));
+  const Params params = Params::from_text(text_of(setup.params, sizeof setup.params));
+  return make(kernel, inputs, output, TileGrid::make(iteration_shape_of(kernel, inputs, output), tile), params);
 }
 
 TileRegions CopyPlan::regions(std::int64_t tile) const {
   TileRegions r;
   r.tile = grid_.box(tile);
   for (std::size_t i = 0; i < input_count_; ++i) {
-    r.inputs[i] = input_region(*kernel_, i, r.tile, inputs());
+    r.inputs[i] = input_region(*kernel_, i, r.tile, inputs(), params_);
     r.request_bytes += box_bytes(r.inputs[i], dtype_size(inputs_[i].dtype));
   }
   r.reply_bytes = kernel_->reduction == Reduction::none ? box_bytes(r.tile, dtype_size(output_.dtype)) : 0;

@@ -199,9 +199,8 @@ class CopyWorker {
     setup_error_.clear();
     try {
       plan_ = CopyPlan::from_setup(*setup);
-      params_ = Params::from_text(std::string_view(setup->params, strnlen(setup->params, sizeof setup->params)));
-    } catch (const std::exception& e) {
-      setup_error_ = e.what();
+    } catch (...) {
+      setup_error_ = describe_current_exception();
     }
   }
 
@@ -235,10 +234,10 @@ class CopyWorker {
     TileResult result;
     if (observer_) observer_(TilePoint::claimed, m.tile);
     try {
-      plan_->kernel().bind(inputs, output, params_)->run_tile(r.tile, result);
-    } catch (const std::exception& e) {
+      plan_->kernel().bind(inputs, output, plan_->params())->run_tile(r.tile, result);
+    } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       reply_error(m.tile, fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
-                                      format_box(r.tile), ::getpid(), e.what()));
+                                      format_box(r.tile), ::getpid(), describe_current_exception()));
       return;
     }
     if (observer_) observer_(TilePoint::written, m.tile);
@@ -268,7 +267,6 @@ class CopyWorker {
   std::uint64_t job_id_ = 0;
   std::string kernel_name_;
   std::optional<CopyPlan> plan_;
-  Params params_;
   std::string setup_error_;
   std::array<LocalBuffer, kMaxInputs> input_buffers_;
   LocalBuffer output_buffer_;
@@ -288,8 +286,8 @@ int run_copy_worker(pid_t parent) {
   CopyWorker worker(fault_observer_from_environment());
   try {
     return worker.serve();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tilepool-worker copy: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "tilepool-worker copy: error: %s\n", describe_current_exception().c_str());
     return 2;
   }
 }

@@ -19,9 +19,17 @@ Params Params::parse(std::span<const std::string> items) {
     if (!key_ok || value.empty() || value.find('\n') != std::string::npos) {
       throw Error(Errc::usage, fmt::format("parameter '{}': expected KEY=VALUE, like value=5", item));
     }
-    p.values_[key] = value;
+    p.add(key, value);
   }
   return p;
+}
+
+void Params::add(std::string key, std::string value) {
+  if (const auto it = values_.find(key); it != values_.end()) {
+    throw Error(Errc::usage, fmt::format("parameter '{}' is given twice ({}={} and {}={}); give each once", key, key, it->second,
+                                         key, value));
+  }
+  values_.emplace(std::move(key), std::move(value));
 }
 
 Params Params::from_text(std::string_view text) {

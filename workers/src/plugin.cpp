@@ -3,28 +3,50 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/posix_call.hpp"
 
 namespace tilepool {
 namespace {
 
+// What pins a plugin file: a rename over its path changes the inode, a rewrite in place the
+// size or the modification time.
+struct FileIdentity {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::int64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity identity_of(const struct stat& st) {
+  return FileIdentity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), static_cast<std::int64_t>(st.st_size),
+                      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
 struct Loaded {
   LoadedPlugin plugin;
-  dev_t device;
-  ino_t inode;
+  FileIdentity identity;  // of what was loaded: the private copy (or the file if none could be made)
+  int fd;                 // open for the life of the process: workers load it through /proc/PID/fd
+  FileIdentity source;    // of the user's file, when it was read
 };
 
 struct Plugins {
@@ -36,8 +58,8 @@ Plugins& plugins() {
   return p;
 }
 
-[[noreturn]] void refuse(const std::string& path, const std::string& why) {
-  throw Error(Errc::bad_input, fmt::format("plugin '{}': {}", escape_for_message(path), why));
+[[noreturn]] void refuse(const std::string& path, const std::string& why, Errc code = Errc::bad_input) {
+  throw Error(code, fmt::format("plugin '{}': {}", escape_for_message(path), why));
 }
 
 // Another user could change code we would run: writable by group or others, or owned by
@@ -58,12 +80,12 @@ void check_not_writable_by_others(const std::string& path, const struct stat& st
   }
 }
 
-// What dlerror() says, without the path (our message names it already).
-std::string dl_error(const std::string& canonical) {
+// What dlerror() says, without the path we opened (our message names the plugin already).
+std::string dl_error(const std::string& opened) {
   const char* e = ::dlerror();
   std::string s = e != nullptr ? e : "unknown dlopen error";
-  if (s.starts_with(canonical + ": ")) s.erase(0, canonical.size() + 2);
-  return s;
+  if (s.starts_with(opened + ": ")) s.erase(0, opened.size() + 2);
+  return escape_for_message(s);
 }
 
 std::string origin_of(const KernelDef& existing) {
@@ -79,12 +101,21 @@ std::string origin_of(const KernelDef& existing) {
 
 // Checks the plugin's kernels against each other and every known kernel; registers them.
 std::vector<const KernelDef*> register_plugin_kernels(const std::string& path, const tilepool_plugin& entry) {
+  if (entry.kernel_count > 0 && entry.kernels == nullptr) refuse(path, "its entry point lists no kernels array");
   std::vector<const KernelDef*> kernels(entry.kernels, entry.kernels + entry.kernel_count);
   const std::vector<const KernelDef*> known = known_kernels();
   for (std::size_t i = 0; i < kernels.size(); ++i) {
     const KernelDef* k = kernels[i];
     if (k == nullptr || k->name.empty() || k->output_spec == nullptr || k->iteration_shape == nullptr || k->bind == nullptr) {
       refuse(path, fmt::format("kernel {} of {} lacks a name, output_spec, iteration_shape or bind", i + 1, kernels.size()));
+    }
+    for (std::size_t p = 0; p < k->params.size(); ++p) {
+      if (k->params[p].name.empty()) refuse(path, fmt::format("kernel '{}': parameter {} has no name", k->name, p + 1));
+      for (std::size_t q = 0; q < p; ++q) {
+        if (k->params[q].name == k->params[p].name) {
+          refuse(path, fmt::format("kernel '{}' declares parameter '{}' twice", k->name, k->params[p].name));
+        }
+      }
     }
     for (const KernelDef* other : known) {
       if (other->name == k->name) {
@@ -99,61 +130,257 @@ std::vector<const KernelDef*> register_plugin_kernels(const std::string& path, c
   return kernels;
 }
 
+// The facts of tilepool_plugin_build that differ between the plugin and this tilepool, named,
+// with the remedy: "" when they all match.
+std::string build_differences(const tilepool_plugin_build& plugin) {
+  static const tilepool_plugin_build mine = TILEPOOL_PLUGIN_BUILD;
+  const auto string_abi = [](std::uint32_t v) -> std::string {
+    return v == 1 ? "the new (_GLIBCXX_USE_CXX11_ABI=1)" : v == 0 ? "the old (_GLIBCXX_USE_CXX11_ABI=0)" : "no libstdc++";
+  };
+  std::string out;
+  const auto differ = [&out](std::string text) { out += fmt::format("{}{}", out.empty() ? "" : "; ", text); };
+  if (plugin.string_abi != mine.string_abi) {
+    differ(fmt::format("it was built with {} libstdc++ string ABI, this tilepool with {} one, so std::string (and the "
+                       "parameters it holds) differ between them",
+                       string_abi(plugin.string_abi), string_abi(mine.string_abi)));
+  }
+  const auto fact = [&](const char* what, std::uint32_t theirs, std::uint32_t ours) {
+    if (theirs != ours) differ(fmt::format("{} is {} in the plugin, {} in this tilepool", what, theirs, ours));
+  };
+  fact("the libstdc++ release (_GLIBCXX_RELEASE)", plugin.libstdcxx_release, mine.libstdcxx_release);
+  fact("_GLIBCXX_DEBUG", plugin.libstdcxx_debug, mine.libstdcxx_debug);
+  fact("the Eigen version", plugin.eigen_version, mine.eigen_version);
+  fact("EIGEN_MAX_ALIGN_BYTES", plugin.eigen_max_align, mine.eigen_max_align);
+  fact("sizeof(void*)", plugin.pointer_bytes, mine.pointer_bytes);
+  // With the facts above equal these follow; they catch what no flag above names.
+  if (out.empty()) {
+    fact("sizeof(std::string)", plugin.string_bytes, mine.string_bytes);
+    fact("sizeof(tilepool::Params)", plugin.params_bytes, mine.params_bytes);
+    fact("sizeof(tilepool::KernelDef)", plugin.kernel_def_bytes, mine.kernel_def_bytes);
+    fact("sizeof(tilepool::AnyArray)", plugin.any_array_bytes, mine.any_array_bytes);
+    fact("sizeof(tilepool::Box)", plugin.box_bytes, mine.box_bytes);
+  }
+  return out;
+}
+
+// Loads the plugin once in a child process, whose stderr we keep: a static initializer that
+// throws cannot be caught around dlopen (the exception cannot unwind through the dynamic
+// loader, so the process terminates), and one that aborts or exits ends the process. Measured:
+// `throw "text"` in a plugin's global constructor made dlopen's caller exit 134 with
+// "terminate called after throwing an instance of 'char const*'". Returns why the child failed,
+// or nothing if loading (and the entry point) went through.
+std::optional<std::string> probe_failure(int fd) {
+  // The child's status when loading went through: not 0, so that a static initializer that
+  // calls exit(0) is a failure too.
+  constexpr int kLoaded = 75;
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw system_error("pipe2 for a plugin probe", errno);
+  const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    throw system_error("fork for a plugin probe", err);
+  }
+  if (pid == 0) {
+    // The child: what the plugin prints goes to the pipe (stderr) or nowhere (stdout).
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null >= 0) ::dup2(null, STDOUT_FILENO);
+    void* handle = ::dlopen(self_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle != nullptr) {
+      using Entry = const tilepool_plugin* (*)();
+      if (auto* entry = reinterpret_cast<Entry>(::dlsym(handle, kPluginEntryPoint)); entry != nullptr) {
+        try {
+          (void)entry();
+        } catch (...) {  // the parent's own call reports it
+        }
+      }
+    }
+    ::_exit(kLoaded);  // no atexit handlers, no static destructors of the parent's state
+  }
+  ::close(pipe_fds[1]);
+  std::string said;
+  char buf[1024];
+  for (;;) {
+    const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
+    if (n <= 0) break;
+    if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kLoaded) return std::nullopt;
+  // Its first line is the useful one ("terminate called after throwing an instance of 'char const*'").
+  std::string first = said.substr(0, said.find('\n'));
+  if (const auto what = said.find("what():"); what != std::string::npos) {
+    first += fmt::format(" ({})", said.substr(what, said.find('\n', what) - what));
+  }
+  const std::string how = WIFSIGNALED(status) ? fmt::format("signal {} ({})", WTERMSIG(status), ::strsignal(WTERMSIG(status)))
+                                              : fmt::format("it exited, status {}", WEXITSTATUS(status));
+  return fmt::format("loading it ends the process ({}): its static initializers {}{}", how,
+                     WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT ? "threw or aborted" : "failed",
+                     first.empty() ? std::string() : fmt::format(": {}", escape_for_message(first)));
+}
+
+// Loads the plugin file open on `fd` (ours from now on) whose path for messages is `path` and
+// whose real path is `canonical`. Called with the registry's mutex held.
+const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const FileIdentity& source, const std::string& path,
+                                   const std::string& canonical, bool probe) {
+  Plugins& p = plugins();
+  try {
+    if (probe) {
+      if (auto failure = probe_failure(fd)) refuse(path, *failure);
+    }
+    const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
+    void* handle = ::dlopen(self_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) refuse(path, fmt::format("not a loadable shared library: {}", dl_error(self_path)));
+    try {
+      struct stat now {};
+      if (::fstat(fd, &now) != 0 || !(identity_of(now) == identity)) refuse(path, "the file changed while it was being loaded");
+      using Entry = const tilepool_plugin* (*)();
+      auto* entry = reinterpret_cast<Entry>(::dlsym(handle, kPluginEntryPoint));
+      if (entry == nullptr) {
+        refuse(path, fmt::format("not a tilepool plugin: no entry point {} (define one with TILEPOOL_PLUGIN(...))",
+                                 kPluginEntryPoint));
+      }
+      const tilepool_plugin* plugin = nullptr;
+      try {
+        plugin = entry();
+      } catch (...) {
+        refuse(path, fmt::format("its entry point {} threw: {}", kPluginEntryPoint, describe_current_exception()));
+      }
+      if (plugin == nullptr) refuse(path, fmt::format("{} returned nothing", kPluginEntryPoint));
+      if (plugin->abi_version != kPluginAbiVersion) {
+        refuse(path, fmt::format("was built for plugin ABI {}; this tilepool needs {}: rebuild it against this tilepool",
+                                 plugin->abi_version, kPluginAbiVersion));
+      }
+      if (plugin->build == nullptr) refuse(path, "its entry point reports no build facts (define it with TILEPOOL_PLUGIN(...))");
+      if (const std::string differs = build_differences(*plugin->build); !differs.empty()) {
+        refuse(path, fmt::format("its C++ build does not match this tilepool's: {}: rebuild it with this tilepool's compiler "
+                                 "and flags (find_package(tilepool) and tilepool_add_kernel_plugin set them)",
+                                 differs));
+      }
+      std::vector<const KernelDef*> kernels = register_plugin_kernels(path, *plugin);
+      p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, identity, fd, source});
+      return p.loaded.back().plugin;
+    } catch (...) {
+      ::dlclose(handle);
+      throw;
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+// The plugin loaded from the file `identity` (as a source), or loaded as that object.
+const Loaded* find_loaded(const FileIdentity& identity, bool as_source) {
+  for (const Loaded& l : plugins().loaded) {
+    const FileIdentity& id = as_source ? l.source : l.identity;
+    if (id.device == identity.device && id.inode == identity.inode) return &l;
+  }
+  return nullptr;
+}
+
+// A sealed in-memory copy of the plugin file open on `fd` (memfd_create), or -1 if this
+// system cannot make one. This process and the job's workers map the copy, never the user's
+// file: a plugin rewritten in place (cp over it, truncated and written) while loaded would
+// change code under running processes (measured: the runner died of SIGSEGV). Throws if the
+// file changes while it is read.
+int private_copy(int fd, const FileIdentity& identity, const std::string& path) {
+  const int copy = ::memfd_create("tilepool-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0) return -1;
+  try {
+    char buf[1 << 16];
+    off_t offset = 0;
+    for (;;) {
+      const ssize_t n = retry_on_eintr([&] { return ::pread(fd, buf, sizeof buf, offset); });
+      if (n < 0) refuse(path, fmt::format("reading it: {}", std::strerror(errno)));
+      if (n == 0) break;
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = retry_on_eintr([&] { return ::write(copy, buf + done, static_cast<std::size_t>(n - done)); });
+        if (w < 0) refuse(path, fmt::format("copying it into memory: {}", std::strerror(errno)));
+        done += w;
+      }
+      offset += n;
+    }
+    struct stat after {};
+    if (::fstat(fd, &after) != 0 || !(identity_of(after) == identity) || offset != identity.size) {
+      refuse(path, "the file changed while it was being read");
+    }
+    if (::fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+      refuse(path, fmt::format("sealing its copy: {}", std::strerror(errno)));
+    }
+    return copy;
+  } catch (...) {
+    ::close(copy);
+    throw;
+  }
+}
+
 }  // namespace
 
 const LoadedPlugin& load_plugin(const std::string& path) {
   Plugins& p = plugins();
   const std::lock_guard lock(p.mutex);
-  // Open first and check what we opened; then make sure dlopen mapped that same file.
+  // Open first and check what we opened; everything after loads that open file.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     refuse(path, err == ENOENT ? std::string("no such file") : std::strerror(err));
   }
   struct stat st {};
-  const int rc = ::fstat(fd, &st);
-  ::close(fd);
-  if (rc != 0) refuse(path, std::strerror(errno));
-  for (const Loaded& l : p.loaded) {
-    if (l.device == st.st_dev && l.inode == st.st_ino) return l.plugin;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    refuse(path, std::strerror(err));
   }
-  if (!S_ISREG(st.st_mode)) refuse(path, "not a regular file (expected a shared library, lib<name>.so)");
-  std::error_code ec;
-  const std::string canonical = std::filesystem::canonical(path, ec).string();
-  if (ec) refuse(path, ec.message());
-  check_not_writable_by_others(path, st, "the file");
-  struct stat folder {};
-  const std::string folder_path = std::filesystem::path(canonical).parent_path().string();
-  if (::stat(folder_path.c_str(), &folder) != 0) refuse(path, std::strerror(errno));
-  check_not_writable_by_others(path, folder, fmt::format("its folder {}", escape_for_message(folder_path)).c_str());
-
-  void* handle = ::dlopen(canonical.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) refuse(path, fmt::format("not a loadable shared library: {}", dl_error(canonical)));
+  const FileIdentity identity = identity_of(st);
+  if (const Loaded* l = find_loaded(identity, /*as_source=*/true)) {
+    ::close(fd);
+    if (!(l->source == identity)) {
+      refuse(path, fmt::format("the file was rewritten in place since it was loaded from '{}' (now {} bytes, was {}); a "
+                               "process runs one build of a plugin: start a new one",
+                               escape_for_message(l->plugin.path), identity.size, l->source.size));
+    }
+    return l->plugin;
+  }
+  std::string canonical;
   try {
-    struct stat now {};
-    if (::stat(canonical.c_str(), &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
-      refuse(path, "the file changed while it was being loaded");
-    }
-    using Entry = const tilepool_plugin* (*)();
-    auto* entry = reinterpret_cast<Entry>(::dlsym(handle, kPluginEntryPoint));
-    if (entry == nullptr) {
-      refuse(path, fmt::format("not a tilepool plugin: no entry point {} (define one with TILEPOOL_PLUGIN(...))",
-                               kPluginEntryPoint));
-    }
-    const tilepool_plugin* plugin = entry();
-    if (plugin == nullptr) refuse(path, fmt::format("{} returned nothing", kPluginEntryPoint));
-    if (plugin->abi_version != kPluginAbiVersion) {
-      refuse(path, fmt::format("built for plugin ABI version {}, but this tilepool has plugin ABI version {} (rebuild the "
-                               "plugin against this tilepool)",
-                               plugin->abi_version, kPluginAbiVersion));
-    }
-    std::vector<const KernelDef*> kernels = register_plugin_kernels(path, *plugin);
-    p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, st.st_dev, st.st_ino});
-    return p.loaded.back().plugin;
+    if (!S_ISREG(st.st_mode)) refuse(path, "not a regular file (expected a shared library, lib<name>.so)");
+    std::error_code ec;
+    canonical = std::filesystem::canonical(path, ec).string();
+    if (ec) refuse(path, ec.message());
+    check_not_writable_by_others(path, st, "the file");
+    struct stat folder {};
+    const std::string folder_path = std::filesystem::path(canonical).parent_path().string();
+    if (::stat(folder_path.c_str(), &folder) != 0) refuse(path, std::strerror(errno));
+    check_not_writable_by_others(path, folder, fmt::format("its folder {}", escape_for_message(folder_path)).c_str());
   } catch (...) {
-    ::dlclose(handle);
+    ::close(fd);
     throw;
   }
+  int loaded_fd = fd;
+  FileIdentity loaded = identity;
+  try {
+    if (const int copy = private_copy(fd, identity, path); copy >= 0) {
+      struct stat cst {};
+      if (::fstat(copy, &cst) != 0) {
+        const int err = errno;
+        ::close(copy);
+        refuse(path, std::strerror(err));
+      }
+      ::close(fd);
+      loaded_fd = copy;
+      loaded = identity_of(cst);
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return load_open_file(loaded_fd, loaded, identity, path, canonical, /*probe=*/true);  // owns loaded_fd from here
 }
 
 std::string plugin_path_of(const KernelDef& kernel) {
@@ -163,6 +390,81 @@ std::string plugin_path_of(const KernelDef& kernel) {
     if (std::find(l.plugin.kernels.begin(), l.plugin.kernels.end(), &kernel) != l.plugin.kernels.end()) return l.plugin.path;
   }
   return {};
+}
+
+std::string pinned_plugin_of(const KernelDef& kernel) {
+  Plugins& p = plugins();
+  const std::lock_guard lock(p.mutex);
+  for (const Loaded& l : p.loaded) {
+    if (std::find(l.plugin.kernels.begin(), l.plugin.kernels.end(), &kernel) != l.plugin.kernels.end()) {
+      const FileIdentity& id = l.identity;
+      return fmt::format("pin:{}:{}:{}:{}:{}:{}:{}", ::getpid(), l.fd, id.device, id.inode, id.size, id.mtime_ns, l.plugin.path);
+    }
+  }
+  return {};
+}
+
+const LoadedPlugin& load_pinned_plugin(std::string_view reference) {
+  // "pin:PID:FD:DEV:INO:SIZE:MTIME_NS:PATH" (pinned_plugin_of).
+  std::string_view rest = reference;
+  const auto field = [&rest, reference]() -> std::int64_t {
+    const auto colon = rest.find(':');
+    std::int64_t v = 0;
+    const auto r = std::from_chars(rest.data(), rest.data() + std::min(colon, rest.size()), v);
+    if (colon == std::string_view::npos || r.ec != std::errc() || r.ptr != rest.data() + colon) {
+      throw Error(Errc::bad_input, fmt::format("malformed pinned plugin reference '{}'", escape_for_message(reference)));
+    }
+    rest.remove_prefix(colon + 1);
+    return v;
+  };
+  if (!rest.starts_with("pin:")) {
+    throw Error(Errc::bad_input, fmt::format("malformed pinned plugin reference '{}'", escape_for_message(reference)));
+  }
+  rest.remove_prefix(4);
+  const std::int64_t pid = field(), runner_fd = field();
+  FileIdentity pinned;
+  pinned.device = static_cast<std::uint64_t>(field());
+  pinned.inode = static_cast<std::uint64_t>(field());
+  pinned.size = field();
+  pinned.mtime_ns = field();
+  const std::string path(rest);
+
+  Plugins& p = plugins();
+  const std::lock_guard lock(p.mutex);
+  const auto changed = [&path](const FileIdentity& now, const FileIdentity& then) {
+    refuse(path,
+           fmt::format("the file the job started with was rewritten in place since ({} bytes, modified at {} ns; it was {} "
+                       "bytes, modified at {} ns): a job runs only the build it started with; run it again",
+                       now.size, now.mtime_ns, then.size, then.mtime_ns),
+           Errc::job_failed);
+  };
+  if (const Loaded* l = find_loaded(pinned, /*as_source=*/false)) {
+    if (!(l->identity == pinned)) changed(l->identity, pinned);
+    return l->plugin;
+  }
+  // The runner's open file, not whatever the path holds now.
+  const std::string proc = fmt::format("/proc/{}/fd/{}", pid, runner_fd);
+  const int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    refuse(path, fmt::format("cannot open the runner's copy {}: {}", proc, std::strerror(errno)), Errc::job_failed);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    refuse(path, std::strerror(err), Errc::job_failed);
+  }
+  const FileIdentity now = identity_of(st);
+  if (now.device != pinned.device || now.inode != pinned.inode) {
+    ::close(fd);
+    refuse(path, fmt::format("{} is not the file the job started with", proc), Errc::job_failed);
+  }
+  if (!(now == pinned)) {
+    ::close(fd);
+    changed(now, pinned);
+  }
+  // The runner probed this very file; loading it again here needs no probe.
+  return load_open_file(fd, pinned, pinned, path, path, /*probe=*/false);
 }
 
 }  // namespace tilepool

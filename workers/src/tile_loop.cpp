@@ -35,13 +35,18 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
           handler.bind(job);
           bound_job = job.job_id;
         }
-      } catch (const std::exception& e) {
-        control.report_error(fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, e.what()));
+      } catch (...) {  // anything a plugin's bind throws, std::exception or not
+        // Setting up is attaching the job's arrays and binding the kernel: the kind of a
+        // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
+        // to the runner as it is.
+        control.report_error(
+            fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, describe_current_exception()),
+            current_error_code());
       }
       try {
         if (bound_job == job.job_id) handler.run(control, slot);
-      } catch (const std::exception& e) {
-        control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), e.what()));
+      } catch (...) {
+        control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), describe_current_exception()));
       }
     }
     control.leave_job();
@@ -55,7 +60,8 @@ void LocalJobHandler::bind(const JobDescriptor& job) {
   bound_.reset();  // drop the old job's views before finding the new job's arrays
   const JobArrays arrays = find_arrays_(job);
   kernel_ = &find_kernel(job.kernel_name());
-  const Params params = Params::from_text(job.params_text());
+  // The runner checked the parameters; this fills in the kernel's defaults.
+  const Params params = check_params(*kernel_, Params::from_text(job.params_text()));
   bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
   first_tile_ = job.first_tile;
@@ -74,9 +80,9 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
       // A segment that shrinks under the job (SIGBUS) or a write to a read-only input (SIGSEGV)
       // becomes this tile's error, naming the segment, instead of killing the process.
       guard_faults([&] { bound_->run_tile(box, result); });
-    } catch (const std::exception& e) {
+    } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
-                                       ::getpid(), e.what()));
+                                       ::getpid(), describe_current_exception()));
       return;
     }
     if (kernel_->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};

@@ -55,9 +55,10 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   control.worker(slot).pid.store(::getpid(), std::memory_order_release);
   SegmentCache cache;
   // A job's arrays, and its kernel's plugin: loaded when a job first needs it (a warm pool
-  // that gets a job of a new plugin loads it then; loading a loaded plugin is a lookup).
+  // that gets a job of a new plugin loads it then; loading a loaded plugin is a lookup). The
+  // plugin is the runner's open file, not whatever its path holds now (load_pinned_plugin).
   const auto job_arrays = [&cache](const JobDescriptor& job) {
-    if (!job.plugin_path().empty()) (void)load_plugin(std::string(job.plugin_path()));
+    if (!job.plugin_path().empty()) (void)load_pinned_plugin(job.plugin_path());
     return cache.arrays_of(job);
   };
   // The initializer: the staged (or current, for a respawned worker) job's plugin is loaded and
@@ -112,11 +113,12 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
   try {
     if (copy->parsed()) return run_copy_worker(parent);
     return serve_share(control_name, slot, parent, backing_spec);
-  } catch (const std::exception& e) {
+  } catch (...) {  // whatever a plugin's entry point or bind threw, std::exception or not
+    const std::string what = describe_current_exception();
     if (!g_ready_said) {
-      say_not_ready(e.what());  // the runner reports it
+      say_not_ready(what);  // the runner reports it
     } else {
-      std::fprintf(stderr, "tilepool-worker: error: %s\n", e.what());
+      std::fprintf(stderr, "tilepool-worker: error: %s\n", what.c_str());
     }
     return 2;
   }

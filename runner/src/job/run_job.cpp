@@ -74,7 +74,7 @@ JobPlan plan_job(const JobSpec& spec) {
     plan.grid = about(JobField::tile, extents_text(*spec.tile),
                       [&] { return detail::tile_grid_of(*plan.kernel, plan.inputs, plan.output, *spec.tile); });
   } else {
-    const Shape space = plan.kernel->iteration_shape(plan.inputs, plan.output);
+    const Shape space = iteration_shape_of(*plan.kernel, plan.inputs, plan.output);
     if (!space.empty()) {
       throw SpecError(JobField::tile, "",
                       Error(Errc::usage, fmt::format("is required: {} runs over a {}-D space {} (give extents for its last axes, "

@@ -92,7 +92,7 @@ class CopyLauncher final : public Launcher {
     job_.inputs.clear();
     for (const JobArray& in : job.inputs) job_.inputs.push_back(in.array);
     job_.job_id = control_->job().job_id;
-    job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid);
+    job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid, job.params);
     job_.setup = CopyPlan::setup(job_.job_id, *prepared.kernel, specs, prepared.output, job.tile, job.params);
     job_.output = job.output.array;
     job_.first_tile = prepared.first_tile;

@@ -21,6 +21,8 @@ template <class T> class ArrayView;
 
 /// The Error(bad_input) for viewing an array of `actual` elements as `requested` ones.
 [[nodiscard]] Error dtype_mismatch(DType actual, DType requested);
+/// The error for a view of `box` asked of a window that holds only `window` (ArrayView::tile).
+[[nodiscard]] Error outside_window(const Box& box, const Box& window);
 
 /// An untyped C-order array that keeps its memory alive (`owner` is usually a Mapping).
 /// Copies share ownership. Reading is thread/process-safe; writers must use disjoint tiles.
@@ -165,8 +167,20 @@ class ArrayView {
   }
 
   /// An Eigen view of one tile. Only callable on an lvalue, so the tile cannot outlive a
-  /// temporary ArrayView: keep the ArrayView alive while you use the TileView.
-  [[nodiscard]] TileView<T> tile(const Box& box) const& noexcept { return TileView<T>(data_, strides_.data(), box, base_); }
+  /// temporary ArrayView: keep the ArrayView alive while you use the TileView. For a window,
+  /// throws Error(job_failed) if `box` reaches outside the region it holds (a kernel that reads
+  /// beyond the input region it declared, in copy mode) instead of viewing other memory.
+  [[nodiscard]] TileView<T> tile(const Box& box) const& {
+    if (window_) {
+      bool inside = box.ndim == window_->ndim;
+      for (int a = 0; inside && a < box.ndim; ++a) {
+        const auto i = static_cast<std::size_t>(a);
+        inside = box.lo[i] >= box.hi[i] || (window_->lo[i] <= box.lo[i] && box.hi[i] <= window_->hi[i]);
+      }
+      if (!inside) throw outside_window(box, *window_);
+    }
+    return TileView<T>(data_, strides_.data(), box, base_);
+  }
   TileView<T> tile(const Box& box) const&& = delete;
   /// The whole array as one box.
   [[nodiscard]] Box whole() const noexcept {

@@ -160,7 +160,7 @@ static_assert(sizeof(WorkerSlot) == 64);
 class ControlBlock {
  public:
   static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
-  static constexpr std::uint32_t kVersion = 3;
+  static constexpr std::uint32_t kVersion = 4;
 
   /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles on up to
   /// `worker_capacity` workers (slots 0 .. worker_capacity-1).
@@ -211,6 +211,10 @@ class ControlBlock {
   [[nodiscard]] bool job_failed() const noexcept { return error_state_.load(std::memory_order_acquire) == 2; }
   /// The first error's message (valid when job_failed()).
   [[nodiscard]] std::string error_message() const;
+  /// The first error's kind (valid when job_failed()).
+  [[nodiscard]] Errc error_code() const noexcept { return static_cast<Errc>(error_code_); }
+  /// The first error as the Error to throw in the runner: its kind and message.
+  [[nodiscard]] Error error() const { return Error(error_code(), error_message()); }
   /// Sleeps until the job completes, fails, or `timeout` passes (the runner checks its workers
   /// between waits).
   void wait_for_progress(std::chrono::nanoseconds timeout) const noexcept;
@@ -243,8 +247,12 @@ class ControlBlock {
   /// Adds `slot`'s completed tiles to the job's done counter now (claim_next_tile does it once
   /// per chunk and when nothing is left).
   void report_done(int slot) noexcept;
-  /// Records the job's first error (later ones are dropped) and wakes the runner.
-  void report_error(std::string_view message) noexcept;
+  /// Records the job's first error (later ones are dropped) and wakes the runner. `code` is
+  /// the error's kind (an Errc), kept across the process boundary so the runner rethrows the
+  /// same kind (a worker's full store is Errc::no_space, not a failed job).
+  void report_error(std::string_view message, Errc code = Errc::job_failed) noexcept;
+  /// Records `error`'s message and kind (report_error).
+  void report_error(const Error& error) noexcept { report_error(error.what(), error.code()); }
 
  private:
   ControlBlock() = default;
@@ -268,6 +276,7 @@ class ControlBlock {
   std::atomic<std::int64_t> requeued_total_{0};
   std::atomic<std::int64_t> first_claim_ns_{0};
   std::atomic<std::int64_t> last_done_ns_{0};
+  std::int32_t error_code_ = 0;  // an Errc, written before error_state_ becomes 2
   char error_[kMessageCapacity] = {};
   JobDescriptor job_;
 };

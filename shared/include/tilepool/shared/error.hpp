@@ -9,12 +9,14 @@
 
 namespace tilepool {
 
-/// What kind of failure an Error reports; the CLI maps it to an exit status.
+/// What kind of failure an Error reports; the CLI maps it to an exit status (runner/cli/
+/// exit_status.cpp: the statuses below). A worker's error reaches the runner with its kind
+/// (ControlBlock::report_error).
 enum class Errc {
   usage,       ///< the caller asked for something meaningless (bad flag, bad tile)      -> exit 2
   bad_input,   ///< an input file or segment is missing, malformed or mismatched         -> exit 2
   exists,      ///< a segment or file that would be created already exists               -> exit 2
-  no_space,    ///< not enough room in the backing store (e.g. /dev/shm)                 -> exit 1
+  no_space,    ///< not enough room in the backing store (e.g. /dev/shm)                 -> exit 2
   system,      ///< an operating-system call failed                                      -> exit 1
   job_failed,  ///< a kernel or a worker failed while running a job                      -> exit 1
   interrupted, ///< the job was stopped by a signal                                      -> 128+signal

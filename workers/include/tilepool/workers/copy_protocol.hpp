@@ -76,13 +76,15 @@ struct TileRegions {
 class CopyPlan {
  public:
   /// Throws Error(bad_input) if a map kernel's output is not shaped like its iteration space.
+  /// `params` are the job's, checked and with defaults (check_params): input regions follow them.
   static CopyPlan make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
-                       const TileGrid& grid);
+                       const TileGrid& grid, const Params& params);
   /// The setup message's contents (the runner's side).
   static CopyJobSetup setup(std::uint64_t job_id, const KernelDef& kernel, std::span<const ArraySpec> inputs,
                             const ArraySpec& output, std::span<const std::int64_t> tile, const Params& params);
   /// Rebuilds the plan from a setup message (the worker's side), loading the kernel's plugin
-  /// first if it has one. Throws Error as make() and load_plugin().
+  /// first if it has one (the runner's file: load_pinned_plugin). Throws Error as make() and
+  /// load_pinned_plugin().
   static CopyPlan from_setup(const CopyJobSetup& setup);
 
   [[nodiscard]] TileRegions regions(std::int64_t tile) const;
@@ -90,9 +92,12 @@ class CopyPlan {
   [[nodiscard]] const TileGrid& grid() const noexcept { return grid_; }
   [[nodiscard]] std::span<const ArraySpec> inputs() const noexcept { return {inputs_.data(), input_count_}; }
   [[nodiscard]] const ArraySpec& output() const noexcept { return output_; }
+  /// The job's parameters, checked, with the kernel's defaults.
+  [[nodiscard]] const Params& params() const noexcept { return params_; }
 
  private:
   const KernelDef* kernel_ = nullptr;
+  Params params_;
   std::array<ArraySpec, kMaxInputs> inputs_{};
   std::size_t input_count_ = 0;
   ArraySpec output_;

@@ -22,7 +22,7 @@ namespace tilepool {
 class Params {
  public:
   Params() = default;
-  /// Parses "key=value" items; throws Error(usage) naming a malformed one.
+  /// Parses "key=value" items; throws Error(usage) naming a malformed or repeated one.
   static Params parse(std::span<const std::string> items);
   /// Parses the "key=value\n" text stored in a control block.
   static Params from_text(std::string_view text);
@@ -33,10 +33,32 @@ class Params {
   [[nodiscard]] double number(std::string_view key, std::string_view kernel) const;
   [[nodiscard]] const std::map<std::string, std::string>& values() const noexcept { return values_; }
   void set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
+  /// Adds a pair; throws Error(usage) if `key` has a value already ("given twice").
+  void add(std::string key, std::string value);
 
  private:
   std::map<std::string, std::string> values_;
 };
+
+/// What a kernel parameter's value must be.
+enum class ParamType {
+  number,   ///< a finite decimal number ("2.5", "-1e3")
+  integer,  ///< a whole decimal number in int64 range ("7", "-3")
+  text,     ///< any text without a newline
+};
+
+/// One parameter a kernel accepts (`--param name=value`): KernelDef::params lists them.
+struct ParamDef {
+  std::string_view name;
+  ParamType type = ParamType::number;
+  /// The value when the job gives none; empty: the parameter is required.
+  std::string_view default_value;
+  /// One line for `tilepool kernels`: what the value means.
+  std::string_view meaning;
+};
+
+/// "number", "integer" or "text".
+std::string_view param_type_name(ParamType type) noexcept;
 
 /// The dtype and shape of an array, as kernels see them before any memory exists.
 struct ArraySpec {
@@ -75,11 +97,17 @@ struct KernelDef {
   int arity = 1;
   /// The input dtypes it accepts (all inputs share one dtype).
   std::vector<DType> dtypes;
+  /// The parameters it accepts, in the order `tilepool kernels` lists them. A job that gives
+  /// another key, a value of the wrong type or misses a required one is refused (check_params);
+  /// output_spec, input_region and bind see the job's values with the defaults filled in.
+  std::vector<ParamDef> params;
   /// The region of input `input` that the tile `tile` (a box of the iteration space) reads, in
-  /// that input's coordinates: the tile itself grown by a halo, a row block, a column block...
-  /// nullptr means the tile's own box (an input shaped like the iteration space). A kernel must
-  /// read nothing outside it: copy mode ships exactly this region, and nothing else is there.
-  Box (*input_region)(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs) = nullptr;
+  /// that input's coordinates: the tile itself grown by a halo (whose width may follow a
+  /// parameter), a row block, a column block... It has as many axes as that input. nullptr means
+  /// the tile's own box (an input shaped like the iteration space). A kernel must read nothing
+  /// outside it: copy mode ships exactly this region, nothing else is there, and a tile view
+  /// asked for outside it fails the job.
+  Box (*input_region)(std::size_t input, const Box& tile, std::span<const ArraySpec> inputs, const Params& params) = nullptr;
   Reduction reduction = Reduction::none;
   /// The output's dtype and shape for these inputs; throws Error(bad_input/usage) if they do not fit.
   ArraySpec (*output_spec)(std::span<const ArraySpec> inputs, const Params& params) = nullptr;
@@ -100,13 +128,36 @@ std::vector<const KernelDef*> known_kernels();
 /// The kernel called `name`; throws Error(usage) listing the known ones if there is none.
 const KernelDef& find_kernel(std::string_view name);
 
-/// Checks arity and dtypes and returns the output spec: the one place that validates a job's
-/// inputs against a kernel, with messages naming the kernel, the input and what was expected.
+/// `params` checked against what `kernel` declares (KernelDef::params), with the defaults filled
+/// in: the one place that validates a job's parameters. Throws Error(usage) naming the kernel
+/// and the keys it accepts for an unknown key, and naming the parameter for a value of the
+/// wrong type or a missing required one.
+Params check_params(const KernelDef& kernel, const Params& params);
+
+/// Checks parameters (check_params), arity and dtypes and returns the output spec: the one
+/// place that validates a job's inputs against a kernel, with messages naming the kernel, the
+/// input and what was expected. Anything output_spec throws, std::exception or not, becomes one
+/// Error(bad_input or its own code) naming the kernel.
 ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& params);
 
+/// The shape `kernel` tiles for these arrays (KernelDef::iteration_shape); anything it throws
+/// becomes one Error(bad_input) naming the kernel.
+Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output);
+
 /// The region of input `input` that `kernel` reads for `tile` (KernelDef::input_region, or the
-/// tile itself). Throws Error(bad_input) if the kernel declares a region outside the input.
-Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs);
+/// tile itself), given the job's parameters (check_params' result). Throws Error(bad_input) if
+/// the kernel declares a region with another number of axes than the input or outside it, or
+/// if input_region throws (anything, named as the kernel's error).
+Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs,
+                 const Params& params);
+
+/// What the exception in flight is, for a one-line message: what() of a std::exception, the
+/// text of a thrown string or C string, the value of a thrown number, or its type otherwise.
+/// Call only inside a catch block.
+std::string describe_current_exception();
+/// The kind of the exception in flight: a tilepool Error's own code, Errc::job_failed for
+/// anything else. Call only inside a catch block.
+Errc current_error_code() noexcept;
 
 /// `box` grown by `by` elements on each side of its last two axes, clamped to `shape`: the
 /// region of a kernel that reads a halo around its tile.

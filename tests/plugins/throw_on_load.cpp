@@ -1,0 +1,26 @@
+// A plugin whose static initializer throws (`throw "text"`, not a std::exception) when dlopen
+// runs it; with TPTEST_THROW_IN_ENTRY, its entry point throws instead. Both must be refused with
+// one line, never end the process that loads them.
+#include "tilepool/workers/kernel_api.hpp"
+#include "tilepool/workers/plugin.hpp"
+
+namespace {
+
+struct ThrowsWhenLoaded {
+  ThrowsWhenLoaded() {
+#ifndef TPTEST_THROW_IN_ENTRY
+    throw "static initializer of the test plugin failed";
+#endif
+  }
+};
+const ThrowsWhenLoaded kThrowsWhenLoaded;
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const tilepool_plugin* tilepool_plugin_entry() {
+#ifdef TPTEST_THROW_IN_ENTRY
+  throw 42;
+#else
+  return nullptr;
+#endif
+}
