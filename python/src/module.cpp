@@ -189,7 +189,7 @@ class PoolHandle {
     }
     spec.output = target_for(out, backing_, arrays);
     if (!tile.is_none()) spec.tile = shape_from(tile);
-    for (const auto& [key, value] : params) spec.params.set(py::str(key), param_text(value));
+    for (const auto& [key, value] : params) spec.params.add(py::str(key), param_text(value));
     spec.plugins = plugins_;
     spec.measure_memory = measure_memory_;
     spec.force = force;
@@ -365,6 +365,16 @@ py::list kernels(const std::vector<std::string>& plugins) {
     for (DType dt : k->dtypes) dtypes.append(std::string(dtype_name(dt)));
     d["dtypes"] = dtypes;
     d["reduction"] = k->reduction == Reduction::sum ? py::object(py::str("sum")) : py::object(py::none());
+    py::list params;
+    for (const ParamDef& p : k->params) {
+      py::dict param;
+      param["name"] = std::string(p.name);
+      param["type"] = std::string(param_type_name(p.type));
+      param["default"] = p.default_value.empty() ? py::object(py::none()) : py::object(py::str(std::string(p.default_value)));
+      param["meaning"] = std::string(p.meaning);
+      params.append(param);
+    }
+    d["params"] = params;
     const std::string from = plugin_path_of(*k);
     d["plugin"] = from.empty() ? py::object(py::none()) : py::object(py::str(from));
     out.append(d);

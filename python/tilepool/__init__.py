@@ -113,7 +113,8 @@ def name_of(array):
 
 
 def kernels(plugins=()):
-    """The kernels: a list of dicts with name, summary, arity, dtypes, reduction ("sum" or None)
+    """The kernels: a list of dicts with name, summary, arity, dtypes, reduction ("sum" or None),
+    params (dicts of name, type "number"/"integer"/"text", default or None if required, meaning)
     and plugin (the file a plugin kernel came from, else None). ``plugins`` are kernel plugin
     files (lib*.so) to load first."""
     return _core.kernels([_os.fspath(p) for p in plugins])

@@ -41,6 +41,8 @@ def test_kernels_lists_the_builtins_with_their_dtypes():
     assert ks["sum"]["reduction"] == "sum" and ks["add"]["reduction"] is None
     assert ks["matmul"]["dtypes"] == ["float32", "float64"]
     assert all(k["plugin"] is None and k["summary"] for k in ks.values())
+    assert [p["name"] for p in ks["add_scalar"]["params"]] == ["value"] and ks["add"]["params"] == []
+    assert ks["add_scalar"]["params"][0]["type"] == "number"
 
 
 @pytest.mark.parametrize("dtype", ALL)
