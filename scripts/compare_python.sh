@@ -23,3 +23,10 @@ quick=()
 if [ -n "${QUICK:-}" ]; then quick=(--quick); fi
 /usr/bin/python3 scripts/compare_python.py --runs "$runs" --workers "$workers" "${quick[@]}" \
   --json bench-out/compare_python.json "$@" | tee bench-out/compare_python.md
+
+# Warm jobs in one Python process: the tilepool module against the same peers, warm
+# (scripts/compare_python_module.py), when pybind11 is installed and the module builds.
+if cmake --build --preset release -j "$(nproc)" --target tilepool_python >/dev/null 2>&1; then
+  PYTHONPATH=build/release/lib/python3/dist-packages /usr/bin/python3 scripts/compare_python_module.py \
+    --runs "$(( runs * 10 ))" --workers "$workers" | tee bench-out/compare_python_module.md
+fi

@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   python3-numpy python3-matplotlib python3-joblib python3-dask
   libopenmpi-dev openmpi-bin
+  pybind11-dev python3-dev python3-pytest python3-cloudpickle python3-tqdm
 )
 
 missing=()

@@ -1,0 +1,107 @@
+# Errors are exceptions of tilepool's types, with the CLI's message text, and a failed job
+# leaves nothing behind.
+import os
+
+import numpy as np
+import pytest
+
+import tilepool as tp
+from conftest import PLUGIN_DIR
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with tp.Pool(workers=2) as p:
+        yield p
+
+
+def test_the_types_form_one_hierarchy_under_python_builtins():
+    assert issubclass(tp.UsageError, tp.TilepoolError) and issubclass(tp.UsageError, ValueError)
+    assert issubclass(tp.BadInput, tp.TilepoolError) and issubclass(tp.BadInput, ValueError)
+    assert issubclass(tp.Exists, tp.BadInput) and issubclass(tp.Exists, FileExistsError)
+    assert issubclass(tp.NoSpace, tp.TilepoolError) and issubclass(tp.NoSpace, OSError)
+    assert issubclass(tp.OSFailure, tp.TilepoolError) and issubclass(tp.OSFailure, OSError)
+    assert issubclass(tp.JobFailed, tp.TilepoolError) and issubclass(tp.JobFailed, RuntimeError)
+
+
+def test_an_unknown_kernel_is_a_usage_error(pool):
+    with pytest.raises(tp.UsageError, match="nope"):
+        pool.run("nope", np.ones(3), tile=(1,))
+
+
+def test_a_zero_tile_is_a_usage_error_naming_the_keyword(pool):
+    with pytest.raises(tp.UsageError) as e:
+        pool.run("negate", np.ones((4, 4)), tile=(0, 2))
+    assert str(e.value).startswith("tile")
+
+
+def test_mismatched_dtypes_and_shapes_are_bad_input(pool):
+    with pytest.raises(tp.BadInput):
+        pool.run("add", np.ones(4), np.ones(4, np.int32), tile=(2,))
+    with pytest.raises(tp.BadInput):
+        pool.run("add", np.ones(4), np.ones(5), tile=(2,))
+    with pytest.raises(tp.BadInput):
+        pool.run("matmul", np.ones((3, 4)), np.ones((5, 2)), tile=(1, 1))
+
+
+def test_unsupported_dtypes_are_bad_input(pool):
+    with pytest.raises(tp.BadInput, match="complex128"):
+        pool.run("negate", np.ones(3, np.complex128), tile=(1,))
+    with pytest.raises(tp.UsageError):
+        tp.create("pytest-never", 3, np.complex64)
+
+
+def test_missing_files_and_segments_are_bad_input(pool, tmp_path):
+    with pytest.raises(tp.BadInput, match="nope.npy"):
+        pool.run("negate", str(tmp_path / "nope.npy"), tile=(1,))
+    with pytest.raises(tp.BadInput, match="pytest-nope"):
+        pool.run("negate", "shm:pytest-nope", tile=(1,))
+    with pytest.raises(tp.BadInput):
+        tp.attach("pytest-nope")
+
+
+def test_bad_parameters_are_usage_errors(pool):
+    with pytest.raises(tp.UsageError, match="value"):
+        pool.run("add_scalar", np.ones(3, np.int8), tile=(1,), params={"value": 2.5})
+    with pytest.raises(tp.UsageError):
+        pool.run("add_scalar", np.ones(3), tile=(1,), params={"value": "five"})
+
+
+def test_bad_pool_settings_are_usage_errors():
+    with pytest.raises(tp.UsageError, match="bogus"):
+        tp.Pool(mode="bogus")
+    with pytest.raises(tp.UsageError):
+        tp.Pool(workers=0)
+    with pytest.raises(tp.UsageError):
+        tp.Pool(backing="nowhere")
+    with pytest.raises(tp.UsageError):
+        tp.Pool(progress=3).run("negate", np.ones(2), tile=(1,), progress=3)
+
+
+def test_a_read_only_or_mismatched_out_is_refused(pool):
+    ro = np.zeros(4)
+    ro.setflags(write=False)
+    with pytest.raises(tp.BadInput, match="read-only"):
+        pool.run("negate", np.ones(4), tile=(2,), out=ro)
+    with pytest.raises(tp.BadInput):
+        pool.run("negate", np.ones(4), tile=(2,), out=np.zeros(5))
+    with pytest.raises(tp.UsageError):
+        pool.run("negate", np.ones(4), tile=(2,), out=[0, 0, 0, 0])
+
+
+def test_a_full_store_is_no_space_before_any_work():
+    with pytest.raises(tp.NoSpace) as e:
+        tp.create("pytest-huge", (1 << 50,), np.uint8)
+    assert isinstance(e.value, OSError) and "backing='file:DIR'" in str(e.value)
+    assert not os.path.exists("/dev/shm/pytest-huge")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(PLUGIN_DIR, "libtptest_kernels.so")),
+                    reason="tests/plugins not built (cmake --build ... --target tptest_kernels)")
+@pytest.mark.parametrize("mode", tp.MODES)
+def test_a_kernel_that_throws_fails_the_job_naming_the_tile_and_the_pool_stays_usable(mode):
+    with tp.Pool(workers=2, mode=mode, plugins=[os.path.join(PLUGIN_DIR, "libtptest_kernels.so")]) as p:
+        with pytest.raises(tp.JobFailed) as e:
+            p.run("tp_throw", np.ones((8, 8)), tile=(4, 4), params={"row": 1, "col": 1})
+        assert isinstance(e.value, RuntimeError) and "tp_throw" in str(e.value)
+        np.testing.assert_array_equal(p.run("negate", np.ones((8, 8)), tile=(4, 4)), -np.ones((8, 8)))

@@ -1,0 +1,40 @@
+# Users' kernel plugins from Python: listed by tp.kernels(plugins=), run by a Pool(plugins=) in
+# every mode (share-mode workers load the plugin themselves).
+import os
+
+import numpy as np
+import pytest
+
+import tilepool as tp
+from conftest import PLUGIN_DIR
+
+PLUGIN = os.path.join(PLUGIN_DIR, "libtptest_kernels.so")
+pytestmark = pytest.mark.skipif(not os.path.exists(PLUGIN),
+                                reason="tests/plugins not built (cmake --build ... --target tptest_kernels)")
+
+
+def cross5_reference(a):
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    return p[..., 1:-1, 1:-1] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+
+
+def test_kernels_lists_a_plugins_kernels_with_their_file():
+    ks = {k["name"]: k for k in tp.kernels(plugins=[PLUGIN])}
+    assert "tp_cross5" in ks and os.path.samefile(ks["tp_cross5"]["plugin"], PLUGIN)
+
+
+@pytest.mark.parametrize("mode", tp.MODES)
+def test_a_plugin_kernel_with_a_halo_runs_in_every_mode(mode):
+    a = np.random.default_rng(3).standard_normal((2, 21, 17))
+    with tp.Pool(workers=2, mode=mode, plugins=[PLUGIN]) as p:
+        np.testing.assert_allclose(p.run("tp_cross5", a, tile=(4, 4)), cross5_reference(a), rtol=1e-12)
+
+
+def test_a_plugin_that_is_not_one_is_bad_input(tmp_path):
+    bogus = tmp_path / "libbogus.so"
+    bogus.write_bytes(b"not an ELF file")
+    with pytest.raises(tp.BadInput):
+        tp.kernels(plugins=[bogus])
+    no_entry = os.path.join(PLUGIN_DIR, "libtptest_no_entry.so")
+    with pytest.raises(tp.BadInput, match="tilepool_plugin_entry"):
+        tp.Pool(workers=1, plugins=[no_entry])
