@@ -16,6 +16,7 @@
 #include "job_thread.hpp"
 #include "segments.hpp"
 #include "tilepool/runner/job.hpp"
+#include "tilepool/runner/store.hpp"
 #include "tilepool/workers/plugin.hpp"
 
 namespace tilepool::python {
@@ -317,6 +318,7 @@ class PoolHandle {
 
   // On the pool's thread: starts the pool and notes what Python may read of it.
   void start_pool() {
+    (void)collect_garbage(options_.backing);  // a runner sweeps dead owners' leftovers when it starts
     pool_.emplace(Pool::start(options_));
     workers_.store(pool_->worker_count());
     spawn_seconds_.store(pool_->spawn_seconds());
