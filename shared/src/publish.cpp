@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -156,10 +157,15 @@ void refuse_replacing_special(const fs::path& target) {
 }  // namespace
 
 fs::path hidden_temporary_path(const fs::path& dir, const std::string& for_name, const ProcessOwner& owner) {
-  thread_local std::mt19937_64 random{std::random_device{}()};
+  // 64 random bits from the kernel (no thread_local engine: 2.5 KiB of thread-local storage
+  // would not fit the static TLS reserve that a library loaded late, by python3, gets).
+  std::uint64_t random = 0;
+  if (::getrandom(&random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
+    random = static_cast<std::uint64_t>(std::random_device{}()) << 32 | std::random_device{}();
+  }
   std::string name = for_name.size() > kMaxNameInTemporary ? for_name.substr(0, kMaxNameInTemporary) : for_name;
   return dir / fmt::format(".{}{}{}-{}-{}-{:016x}{}", name, kMarker, host_in_names(), owner.pid, owner.start_time,
-                           random(), kSuffix);
+                           random, kSuffix);
 }
 
 std::optional<ProcessOwner> parse_hidden_temporary_name(const std::string& file_name) {

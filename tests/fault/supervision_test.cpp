@@ -12,6 +12,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <atomic>
 #include <thread>
 
 #include "support/test_support.hpp"
@@ -92,6 +93,31 @@ TEST_F(SupervisionTest, WorkerKilledMidTileIsReplacedAndItsTileRetried) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);  // noticed and recovered within a second
   EXPECT_TRUE(std::filesystem::exists(once_file()));   // the fault really fired
   EXPECT_GE(stats.retries, 1);
+  EXPECT_TRUE(output_matches_reference());
+}
+
+// A worker killed inside a job never left it: the pool's next job used to wait for it forever
+// (post_job waits until no worker is inside the previous job). The supervisor lets it out.
+TEST_F(SupervisionTest, WarmPoolRunsItsNextJobAfterAWorkerWasKilledInsideThePreviousOne) {
+  ScopedEnv fault("TILEPOOL_FAULT", "mid_tile:5:" + once_file());
+  Pool pool = Pool::start(PoolOptions{.workers = 2});
+  (void)pool.run(job());
+  ASSERT_TRUE(std::filesystem::exists(once_file()));  // the fault really fired
+  std::memset(out_->data(), 0, out_->data_bytes());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<bool> cancel{false};
+  JobRequest next = job();
+  next.cancel = &cancel;
+  std::thread watchdog([&] {
+    for (int i = 0; i < 100 && !cancel; ++i) std::this_thread::sleep_for(50ms);
+    cancel = true;  // a hang ends as a cancelled job, not a stuck test
+  });
+  EXPECT_NO_THROW((void)pool.run(next));
+  cancel = true;
+  watchdog.join();
+
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
   EXPECT_TRUE(output_matches_reference());
 }
 

@@ -94,6 +94,18 @@ TEST_P(JobTest, FilesInAFileOutPublishedWholeAndNothingCopied) {
   }
 }
 
+TEST_P(JobTest, ABigEndianFileIsConvertedAndRunsInEveryMode) {
+  // a_ is 0.5, 1.5, ...: the same values, big-endian, as numpy writes them.
+  ASSERT_EQ(testing::run_python("import numpy as np\nnp.save('" + (dir_ / "be.npy").string() +
+                                "', (np.arange(320.0) + 0.5).reshape(5, 8, 8).astype('>f8'))\n").status, 0);
+  save(dir_ / "b.npy", b_);
+
+  const JobReport r = run_job(spec_for({open_source((dir_ / "be.npy").string()), open_source((dir_ / "b.npy").string())},
+                                       new_array_target()));
+
+  EXPECT_EQ(values_of(r.result), sum_of(a_, b_));
+}
+
 TEST_P(JobTest, CallerArraysAreCopiedOnlyWhereTheModeCannotReachThemAndTheCopiesAreCounted) {
   JobArray out{allocate_array(DType::float64, kShape, Sharing::private_to_process), ""};
 
@@ -192,6 +204,21 @@ TEST_P(JobTest, CancelStopsTheJobAsInterruptedAndLeavesNothing) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::interrupted) << e.what();
   }
+}
+
+TEST_P(JobTest, AnOutputThatIsAlsoTheInputIsBuiltApartSoHalosReadTheOriginal) {
+  JobSpec reference = spec_for({array_source(caller_array(a_))}, new_array_target());
+  reference.kernel = "blur3x3";
+  reference.tile = Shape{2, 2};
+  const std::vector<double> expected = values_of(run_job(reference).result);
+  const JobArray x = caller_array(a_);
+  JobSpec in_place = spec_for({array_source(x)}, array_target(x));
+  in_place.kernel = "blur3x3";
+  in_place.tile = Shape{2, 2};
+
+  (void)run_job(in_place);
+
+  EXPECT_EQ(values_of(x.array), expected);
 }
 
 // A kernel slow enough to be stopped mid-job: each tile sleeps, then writes 1s.

@@ -347,13 +347,13 @@ TEST_F(ControlBlockTest, ManyJobsWithConcurrentWorkersNeverLoseOrRepeatATile) {
           control_->wait_for_epoch_change(e, std::chrono::milliseconds(50));
           continue;
         }
-        if (!control_->enter_job(0)) continue;
+        if (!control_->enter_job(slot)) continue;
         seen = e;
         for (std::int64_t t; (t = control_->claim_next_tile(slot)) >= 0;) {
           total.fetch_add(1);
           control_->complete_tile(slot, t);
         }
-        control_->leave_job(0);
+        control_->leave_job(slot);
       }
     });
   }

@@ -148,7 +148,7 @@ class CopyChannelTest : public ::testing::Test {
     if (output_shape.empty()) output_ = allocate_array(DType::float64, {}, Sharing::private_to_process);
     const TileGrid grid = TileGrid::make({8, 8}, Shape{4, 4});
     job_.job_id = id;
-    job_.plan = CopyPlan::make(k, specs, out, grid);
+    job_.plan = CopyPlan::make(k, specs, out, grid, Params{});
     job_.setup = CopyPlan::setup(id, k, specs, out, Shape{4, 4}, Params{});
     job_.inputs = {input_};
     job_.output = output_;

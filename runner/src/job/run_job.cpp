@@ -111,6 +111,7 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   job.progress = spec.progress;
   job.cancel = spec.cancel;
   for (const auto& source : spec.inputs) job.inputs.push_back(source->open(placement));
+  output.set_inputs(job.inputs);
   job.output = about(JobField::output, output.text(), [&] { return output.create(plan.output, placement); });
   const detail::PreparedJob prepared = detail::prepare_planned(job, *plan.kernel, plan.output, plan.grid);
 

@@ -1,6 +1,7 @@
 // A caller's memory as an input or output (the C++ API's and the Python module's arrays), and
 // a new array as the output. Used where they are when the mode's workers can reach them;
 // otherwise copied once, and the copy counted.
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -54,7 +55,9 @@ class CallerArrayTarget final : public OutputTarget {
                                                format_shape(a.shape()), dtype_name(spec.dtype), format_shape(spec.shape)));
     }
     copied_ = 0;
-    if (usable_in_place(placement.mode(), array_, ArrayRole::output)) {
+    // An output that is also an input (out=a) is built apart and copied in after: a tile must
+    // not read what another tile has already written (a halo, a matmul row block).
+    if (usable_in_place(placement.mode(), array_, ArrayRole::output) && !overlaps_an_input()) {
       built_.reset();
       return array_;
     }
@@ -71,10 +74,21 @@ class CallerArrayTarget final : public OutputTarget {
 
   [[nodiscard]] AnyArray result() const override { return array_.array; }
   [[nodiscard]] std::uint64_t bytes_copied() const noexcept override { return copied_; }
+  void set_inputs(std::span<const JobArray> inputs) override { inputs_.assign(inputs.begin(), inputs.end()); }
 
  private:
+  bool overlaps_an_input() const noexcept {
+    const auto* lo = array_.array.data();
+    const auto* hi = lo + array_.array.bytes();
+    return std::any_of(inputs_.begin(), inputs_.end(), [&](const JobArray& in) {
+      const auto* in_lo = in.array.data();
+      return in_lo < hi && lo < in_lo + in.array.bytes();
+    });
+  }
+
   JobArray array_;
   std::string text_;
+  std::vector<JobArray> inputs_;
   std::optional<JobArray> built_;
   std::uint64_t copied_ = 0;
 };

@@ -57,7 +57,9 @@ class NpyFileSource final : public ArraySource {
   // A file mapped in place must be the one stamped: a file renamed over the path between the
   // stamp and the mapping would otherwise go unchecked.
   void check_same_file(const JobArray& array) const {
-    if (!array.identity) return;
+    // Only a file mapped in place (named by the runner's descriptor, fd:PID) is the file
+    // itself; a converted one is a segment of its own.
+    if (!array.identity || !array.backing.spec().starts_with("fd:")) return;
     if (array.identity->device != static_cast<std::uint64_t>(stamp_->device) ||
         array.identity->inode != static_cast<std::uint64_t>(stamp_->inode)) {
       throw Error(Errc::bad_input, fmt::format("{}: replaced while it was being opened; try again", escape_for_message(path_)));

@@ -87,6 +87,9 @@ class OutputTarget {
   /// (Error(exists)), a directory that is missing or not writable (Error(bad_input)).
   /// Nothing is removed here.
   virtual void check(bool force) = 0;
+  /// The job's inputs, as opened, before create(): a target that writes a caller's memory in
+  /// place builds the output apart instead when that memory is also an input's.
+  virtual void set_inputs(std::span<const JobArray> /*inputs*/) {}
   /// The job's unpublished output for `spec`, placed for `placement`'s mode.
   [[nodiscard]] virtual JobArray create(const ArraySpec& spec, const ArrayPlacement& placement) = 0;
   /// Publishes the finished output (one rename/link, or a copy into a caller's array). Throws
@@ -110,8 +113,9 @@ std::shared_ptr<OutputTarget> open_target(const std::string& text, const Backing
 /// segment, and the copy counted in JobReport::bytes_copied. `array.array` must stay valid
 /// for the job (its owner keeps it alive).
 std::shared_ptr<ArraySource> array_source(JobArray array, std::string text = "<array>");
-/// A caller's array as the output: written in place when the mode can reach it, else built in
-/// a job array and copied in after success (counted in bytes_copied). Its dtype and shape must
+/// A caller's array as the output: written in place when the mode can reach it and it is not
+/// also an input, else built in a job array and copied in after success (counted in
+/// bytes_copied). Its dtype and shape must
 /// be the kernel's output's (Error(bad_input) otherwise).
 std::shared_ptr<OutputTarget> array_target(JobArray array, std::string text = "<array>");
 /// A new array for the output, made for the mode (a job segment in share mode, whose name is
