@@ -229,9 +229,10 @@ class Pool:
         """
         if self._core.mode == "fork":
             _check_fork_is_safe()
+        tile, params = _checked_tile(tile), _checked_params(params)
         callback = _progress_callback(self._progress if progress is None else progress)
         try:
-            result = self._core.run(kernel, inputs, out, tile, {} if params is None else params, callback, force)
+            result = self._core.run(kernel, inputs, out, tile, params, callback, force)
         finally:
             self._report = None
             if isinstance(callback, _ProgressBar):
@@ -292,6 +293,29 @@ def _open_output(out):
     if text.startswith("shm:"):
         return attach(text[4:])
     return _np.load(text, mmap_mode="r")
+
+
+def _checked_tile(tile):
+    """tile as a tuple of ints, or None; UsageError naming it otherwise (not a pybind11 cast error)."""
+    if tile is None:
+        return None
+    extents = (tile,) if isinstance(tile, (int, _np.integer)) else tile
+    try:
+        values = tuple(extents)
+    except TypeError:
+        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)") from None
+    if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)")
+    return tuple(int(v) for v in values)
+
+
+def _checked_params(params):
+    """params as a dict of str keys, or {}; UsageError naming it otherwise."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise UsageError(f"params: expected a dict of parameter names to values, like {{\"value\": 5}}; got {type(params).__name__}")
+    return params
 
 
 def run(kernel, *inputs, out=None, tile=None, params=None, mode="share", workers=None, backing=None, plugins=(),

@@ -105,3 +105,13 @@ def test_a_kernel_that_throws_fails_the_job_naming_the_tile_and_the_pool_stays_u
             p.run("tp_throw", np.ones((8, 8)), tile=(4, 4), params={"row": 1, "col": 1})
         assert isinstance(e.value, RuntimeError) and "tp_throw" in str(e.value)
         np.testing.assert_array_equal(p.run("negate", np.ones((8, 8)), tile=(4, 4)), -np.ones((8, 8)))
+
+
+@pytest.mark.parametrize("bad", [dict(tile=(2.5, 2)), dict(tile="ab"), dict(tile=(True, 2)),
+                                 dict(tile=(4, 4), params=[("value", 1)]), dict(tile=(4, 4), params={1: 2})])
+def test_a_tile_or_params_of_the_wrong_type_is_a_usage_error_in_one_line(pool, bad):
+    # Not pybind11's "Unable to cast Python instance" RuntimeError, nor a TypeError dumping the array.
+    with pytest.raises(tp.UsageError) as e:
+        pool.run("add_scalar", np.ones((8, 8)), **bad)
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith(("tile=", "params:"))
