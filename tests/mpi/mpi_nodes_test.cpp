@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mpi_test_text.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/shared/npy.hpp"
 
@@ -34,21 +35,8 @@ const std::string kBin = TILEPOOL_BIN_DIR;
 const std::string kNodes = std::string(TILEPOOL_SOURCE_DIR) + "/tests/mpi/fake_nodes.sh";
 const std::vector<std::string> kHosts = {"tpnode1", "tpnode2", "tpnode3"};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
-}
+using testing::lines_of;
+using testing::slurp;
 
 // Distinct float64 values in a pattern no neighbour repeats: blur and sum see every element.
 void write_input(const fs::path& path, std::int64_t rows, std::int64_t cols) {

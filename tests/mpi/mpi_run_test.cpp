@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mpi_test_text.hpp"
 #include "support/test_support.hpp"
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/npy.hpp"
@@ -41,21 +42,8 @@ std::string mpirun(int ranks) {
                      TILEPOOL_SOURCE_DIR, ranks, kBin);
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
-}
+using testing::lines_of;
+using testing::slurp;
 
 // The JSON object a --json run printed last, or null (a test failure showing the output).
 nlohmann::json json_of(const CommandResult& r) {
