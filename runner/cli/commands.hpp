@@ -29,6 +29,7 @@ struct RunOptions {
   /// --json and in `demo`, which print it.
   bool measure_memory = false;
   bool force = false;
+  bool check_regions = false;
   bool progress = false;     // --progress: always draw the bar
   bool no_progress = false;  // --no-progress: never (default: when stderr is a terminal)
   double tile_timeout_s = 0;

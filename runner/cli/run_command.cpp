@@ -120,6 +120,7 @@ JobSpec job_spec(const RunOptions& o) {
   for (const auto& p : o.plugins) spec.plugins.emplace_back(p);
   spec.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000));
   spec.force = o.force;
+  spec.check_regions = o.check_regions;
   // Memory is measured only when it is reported: walking smaps costs time.
   spec.measure_memory = o.json || o.measure_memory;
   return spec;
@@ -156,6 +157,9 @@ void add_run_options(CLI::App* run, RunOptions& o) {
       ->check(tile_timeout_range());
   run->add_flag("--json", o.json, "print one JSON object with the run's measurements");
   run->add_flag("--force", o.force, "replace an existing output");
+  run->add_flag("--check-regions", o.check_regions,
+                "run each tile on copies of only the regions its kernel declares, so a read outside them fails the job "
+                "(copy mode always does; costs a copy per tile)");
   run->add_flag("--progress", o.progress, "draw a progress bar on stderr even when it is not a terminal");
   run->add_flag("--no-progress", o.no_progress, "no progress bar (default: one when stderr is a terminal)");
 }

@@ -1,7 +1,10 @@
 // The kernels of the plugin tests, in a plugin: one that reads a halo (tp_cross5), one that
 // crashes its worker on a chosen tile (tp_crash), one that throws on a chosen tile (tp_throw),
-// a box mean whose halo follows its `radius` parameter (tp_box) and one that reads a halo of 2
-// but declares 1 (tp_box_lying). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
+// a box mean whose halo follows its `radius` parameter (tp_box), one that reads a halo of 2
+// but declares 1 (tp_box_lying) and one that reads its right neighbour element by element with
+// ArrayView::at but declares no halo (tp_next_lying). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
+#include <algorithm>
+#include <array>
 #include <csignal>
 #include <cstdint>
 #include <string>
@@ -178,6 +181,40 @@ KernelDef box_sum(std::string_view name, std::string_view summary) {
 const KernelDef kBox = box_sum<false>("tp_box", "a test kernel: sum over the box of half-width radius (its declared halo)");
 const KernelDef kBoxLying = box_sum<true>("tp_box_lying", "a test kernel: 5x5 box sum that declares a 3x3 halo");
 
+// out[i, j] = in[i, j + 1] (the last column repeats), read element by element with
+// ArrayView::at: a 2-D kernel that reads one column past its tile and declares no halo.
+class NextLying final : public BoundKernel {
+ public:
+  NextLying(std::span<const AnyArray> inputs, const AnyArray& output) : in_(inputs[0].as<const double>()), out_(output.as<double>()) {}
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    const std::int64_t width = in_.shape()[1];
+    for (std::int64_t i = box.lo[0]; i < box.hi[0]; ++i) {
+      for (std::int64_t j = box.lo[1]; j < box.hi[1]; ++j) {
+        out_.at(std::array{i, j}) = in_.at(std::array{i, std::min(j + 1, width - 1)});
+      }
+    }
+  }
+
+ private:
+  ArrayView<const double> in_;
+  ArrayView<double> out_;
+};
+
+const KernelDef kNextLying{
+    .name = "tp_next_lying",
+    .summary = "a test kernel: each element's right neighbour, read with at(), with no halo declared (2-D)",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .output_spec = [](std::span<const ArraySpec> inputs, const Params&) {
+      if (inputs[0].shape.size() != 2) throw Error(Errc::bad_input, "tp_next_lying: needs a 2-D array");
+      return inputs[0];
+    },
+    .iteration_shape = output_shape,
+    .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params&) -> std::unique_ptr<BoundKernel> {
+      return std::make_unique<NextLying>(inputs, output);
+    },
+};
+
 }  // namespace
 
-TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying)
+TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying, kNextLying)

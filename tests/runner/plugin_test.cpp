@@ -273,6 +273,18 @@ TEST_F(PluginCliTest, ParameterDefaultIsWhatTheKernelSeesWhenTheJobGivesNone) {
   }
 }
 
+TEST_F(PluginCliTest, CheckRegionsFailsAKernelThatReadsOutsideItsRegionInEveryModeAndPublishesNothing) {
+  // a.npy is 2-D: tp_next_lying reads one column past each tile.
+  for (const char* mode : kModeNames) {
+    SCOPED_TRACE(mode);
+    expect_one_error_line(run_one(plugin("tptest_kernels"), "tp_next_lying") + " -w 2 --check-regions -m " + mode, 1,
+                          {"kernel tp_next_lying failed on tile", "this process holds only"}, path("out.npy"));
+  }
+  // A kernel that keeps to its regions runs as before.
+  const auto r = run_command(kTilepool + " " + run_one(plugin("tptest_kernels"), "tp_box") + " -w 2 --check-regions");
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
 // --- the library: plugin kernels in every mode ----------------------------------------------
 
 void fill(const AnyArray& a, double scale) {
@@ -286,10 +298,12 @@ struct Outcome {
 };
 
 // Runs `kernel` over one input of `shape` on a fresh pool of `mode` with 2 workers.
-Outcome run_in(Mode mode, const std::string& kernel, const Shape& shape, const Shape& tile, const Params& params = {}) {
+Outcome run_in(Mode mode, const std::string& kernel, const Shape& shape, const Shape& tile, const Params& params = {},
+               bool check_regions = false) {
   Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = mode, .sample_memory = false});
   const ArrayPlacement placement = pool.placement();
   JobRequest job{kernel, {placement.make(DType::float64, shape, ArrayRole::input)}, {}, tile, params};
+  job.check_regions = check_regions;
   fill(job.inputs[0].array, 7.0);
   const ArraySpec spec = output_spec(job);
   job.output = placement.make(spec.dtype, spec.shape, ArrayRole::output);
@@ -420,17 +434,61 @@ TEST_F(PluginModesTest, InputRegionFollowsTheJobsParametersInEveryMode) {
   EXPECT_EQ(reinterpret_cast<const double*>(share.output.data())[8 * 21 + 10], expected);
 }
 
-TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInCopyModeNamingKernelAndRegion) {
-  // Before: copy mode gave silently wrong data (exit 0) while the other modes were right.
+// The job's error when `kernel` reads outside its declared region, or "" if the job succeeded.
+std::string region_error(Mode mode, const std::string& kernel, bool check_regions) {
   try {
-    (void)run_in(Mode::copy, "tp_box_lying", {16, 16}, {4, 4});
-    FAIL() << "expected the job to fail";
+    (void)run_in(mode, kernel, {16, 16}, {4, 4}, {}, check_regions);
+    return "";
   } catch (const Error& e) {
-    const std::string m = e.what();
-    EXPECT_EQ(e.code(), Errc::job_failed) << m;
-    EXPECT_NE(m.find("kernel tp_box_lying failed on tile"), std::string::npos) << m;
+    EXPECT_EQ(e.code(), Errc::job_failed) << e.what();
+    return e.what();
+  }
+}
+
+TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInCopyModeNamingKernelAndRegion) {
+  // Before: copy mode gave silently wrong data (exit 0) while the other modes were right; a read
+  // through ArrayView::at (tp_next_lying) still did, as it was not checked against the window.
+  for (const std::string kernel : {"tp_box_lying", "tp_next_lying"}) {
+    const std::string m = region_error(Mode::copy, kernel, /*check_regions=*/false);
+    EXPECT_NE(m.find("kernel " + kernel + " failed on tile"), std::string::npos) << m;
     EXPECT_NE(m.find("this process holds only"), std::string::npos) << m;
     EXPECT_NE(m.find("input region it declares"), std::string::npos) << m;
+  }
+}
+
+TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInEveryModeThatChecksRegions) {
+  // Without the check, share, fork and threads read the real elements (the region is only a
+  // promise there); with it, every mode fails the way copy mode does, naming the region.
+  for (const std::string kernel : {"tp_box_lying", "tp_next_lying"}) {
+    for (const Mode mode : kModes) {
+      SCOPED_TRACE(kernel + " in " + std::string(mode_name(mode)));
+      if (mode != Mode::copy) {
+        EXPECT_EQ(region_error(mode, kernel, /*check_regions=*/false), "");
+      }
+      const std::string m = region_error(mode, kernel, /*check_regions=*/true);
+      EXPECT_NE(m.find("kernel " + kernel + " failed on tile"), std::string::npos) << m;
+      EXPECT_NE(m.find("this process holds only"), std::string::npos) << m;
+    }
+  }
+}
+
+TEST_F(PluginModesTest, CheckingRegionsChangesNoResultOfAKernelThatKeepsToThem) {
+  // Halos that follow a parameter, an output shaped unlike the input, and a reduction: bitwise
+  // equal with and without the check, in every mode.
+  Params radius2;
+  radius2.set("radius", "2");
+  struct Case {
+    std::string kernel;
+    Shape shape, tile;
+    Params params;
+  };
+  for (const Case& c : {Case{"tp_box", {2, 17, 21}, {5, 6}, radius2}, Case{"tp_cross5", {3, 19, 23}, {5, 6}, {}},
+                        Case{"daily_stats", {40, 13, 11}, {4, 4}, {}}, Case{"sum", {37, 29}, {8, 8}, {}}}) {
+    const Outcome plain = run_in(Mode::share, c.kernel, c.shape, c.tile, c.params);
+    for (const Mode mode : kModes) {
+      const Outcome checked = run_in(mode, c.kernel, c.shape, c.tile, c.params, /*check_regions=*/true);
+      EXPECT_TRUE(same_bytes(checked.output, plain.output)) << c.kernel << " in " << mode_name(mode);
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 // the worker would block reading, so the runner sees them as soon as the worker runs dry; large
 // payloads are read and written directly from and to the local arrays (no staging copy).
 #include "copy_worker.hpp"
+#include "region_window.hpp"
 
 #include <sys/prctl.h>
 #include <sys/uio.h>
@@ -144,20 +145,6 @@ class ReplyWriter {
 
   int fd_;
   std::vector<std::byte> batch_;
-};
-
-// A local buffer that grows to the largest region seen (memory from allocate_bytes).
-struct LocalBuffer {
-  std::shared_ptr<std::byte> data;
-  std::size_t capacity = 0;
-
-  std::byte* reserve(std::size_t bytes) {
-    if (!data || bytes > capacity) {
-      capacity = std::max(bytes, 2 * capacity);
-      data = allocate_bytes(capacity, Sharing::private_to_process);
-    }
-    return data.get();
-  }
 };
 
 // The worker's state across messages: the current job and its bound kernel.

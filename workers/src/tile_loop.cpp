@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "region_window.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/fault_guard.hpp"
 
@@ -53,16 +54,49 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
   }
 }
 
+// A job that checks regions: its arrays, and one buffer per input and for the output, in
+// which each tile's regions are copied (as copy mode receives them) and the kernel bound anew.
+struct LocalJobHandler::CheckedTiles {
+  JobArrays arrays;
+  std::vector<ArraySpec> inputs;
+  Params params;
+  std::array<LocalBuffer, kMaxInputs> input_buffers;
+  LocalBuffer output_buffer;
+
+  void run_tile(const KernelDef& kernel, const Box& box, TileResult& result) {
+    std::vector<AnyArray> windows;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      windows.push_back(window_copy_of(arrays.inputs[i], input_region(kernel, i, box, inputs, params), input_buffers[i]));
+    }
+    // A map's tile writes its own box, copied in first so elements the kernel leaves are kept;
+    // a reduction's 0-d output is not the tile's to write.
+    const bool map = kernel.reduction == Reduction::none;
+    const AnyArray output = map ? window_copy_of(arrays.output, box, output_buffer) : arrays.output;
+    kernel.bind(windows, output, params)->run_tile(box, result);
+    if (map) scatter_region(output.data(), box, arrays.output);
+  }
+};
+
 LocalJobHandler::LocalJobHandler(FindArrays find_arrays, TileObserver observer, std::function<bool()> still_wanted)
     : find_arrays_(std::move(find_arrays)), observer_(std::move(observer)), still_wanted_(std::move(still_wanted)) {}
 
+LocalJobHandler::~LocalJobHandler() = default;
+
 void LocalJobHandler::bind(const JobDescriptor& job) {
   bound_.reset();  // drop the old job's views before finding the new job's arrays
-  const JobArrays arrays = find_arrays_(job);
+  checked_.reset();
+  JobArrays arrays = find_arrays_(job);
   kernel_ = &find_kernel(job.kernel_name());
   // The runner checked the parameters; this fills in the kernel's defaults.
-  const Params params = check_params(*kernel_, Params::from_text(job.params_text()));
-  bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
+  Params params = check_params(*kernel_, Params::from_text(job.params_text()));
+  if (job.check_regions != 0) {
+    checked_ = std::make_unique<CheckedTiles>();
+    for (const AnyArray& a : arrays.inputs) checked_->inputs.push_back(ArraySpec{a.dtype(), a.shape()});
+    checked_->arrays = std::move(arrays);
+    checked_->params = std::move(params);
+  } else {
+    bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
+  }
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
   first_tile_ = job.first_tile;
   TILEPOOL_CHECK(job.first_tile >= 0 && job.tile_count >= 0 && job.tile_count <= grid_.tile_count() - job.first_tile);
@@ -79,7 +113,13 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
     try {
       // A segment that shrinks under the job (SIGBUS) or a write to a read-only input (SIGSEGV)
       // becomes this tile's error, naming the segment, instead of killing the process.
-      guard_faults([&] { bound_->run_tile(box, result); });
+      guard_faults([&] {
+        if (checked_) {
+          checked_->run_tile(*kernel_, box, result);
+        } else {
+          bound_->run_tile(box, result);
+        }
+      });
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
                                        ::getpid(), describe_current_exception()));

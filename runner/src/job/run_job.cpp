@@ -110,6 +110,7 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   job.tiles = spec.tiles;
   job.progress = spec.progress;
   job.cancel = spec.cancel;
+  job.check_regions = spec.check_regions;
   for (const auto& source : spec.inputs) job.inputs.push_back(source->open(placement));
   output.set_inputs(job.inputs);
   job.output = about(JobField::output, output.text(), [&] { return output.create(plan.output, placement); });

@@ -152,6 +152,9 @@ struct JobSpec {
   // --- options -------------------------------------------------------------------------
   bool force = false;           ///< replace an existing output (in the publish step, never before)
   bool measure_memory = false;  ///< fill JobReport::peak_pss_bytes (walks page tables: costs time)
+  /// Fail the job when the kernel reads or views outside the input regions it declared or its
+  /// own output box (JobRequest::check_regions): every mode then runs tiles as copy mode does.
+  bool check_regions = false;
   /// Tiles to run (default all): a node's block of a distributed job.
   TileRange tiles;
   /// Called from the runner's thread about every 20 ms with tiles done and total.

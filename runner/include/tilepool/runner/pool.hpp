@@ -106,6 +106,11 @@ struct JobRequest {
   /// Set from any thread to stop the job: Pool::run throws Error(interrupted). Null: only
   /// signals stop it (install_interrupt_handlers).
   const std::atomic<bool>* cancel = nullptr;
+  /// Run each tile on windows holding only the input regions its kernel declared and its own
+  /// output box (as copy mode always does), so a kernel that reads or views outside them fails
+  /// the job naming the region instead of reading undeclared data. Costs a copy of each tile's
+  /// regions; for testing kernels.
+  bool check_regions = false;
 };
 
 /// What a job took. Times in seconds.

@@ -159,8 +159,18 @@ class ArrayView {
   [[nodiscard]] std::int64_t size() const noexcept { return element_count(shape_).value_or(0); }
   /// Elements between neighbours along `axis`.
   [[nodiscard]] std::int64_t stride(int axis) const noexcept { return strides_[static_cast<std::size_t>(axis)]; }
-  /// The element at `index` (one coordinate per axis).
-  [[nodiscard]] T& at(std::span<const std::int64_t> index) const noexcept {
+  /// The element at `index` (one coordinate per axis). For a window, throws Error(job_failed)
+  /// if `index` is outside the region it holds, as tile() does.
+  [[nodiscard]] T& at(std::span<const std::int64_t> index) const {
+    if (window_) {
+      Box point;
+      point.ndim = static_cast<int>(index.size());
+      for (std::size_t a = 0; a < index.size() && a < point.lo.size(); ++a) {
+        point.lo[a] = index[a];
+        point.hi[a] = index[a] + 1;
+      }
+      check_inside_window(point);
+    }
     std::int64_t off = 0;
     for (std::size_t a = 0; a < index.size(); ++a) off += index[a] * strides_[a];
     return data_[off - base_];
@@ -171,14 +181,7 @@ class ArrayView {
   /// throws Error(job_failed) if `box` reaches outside the region it holds (a kernel that reads
   /// beyond the input region it declared, in copy mode) instead of viewing other memory.
   [[nodiscard]] TileView<T> tile(const Box& box) const& {
-    if (window_) {
-      bool inside = box.ndim == window_->ndim;
-      for (int a = 0; inside && a < box.ndim; ++a) {
-        const auto i = static_cast<std::size_t>(a);
-        inside = box.lo[i] >= box.hi[i] || (window_->lo[i] <= box.lo[i] && box.hi[i] <= window_->hi[i]);
-      }
-      if (!inside) throw outside_window(box, *window_);
-    }
+    if (window_) check_inside_window(box);
     return TileView<T>(data_, strides_.data(), box, base_);
   }
   TileView<T> tile(const Box& box) const&& = delete;
@@ -199,6 +202,16 @@ class ArrayView {
   Plane matrix() const&& = delete;
 
  private:
+  // Throws outside_window unless `box` (an empty one always fits) is inside the window.
+  void check_inside_window(const Box& box) const {
+    bool inside = box.ndim == window_->ndim;
+    for (int a = 0; inside && a < box.ndim; ++a) {
+      const auto i = static_cast<std::size_t>(a);
+      inside = box.lo[i] >= box.hi[i] || (window_->lo[i] <= box.lo[i] && box.hi[i] <= window_->hi[i]);
+    }
+    if (!inside) throw outside_window(box, *window_);
+  }
+
   std::shared_ptr<const void> owner_;
   T* data_ = nullptr;
   Shape shape_;

@@ -78,6 +78,11 @@ struct JobDescriptor {
   /// 1: each claim records WorkerSlot::claimed_at_ns (the runner enforces a tile timeout);
   /// 0: it does not, and a claim reads no clock.
   std::uint32_t stamp_claims = 0;
+  /// 1: workers run each tile on windows holding only the regions the kernel declared
+  /// (KernelDef::input_region) and its own box of the output, copied in and out, so a read or
+  /// a view outside them fails the tile instead of reading data the kernel did not declare
+  /// (copy mode always works this way); 0: on the arrays themselves.
+  std::uint32_t check_regions = 0;
   /// The grid tile that claim index 0 runs: workers claim i in [0, tile_count) and run grid
   /// tile first_tile + i (a job over a range of the grid's tiles; 0 for the whole grid).
   std::int64_t first_tile = 0;

@@ -52,6 +52,8 @@ enum class TilePoint {
 
 /// Runs kernels in this process on the arrays `find_arrays` gives for each job: its segments
 /// attached by name (share mode), or arrays this process already holds (fork and threads).
+/// A job with JobDescriptor::check_regions runs each tile on local windows of its declared
+/// regions instead (copied in, and the output box copied back).
 class LocalJobHandler final : public JobHandler {
  public:
   using FindArrays = std::function<JobArrays(const JobDescriptor&)>;
@@ -59,6 +61,7 @@ class LocalJobHandler final : public JobHandler {
   using TileObserver = std::function<void(TilePoint, std::int64_t tile)>;
 
   explicit LocalJobHandler(FindArrays find_arrays, TileObserver observer = {}, std::function<bool()> still_wanted = {});
+  ~LocalJobHandler() override;
   void bind(const JobDescriptor& job) override;
   void run(ControlBlock& control, int slot) override;
   bool still_wanted() override { return !still_wanted_ || still_wanted_(); }
@@ -69,6 +72,8 @@ class LocalJobHandler final : public JobHandler {
   std::function<bool()> still_wanted_;
   const KernelDef* kernel_ = nullptr;
   std::unique_ptr<BoundKernel> bound_;
+  struct CheckedTiles;                     // the job's arrays and windows, when it checks regions
+  std::unique_ptr<CheckedTiles> checked_;  // null when it does not
   TileGrid grid_;
   std::int64_t first_tile_ = 0;  // claim index i runs grid tile first_tile_ + i
 };
