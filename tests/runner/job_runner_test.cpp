@@ -26,8 +26,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Thrown by a scripted worker to die where it stands: not a std::exception, so it leaves the
-/// tile loop the way a killed process does, mid-job, without reporting anything.
+/// Thrown by a scripted worker to die where it stands. The fake's handler catches it before the
+/// tile loop would (which reports anything thrown as the job's error) and parks the thread as a
+/// killed process: mid-job, inside the job it entered, touching nothing again.
 struct WorkerDeath {};
 
 /// A launcher whose workers are threads in this process running serve_jobs with a
@@ -46,10 +47,15 @@ class ThreadWorkersLauncher final : public detail::Launcher {
   }
   ~ThreadWorkersLauncher() override {
     control_->request_stop();
+    {
+      const std::lock_guard lock(mutex_);
+      tearing_down_ = true;
+    }
     release();
     for (Slot& s : slots_) {
       if (s.thread.joinable()) s.thread.join();
     }
+    for (std::thread& t : dead_) t.join();
   }
 
   /// Sets the script; call before the job is run.
@@ -107,7 +113,7 @@ class ThreadWorkersLauncher final : public detail::Launcher {
       if (!s.died) return std::nullopt;
       s.died = false;
     }
-    s.thread.join();
+    dead_.push_back(std::move(s.thread));  // parked until teardown, as a dead process stays dead
     return W_EXITCODE(0, SIGKILL);
   }
   pid_t pid_of(int slot) const override { return slots_[index(slot)].pid; }
@@ -145,12 +151,20 @@ class ThreadWorkersLauncher final : public detail::Launcher {
                                 }) {}
     void bind(const JobDescriptor& job) override { local_.bind(job); }
     void run(ControlBlock& control, int slot) override {
-      owner_.add_busy(+1);
-      struct Leave {
-        ThreadWorkersLauncher& o;
-        ~Leave() { o.add_busy(-1); }
-      } leave{owner_};
-      local_.run(control, slot);
+      bool died = false;
+      {
+        owner_.add_busy(+1);
+        struct Leave {
+          ThreadWorkersLauncher& o;
+          ~Leave() { o.add_busy(-1); }
+        } leave{owner_};
+        try {
+          local_.run(control, slot);
+        } catch (const WorkerDeath&) {
+          died = true;
+        }
+      }
+      if (died) owner_.park_dead(slot);
     }
 
    private:
@@ -166,6 +180,14 @@ class ThreadWorkersLauncher final : public detail::Launcher {
     bool died = false;
   };
 
+  // A dead worker's thread: marked for poll_exit, then it waits for the launcher's teardown
+  // without touching the control block (the supervisor lets its slot out of the job).
+  void park_dead(int slot) {
+    std::unique_lock lock(mutex_);
+    slots_[index(slot)].died = true;
+    changed_.wait(lock, [&] { return tearing_down_; });
+  }
+
   void add_busy(int delta) {
     const std::lock_guard lock(mutex_);
     busy_ += delta;
@@ -175,17 +197,11 @@ class ThreadWorkersLauncher final : public detail::Launcher {
   // A new "process" in `slot`: a fresh handler on a fresh thread, with a new pid.
   void start(int slot) {
     Slot& s = slots_[index(slot)];
+    if (s.handler) dead_handlers_.push_back(std::move(s.handler));  // a parked thread is still inside it
     s.handler = std::make_unique<CountingHandler>(*this, slot);
     s.pid = next_pid_++;
     s.killed = false;
-    s.thread = std::thread([this, slot, handler = s.handler.get()] {
-      try {
-        serve_jobs(*control_, slot, *handler);
-      } catch (const WorkerDeath&) {
-        const std::lock_guard lock(mutex_);
-        slots_[index(slot)].died = true;
-      }
-    });
+    s.thread = std::thread([this, slot, handler = s.handler.get()] { serve_jobs(*control_, slot, *handler); });
   }
 
   int workers_;
@@ -195,6 +211,9 @@ class ThreadWorkersLauncher final : public detail::Launcher {
   JobArrays arrays_;  // written only inside post_job's quiet window
   Observer observer_;
   std::vector<Slot> slots_;
+  std::vector<std::thread> dead_;  // threads of dead workers, joined at teardown
+  std::vector<std::unique_ptr<CountingHandler>> dead_handlers_;
+  bool tearing_down_ = false;
   pid_t next_pid_ = 7000;
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -437,11 +456,7 @@ TEST_F(JobRunnerTest, JobWhoseStartFailsIsEndedAbandoned) {
   EXPECT_EQ(launcher_of(*runner).calls.back(), "end_job(abandoned)");
 }
 
-// Disabled: the fake launcher's workers "die" by throwing WorkerDeath out of the tile loop,
-// which since plugins' exceptions of any type are caught there (issue 17 item 1) becomes the
-// job's error instead of a death. The same promise is tested with real processes in
-// tests/fault/supervision_test.cpp; this fake needs another way to end a worker thread.
-TEST_F(JobRunnerTest, DISABLED_DeadWorkersTileIsRetriedOnAReplacementAndTheJobCompletes) {
+TEST_F(JobRunnerTest, DeadWorkersTileIsRetriedOnAReplacementAndTheJobCompletes) {
   auto runner = make_runner({}, /*supervised=*/true);
   ThreadWorkersLauncher& launcher = launcher_of(*runner);
   std::atomic<bool> died{false};
@@ -457,11 +472,7 @@ TEST_F(JobRunnerTest, DISABLED_DeadWorkersTileIsRetriedOnAReplacementAndTheJobCo
   EXPECT_TRUE(output_is_negated_input());
 }
 
-// Disabled: the fake launcher's workers "die" by throwing WorkerDeath out of the tile loop,
-// which since plugins' exceptions of any type are caught there (issue 17 item 1) becomes the
-// job's error instead of a death. The same promise is tested with real processes in
-// tests/fault/supervision_test.cpp; this fake needs another way to end a worker thread.
-TEST_F(JobRunnerTest, DISABLED_HungWorkerIsKilledAfterTheTileTimeoutAndItsTileRetried) {
+TEST_F(JobRunnerTest, HungWorkerIsKilledAfterTheTileTimeoutAndItsTileRetried) {
   auto runner = make_runner(PoolOptions{.tile_timeout = 50ms}, /*supervised=*/true);
   ThreadWorkersLauncher& launcher = launcher_of(*runner);
   std::atomic<int> hung_slot{-1};
@@ -480,11 +491,7 @@ TEST_F(JobRunnerTest, DISABLED_HungWorkerIsKilledAfterTheTileTimeoutAndItsTileRe
   EXPECT_TRUE(output_is_negated_input());
 }
 
-// Disabled: the fake launcher's workers "die" by throwing WorkerDeath out of the tile loop,
-// which since plugins' exceptions of any type are caught there (issue 17 item 1) becomes the
-// job's error instead of a death. The same promise is tested with real processes in
-// tests/fault/supervision_test.cpp; this fake needs another way to end a worker thread.
-TEST_F(JobRunnerTest, DISABLED_TileThatKeepsKillingItsWorkerFailsTheRunNamingTheTile) {
+TEST_F(JobRunnerTest, TileThatKeepsKillingItsWorkerFailsTheRunNamingTheTile) {
   auto runner = make_runner(PoolOptions{.max_tile_retries = 1}, /*supervised=*/true);
   launcher_of(*runner).observe([](ThreadWorkersLauncher&, int, TilePoint point, std::int64_t tile) {
     if (point == TilePoint::claimed && tile == 5) throw WorkerDeath{};
@@ -504,11 +511,7 @@ TEST_F(JobRunnerTest, DISABLED_TileThatKeepsKillingItsWorkerFailsTheRunNamingThe
 // leave_job count the workers inside), and post_job waits for that count to reach zero before it
 // writes the next job: the pool's next job waited forever. The supervisor's requeue_tiles_of now
 // lets a dead worker out of the job (WorkerSlot::inside).
-// Disabled: the fake launcher's workers "die" by throwing WorkerDeath out of the tile loop,
-// which since plugins' exceptions of any type are caught there (issue 17 item 1) becomes the
-// job's error instead of a death. The same promise is tested with real processes in
-// tests/fault/supervision_test.cpp; this fake needs another way to end a worker thread.
-TEST_F(JobRunnerTest, DISABLED_NextJobRunsAfterAWorkerDiedInsideThePreviousOne) {
+TEST_F(JobRunnerTest, NextJobRunsAfterAWorkerDiedInsideThePreviousOne) {
   auto runner = make_runner({}, /*supervised=*/true);
   ThreadWorkersLauncher& launcher = launcher_of(*runner);
   std::atomic<bool> died{false};
