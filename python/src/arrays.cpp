@@ -23,13 +23,18 @@ std::vector<PyObject*>& deferred() {
   return *objects;
 }
 
-// An owner for AnyArray that keeps `object` (whose buffer the array is) alive.
-std::shared_ptr<const void> owner_of(py::object object) {
-  PyObject* raw = object.release().ptr();
-  return std::shared_ptr<const void>(raw, [](const void* p) {
-    std::lock_guard lock(deferred_mutex);
-    deferred().push_back(static_cast<PyObject*>(const_cast<void*>(p)));
+// An owner for AnyArray that keeps `object` (whose buffer the array is) alive until the job is
+// over (~CallerArrays) or the last owner goes, whichever comes first.
+std::shared_ptr<const void> owner_of(py::object object, CallerArrays& arrays) {
+  auto ref = std::shared_ptr<PythonRef>(new PythonRef{object.release().ptr()}, [](PythonRef* r) {
+    if (PyObject* o = r->object.exchange(nullptr)) {
+      std::lock_guard lock(deferred_mutex);
+      deferred().push_back(o);
+    }
+    delete r;
   });
+  arrays.refs.push_back(ref);
+  return ref;
 }
 
 Shape shape_of(const py::array& a) {
@@ -110,12 +115,19 @@ py::array usable_memory(py::array a, DType dtype, bool big_endian, CallerArrays&
   return copy;
 }
 
-JobArray memory_array(const py::array& a, DType dtype) {
+JobArray memory_array(const py::array& a, DType dtype, CallerArrays& arrays) {
   // The job layer may drop its copy of the array on the job thread: it must not decref there.
-  return JobArray{AnyArray(owner_of(a), static_cast<std::byte*>(const_cast<void*>(a.data())), dtype, shape_of(a)), "", {}, std::nullopt};
+  return JobArray{AnyArray(owner_of(a, arrays), static_cast<std::byte*>(const_cast<void*>(a.data())), dtype, shape_of(a)), "",
+                  {}, std::nullopt};
 }
 
 }  // namespace
+
+CallerArrays::~CallerArrays() {
+  for (const auto& ref : refs) {
+    if (PyObject* o = ref->object.exchange(nullptr)) Py_DECREF(o);
+  }
+}
 
 void release_deferred() {
   std::vector<PyObject*> objects;
@@ -191,7 +203,7 @@ std::shared_ptr<ArraySource> source_for(py::handle input, const std::string& wha
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
   const py::array usable = usable_memory(a, dtype, big_endian, arrays);
   arrays.keep.push_back(usable);
-  return array_source(memory_array(usable, dtype), what);
+  return array_source(memory_array(usable, dtype, arrays), what);
 }
 
 std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing, CallerArrays& arrays) {
@@ -211,12 +223,12 @@ std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing,
     return array_target(JobArray{m->job.array, "", {}, std::nullopt}, "out");
   }
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
-  if (is_c_order_native(a, dtype, big_endian)) return array_target(memory_array(a, dtype), "out");
+  if (is_c_order_native(a, dtype, big_endian)) return array_target(memory_array(a, dtype, arrays), "out");
   // A strided or byte-swapped out=: the job writes a C-order stand-in, copied into it after success.
   py::array stand_in = numpy().attr("empty")(a.attr("shape"), numpy_dtype(dtype));
   arrays.out_stand_in = stand_in;
   arrays.bytes_converted += static_cast<std::uint64_t>(stand_in.nbytes());
-  return array_target(memory_array(stand_in, dtype), "out");
+  return array_target(memory_array(stand_in, dtype, arrays), "out");
 }
 
 }  // namespace tilepool::python

@@ -33,10 +33,26 @@ py::array to_ndarray(JobArray job, bool read_only);
 /// The numpy dtype of `dtype`.
 py::dtype numpy_dtype(DType dtype);
 
-/// What a job needs to keep alive while it runs, and what it copied to make inputs usable.
+/// A reference to a Python object that C++ owners of its memory share (AnyArray's owner). Whoever
+/// lets go of the last owner drops the reference later (release_deferred); CallerArrays drops
+/// it at once when the job is over, even if a worker thread still holds a (now unused) view.
+struct PythonRef {
+  std::atomic<PyObject*> object;
+};
+
+/// What a job needs to keep alive while it runs, and what it copied to make inputs usable. Lives
+/// on the Python thread, with the GIL, for the length of one run() call: when it goes, the job
+/// is over (run_job has returned: no worker touches its arrays), and it drops every reference
+/// the job took to the caller's arrays.
 struct CallerArrays {
+  CallerArrays() = default;
+  CallerArrays(const CallerArrays&) = delete;
+  CallerArrays& operator=(const CallerArrays&) = delete;
+  ~CallerArrays();
   /// The Python objects whose memory the job reads or writes in place.
   std::vector<py::object> keep;
+  /// The references the job's arrays hold (owner_of).
+  std::vector<std::shared_ptr<PythonRef>> refs;
   /// Bytes this module copied itself (non-contiguous, Fortran-order or big-endian arrays made
   /// C-order little-endian): added to the report's bytes_copied.
   std::uint64_t bytes_converted = 0;

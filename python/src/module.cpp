@@ -136,11 +136,19 @@ class PoolHandle {
       : measure_memory_(measure_memory) {
     PoolOptions options;
     options.workers = workers;
-    options.mode = parse_mode(mode);
+    try {
+      options.mode = parse_mode(mode);
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("mode='{}': {}", mode, e.what()));
+    }
     if (!backing.is_none()) options.backing = Backing::parse(backing.cast<std::string>());
     backing_ = options.backing;
     if (tile_timeout_s < 0 || !std::isfinite(tile_timeout_s)) {
       throw Error(Errc::usage, fmt::format("tile_timeout={}: expected a positive number of seconds", tile_timeout_s));
+    }
+    if (options.mode == Mode::threads && tile_timeout_s > 0) {
+      throw Error(Errc::usage, fmt::format("tile_timeout={}: threads mode cannot stop a thread that holds a tile too long "
+                                           "(use mode='share', 'fork' or 'copy')", tile_timeout_s));
     }
     options.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(tile_timeout_s * 1000)));
     options.worker_executable = worker_executable;
@@ -161,19 +169,18 @@ class PoolHandle {
 
   ~PoolHandle() {
     stop();
-    abandoned_.clear();
     release_deferred();
   }
   PoolHandle(const PoolHandle&) = delete;
   PoolHandle& operator=(const PoolHandle&) = delete;
 
   py::object run(const std::string& kernel, const py::tuple& inputs, const py::object& out, const py::object& tile,
-                 const py::dict& params, const py::object& progress, bool force) {
+                 const py::dict& params, const py::object& progress, bool force, bool check_regions) {
     std::unique_lock lock(jobs_, std::defer_lock);
     {
       py::gil_scoped_release nogil;
       lock.lock();
-      if (thread_) thread_->wait();  // a restart after Ctrl-C may still be under way
+      if (thread_) thread_->wait();  // the pool may still be starting
     }
     if (thread_) thread_->rethrow_if_failed();
     if (!pool_) throw Error(Errc::usage, "the pool is closed");
@@ -182,8 +189,7 @@ class PoolHandle {
       ~ReleaseDeferred() { release_deferred(); }
     } release_at_exit;
     CallerArrays arrays;
-    auto owned_spec = std::make_unique<JobSpec>();
-    JobSpec& spec = *owned_spec;
+    JobSpec spec;
     spec.kernel = kernel;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       spec.inputs.push_back(source_for(inputs[i], fmt::format("input {}", i + 1), backing_, arrays));
@@ -194,6 +200,7 @@ class PoolHandle {
     spec.plugins = plugins_;
     spec.measure_memory = measure_memory_;
     spec.force = force;
+    spec.check_regions = check_regions;
     auto state = std::make_shared<Progress>();
     if (!progress.is_none()) {
       spec.progress = [state](std::int64_t done, std::int64_t total) {
@@ -206,34 +213,9 @@ class PoolHandle {
 
     JobReport report;
     thread_->post([this, &spec, &report] { report = run_job(spec, &*pool_); });
-    const std::size_t abandoned_before = abandoned_.size();
-    try {
-      wait_for_job(cancel.get(), state.get(), progress);
-    } catch (...) {
-      if (cancel->load()) {
-        // A cancelled job's tiles may still be running when run_job returns (the next job's
-        // post waits for them): its arrays stay alive until a later job has run.
-        abandoned_.push_back(Abandoned{std::move(owned_spec), std::move(cancel), std::move(arrays.keep)});
-        // Worker processes would go on with the stopped job's remaining tiles: the pool
-        // restarts them, on its thread, while Python handles the KeyboardInterrupt. Threads
-        // cannot be stopped: the next job waits for them to finish the stopped job's tiles.
-        if (options_.mode != Mode::threads) {
-          thread_->post([this] {
-            try {
-              pool_.reset();
-              start_pool();
-            } catch (...) {
-              closed_.store(true);  // the next run() raises why
-              throw;
-            }
-          });
-        }
-      }
-      // A job that failed may have failed before it was posted: abandoned tiles may still run.
-      throw;
-    }
-    // This job was posted after every abandoned one's tiles were done: they can go.
-    abandoned_.erase(abandoned_.begin(), abandoned_.begin() + static_cast<std::ptrdiff_t>(abandoned_before));
+    // Returns (or throws) once run_job has: a cancelled or failed job's workers no longer touch
+    // its arrays then (the job layer waits for them or stops them), so they go with this call.
+    wait_for_job(cancel.get(), state.get(), progress);
 
     if (arrays.out_stand_in) py::module_::import("numpy").attr("copyto")(arrays.out, arrays.out_stand_in);
     report.bytes_copied += arrays.bytes_converted;
@@ -255,7 +237,6 @@ class PoolHandle {
       std::lock_guard lock(jobs_);
       stop();
     }
-    abandoned_.clear();
     release_deferred();
   }
 
@@ -266,7 +247,7 @@ class PoolHandle {
   [[nodiscard]] std::string mode() const { return closed() ? "" : std::string(mode_name(options_.mode)); }
   [[nodiscard]] int workers() const { return closed() ? 0 : workers_.load(); }
   [[nodiscard]] double spawn_seconds() const { return closed() ? 0.0 : spawn_seconds_.load(); }
-  /// Waits for a running job (or restart) to finish.
+  /// Waits for a running job to finish.
   [[nodiscard]] std::vector<pid_t> worker_pids() {
     py::gil_scoped_release nogil;
     std::lock_guard lock(jobs_);
@@ -346,13 +327,6 @@ class PoolHandle {
   std::vector<std::filesystem::path> plugins_;
   std::string last_report_;
   bool measure_memory_ = false;
-  // Jobs stopped by Ctrl-C whose tiles may still run, with what they read and write.
-  struct Abandoned {
-    std::unique_ptr<JobSpec> spec;
-    std::unique_ptr<std::atomic<bool>> cancel;
-    std::vector<py::object> keep;
-  };
-  std::vector<Abandoned> abandoned_;
 };
 
 py::list kernels(const std::vector<std::string>& plugins) {
@@ -427,7 +401,7 @@ PYBIND11_MODULE(_core, m) {
            arg("workers"), arg("mode"), arg("backing"), arg("plugins"), arg("tile_timeout"), arg("worker_executable"),
            arg("measure_memory"))
       .def("run", &tp::PoolHandle::run, arg("kernel"), arg("inputs"), arg("out"), arg("tile"), arg("params"), arg("progress"),
-           arg("force"))
+           arg("force"), arg("check_regions"))
       .def("close", &tp::PoolHandle::close)
       .def_property_readonly("closed", &tp::PoolHandle::closed)
       .def_property_readonly("last_report", &tp::PoolHandle::last_report)

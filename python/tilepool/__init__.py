@@ -211,7 +211,8 @@ class Pool:
         self._report = None
         self._report_json = None
 
-    def run(self, kernel, *inputs, out=None, tile=None, params=None, progress=None, force=False):
+    def run(self, kernel, *inputs, out=None, tile=None, params=None, progress=None, force=False,
+            check_regions=False):
         """Runs ``kernel`` over ``inputs`` cut into tiles, and returns the result.
 
         inputs: ndarrays (over segments, np.memmap / np.load(mmap_mode=) of .npy files, or any
@@ -222,7 +223,11 @@ class Pool:
         keeps its memory while Python holds it and leaves nothing in /dev/shm; an ndarray is
         written and returned; a path or "shm:NAME" is written as `tilepool run --output` writes
         it (whole or not at all; ``force=True`` replaces an existing one) and returned opened
-        read-only. ``progress``: True for a bar, or a callable(done, total).
+        read-only. ``progress``: True for a bar, or a callable(done, total). ``check_regions``:
+        run each tile on copies of only the input regions its kernel declares and its own output
+        box (as mode="copy" always does), so a kernel that reads outside them raises JobFailed
+        naming the region instead of reading undeclared data; for testing kernels (it costs a
+        copy of each tile).
 
         Raises UsageError / BadInput / Exists / NoSpace before any work, JobFailed if a kernel or
         worker fails, KeyboardInterrupt on Ctrl-C (the job stopped and cleaned up).
@@ -232,7 +237,7 @@ class Pool:
         tile, params = _checked_tile(tile), _checked_params(params)
         callback = _progress_callback(self._progress if progress is None else progress)
         try:
-            result = self._core.run(kernel, inputs, out, tile, params, callback, force)
+            result = self._core.run(kernel, inputs, out, tile, params, callback, force, bool(check_regions))
         finally:
             self._report = None
             if isinstance(callback, _ProgressBar):
@@ -319,7 +324,7 @@ def _checked_params(params):
 
 
 def run(kernel, *inputs, out=None, tile=None, params=None, mode="share", workers=None, backing=None, plugins=(),
-        tile_timeout=None, progress=None, measure_memory=False, force=False):
+        tile_timeout=None, progress=None, measure_memory=False, force=False, check_regions=False):
     """One job on a pool started for it and stopped after, like `tilepool run`:
 
         tp.run("add", "a.npy", "b.npy", out="out.npy", tile=(4, 4))
@@ -329,4 +334,5 @@ def run(kernel, *inputs, out=None, tile=None, params=None, mode="share", workers
     """
     with Pool(workers=workers, mode=mode, backing=backing, plugins=plugins, tile_timeout=tile_timeout,
               measure_memory=measure_memory) as pool:
-        return pool.run(kernel, *inputs, out=out, tile=tile, params=params, progress=progress, force=force)
+        return pool.run(kernel, *inputs, out=out, tile=tile, params=params, progress=progress, force=force,
+                        check_regions=check_regions)

@@ -22,8 +22,8 @@ Mode parse_mode(std::string_view text) {
     if (row.name == text) return row.mode;
     names.push_back(row.name);
   }
-  throw Error(Errc::usage, fmt::format("mode '{}': expected {} or {}", text, fmt::join(names.begin(), names.end() - 1, ", "),
-                                       names.back()));
+  // The caller puts the text in front ("--mode bogus: ", "mode='bogus': ").
+  throw Error(Errc::usage, fmt::format("not a mode (expected {} or {})", fmt::join(names.begin(), names.end() - 1, ", "), names.back()));
 }
 
 Pool::Pool(std::unique_ptr<detail::JobRunner> impl) : impl_(std::move(impl)) {}

@@ -22,6 +22,9 @@ ArraySegment ArraySegment::with_header(DType dtype, const Shape& shape,
     throw Error(Errc::usage, fmt::format("shape {} has {} axes; at most {} are supported", format_shape(shape),
                                          shape.size(), kMaxDims));
   }
+  if (std::any_of(shape.begin(), shape.end(), [](std::int64_t e) { return e < 0; })) {
+    throw Error(Errc::usage, fmt::format("shape {} has a negative extent (expected extents >= 0)", format_shape(shape)));
+  }
   const auto data_bytes = byte_count(shape, dtype_size(dtype));
   if (!data_bytes) {
     throw Error(Errc::usage, fmt::format("shape {} is too large for {}: its byte size overflows a signed 64-bit size",

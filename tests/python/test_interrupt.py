@@ -30,7 +30,7 @@ PROMPT = {"share": 2.0, "copy": 2.0, "threads": 2.0, "fork": 3.5}
 @pytest.mark.parametrize("mode", tp.MODES)
 def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_stays_usable(mode):
     code = textwrap.dedent(f"""
-        import time, numpy as np, tilepool as tp
+        import time, weakref, numpy as np, tilepool as tp
         pool = tp.Pool(workers=2, mode={mode!r})
         a = np.random.default_rng(0).standard_normal((2048, 2048))
         pool.run("add", a[:8, :8], a[:8, :8], tile=(4, 4))
@@ -41,6 +41,11 @@ def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_st
             print("finished", flush=True)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
+        # The stopped job holds nothing of its arrays once run() has raised (before: until the
+        # pool's next job had run).
+        held = weakref.ref(a)
+        del a
+        print("released", held() is None, flush=True)
         out = pool.run("add", np.ones(4), np.ones(4), tile=(2,))
         print("after", out.tolist(), flush=True)
         pool.close()
@@ -56,7 +61,7 @@ def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_st
         reacted = time.monotonic() - sent
         assert line == "interrupted"
         assert reacted < PROMPT[mode], f"KeyboardInterrupt took {reacted:.2f} s"
-        # Process modes restart their workers; threads finish the stopped job's tiles first.
+        assert child.stdout.readline().strip() == "released True"
         assert child.stdout.readline().strip() == "after [2.0, 2.0, 2.0, 2.0]"
         assert child.wait(timeout=60) == 0
     finally:
@@ -145,3 +150,33 @@ def test_fork_mode_is_refused_while_other_threads_exist():
             stop.set()
             t.join()
         np.testing.assert_array_equal(p.run("negate", np.ones(4), tile=(2,)), -np.ones(4))
+
+
+@pytest.mark.parametrize("mode", ["share", "copy"])
+def test_tile_timeout_kills_a_hung_worker_and_its_tile_is_retried(mode, tmp_path):
+    # The worker that claims tile 5 stops itself (SIGSTOP, once: the hook in tilepool-worker for
+    # fault tests); Pool(tile_timeout=0.5) kills it and the tile runs again on a new worker.
+    code = textwrap.dedent(f"""
+        import numpy as np, tilepool as tp
+        a = np.arange(64.0).reshape(8, 8)
+        with tp.Pool(workers=2, mode={mode!r}, tile_timeout=0.5) as p:
+            out = p.run("negate", a, tile=(2, 2))
+            print(np.array_equal(out, -a), p.last_report["retries"], flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+               TILEPOOL_FAULT=f"hang:5:{tmp_path / 'once'}")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    correct, retries = r.stdout.split()
+    # Share mode retries the hung tile; copy mode every tile the killed worker had in flight.
+    assert correct == "True" and (int(retries) == 1 if mode == "share" else int(retries) >= 1), r.stdout
+    assert (tmp_path / "once").exists()  # the fault did happen
+    assert time.monotonic() - t0 < 20
+
+
+def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
+    with pytest.raises(tp.UsageError, match="tile_timeout"):
+        tp.Pool(mode="threads", tile_timeout=1)
+    with pytest.raises(tp.UsageError, match="tile_timeout"):
+        tp.Pool(tile_timeout=-1)

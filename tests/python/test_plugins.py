@@ -30,6 +30,16 @@ def test_a_plugin_kernel_with_a_halo_runs_in_every_mode(mode):
         np.testing.assert_allclose(p.run("tp_cross5", a, tile=(4, 4)), cross5_reference(a), rtol=1e-12)
 
 
+@pytest.mark.parametrize("mode", tp.MODES)
+def test_check_regions_fails_a_kernel_that_reads_outside_its_declared_region(mode):
+    # tp_next_lying reads each element's right neighbour and declares no halo.
+    a = np.arange(16 * 16, dtype=np.float64).reshape(16, 16)
+    with tp.Pool(workers=2, mode=mode, plugins=[PLUGIN]) as p:
+        with pytest.raises(tp.JobFailed, match="tp_next_lying failed on tile .* holds only"):
+            p.run("tp_next_lying", a, tile=(4, 4), check_regions=True)
+        np.testing.assert_allclose(p.run("tp_cross5", a, tile=(4, 4), check_regions=True), cross5_reference(a), rtol=1e-12)
+
+
 def test_a_plugin_that_is_not_one_is_bad_input(tmp_path):
     bogus = tmp_path / "libbogus.so"
     bogus.write_bytes(b"not an ELF file")

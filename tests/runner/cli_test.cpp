@@ -140,9 +140,11 @@ TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 -w 5000", "--workers");
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value", "--param");
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p value=abc", "value=abc");
-  expect_usage_error("run -k add_scalar -i " + path("i.npy") + " -o " + out + " -t 4,4 -p value=2.5", "int32");
+  expect_usage_error("run -k add_scalar -i " + path("i.npy") + " -o " + out + " -t 4,4 -p value=2.5",
+                     "add_scalar: parameter value=2.5 does not fit int32 (expected an integer in its range)");
   expect_usage_error("run -k add -i shm:" + unique_name("absent") + " -i " + b + " -o " + out + " -t 4,4", "does not exist");
-  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --mode sideways", "--mode");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --mode sideways",
+                     "--mode sideways: not a mode (expected share, fork, copy or threads)\n");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --backing tape", "--backing tape: unknown backing 'tape'");
   expect_usage_error("ls --backing tape", "--backing tape: unknown backing 'tape'");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o shm:bad/name -t 4,4", "invalid");

@@ -47,7 +47,7 @@ T scalar_param(const Params& params) {
     const bool in_range = v >= static_cast<double>(std::numeric_limits<T>::min()) &&
                           v < std::ldexp(1.0, std::numeric_limits<T>::digits);
     if (!in_range || v != std::trunc(v)) {
-      throw Error(Errc::usage, fmt::format("add_scalar: parameter value={} is not a {} (expected an integer in range)",
+      throw Error(Errc::usage, fmt::format("add_scalar: parameter value={} does not fit {} (expected an integer in its range)",
                                            params.values().at("value"), dtype_name(dtype_of_v<T>)));
     }
   } else if constexpr (std::is_same_v<T, float>) {
