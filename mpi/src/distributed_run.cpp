@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "node_share.hpp"
@@ -101,27 +102,8 @@ class TempOutput {
     ::close(fd);
     if (!ok) throw system_error(fmt::format("{}: write", path_.string()), err);
   }
-  // Moves the file onto `out` (replacing it only with `force`, as tilepool run does) and syncs
-  // the directory; afterwards nothing is removed.
-  void publish(const fs::path& out, bool force) {
-    if (force) {
-      if (::rename(path_.c_str(), out.c_str()) != 0) throw system_error(fmt::format("{}: cannot rename into place", out.string()), errno);
-    } else {
-      // Atomic "create if absent": link fails with EEXIST if the name appeared meanwhile.
-      if (::link(path_.c_str(), out.c_str()) != 0) {
-        if (errno == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out.string()));
-        throw system_error(fmt::format("{}: cannot link into place", out.string()), errno);
-      }
-      ::unlink(path_.c_str());
-    }
-    path_.clear();
-    fs::path dir = out.parent_path();
-    if (dir.empty()) dir = ".";
-    if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-      (void)::fsync(fd);
-      ::close(fd);
-    }
-  }
+  // Hands the file over (to a Publication): this object no longer removes it.
+  fs::path release() { return std::exchange(path_, fs::path()); }
 
  private:
   fs::path path_;
@@ -322,9 +304,9 @@ void write_ranges(const fs::path& path, std::size_t data_offset, const std::byte
   check_mpi(MPI_File_close(&file), fmt::format("closing {}", path.string()));
 }
 
-// Rank 0: the job's report from every node's figures; `r` holds what the job alone knows.
-// The job's phases are the slowest node's.
-void print_report(const Cluster& cluster, bool json, JobReport r, std::span<const NodeFigures> figures) {
+// Rank 0: the job's report from every node's figures, as printed on stdout; `r` holds what
+// the job alone knows. The job's phases are the slowest node's.
+std::string report_text(const Cluster& cluster, bool json, JobReport r, std::span<const NodeFigures> figures) {
   std::uint64_t read = 0, moved = 0, written = 0;
   nlohmann::ordered_json per_node = nlohmann::ordered_json::array();
   for (const NodeFigures& f : figures) {
@@ -352,18 +334,48 @@ void print_report(const Cluster& cluster, bool json, JobReport r, std::span<cons
     j["bytes_moved_between_ranks"] = moved;
     j["bytes_written"] = written;
     j["per_node"] = per_node;
-    std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("%s: %lld tiles on %d nodes x %d %s workers in %.4f s (compute %.4f s)\n", r.kernel.c_str(),
-                static_cast<long long>(r.tiles), cluster.nodes(), r.workers, std::string(mode_name(r.mode)).c_str(), r.wall_s,
-                r.compute_s);
+    return j.dump() + "\n";
   }
-  std::fflush(stdout);
+  return fmt::format("{}: {} tiles on {} nodes x {} {} workers in {:.4f} s (compute {:.4f} s)\n", r.kernel, r.tiles, cluster.nodes(),
+                     r.workers, mode_name(r.mode), r.wall_s, r.compute_s);
 }
 
 }  // namespace
 
-void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
+Publication::Publication(Publication&& other) noexcept
+    : temp_(std::exchange(other.temp_, fs::path())),
+      out_(std::move(other.out_)),
+      force_(other.force_),
+      host_(std::move(other.host_)),
+      report_(std::move(other.report_)) {}
+
+Publication::~Publication() {
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+}
+
+void Publication::publish() {
+  if (force_) {
+    if (::rename(temp_.c_str(), out_.c_str()) != 0) throw system_error(fmt::format("{}: cannot rename into place", out_.string()), errno);
+  } else {
+    // Atomic "create if absent": link fails with EEXIST if the name appeared meanwhile.
+    if (::link(temp_.c_str(), out_.c_str()) != 0) {
+      if (errno == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out_.string()));
+      throw system_error(fmt::format("{}: cannot link into place", out_.string()), errno);
+    }
+    ::unlink(temp_.c_str());
+  }
+  temp_.clear();
+  fs::path dir = out_.parent_path();
+  if (dir.empty()) dir = ".";
+  if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+  std::fputs(report_.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+std::optional<Publication> run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   const auto t_start = Clock::now();
   const bool leader = cluster.is_leader();
   const bool root = cluster.rank() == 0;
@@ -557,17 +569,17 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
     write_ranges(temp_name, data_offset, output.data(), write_ranges_here, leaders);
     fig.bytes_written = covered_bytes(write_ranges_here);
   });
-  // ... and rank 0 publishes it once every node's write succeeded.
-  step(cluster, [&] {
-    if (root) temp.publish(out_path, o.force);
-  });
+  // ... and once every node's write succeeded, rank 0 will publish it: not here, but after
+  // MPI_Finalize (main.cpp), the commit point that only a launcher still running the job lets
+  // the ranks pass. An agreement here is no such point: after Ctrl-C, mpirun's daemons give the
+  // ranks SIGCONT and a second before SIGTERM, and a job near its end finishes in that second.
   fig.write_s = seconds_since(t_write);
 
-  // 8. Rank 0 reports the whole job and each node.
-  if (!leader) return;
+  // 8. Rank 0 reports the whole job and each node (printed once the output is published).
+  if (!leader) return std::nullopt;
   std::vector<NodeFigures> figures(static_cast<std::size_t>(root ? cluster.nodes() : 0));
   check_mpi(MPI_Gather(&fig, sizeof fig, MPI_BYTE, figures.data(), sizeof fig, MPI_BYTE, 0, leaders), "MPI_Gather");
-  if (!root) return;
+  if (!root) return std::nullopt;
   JobReport r;
   r.mode = spec.mode;
   r.kernel = o.kernel;
@@ -575,7 +587,7 @@ void run_distributed(const Cluster& cluster, const cli::RunOptions& o) {
   r.shape = plan.inputs.front().shape;
   r.tile = spec.tile.value_or(Shape{});
   r.wall_s = seconds_since(t_start);
-  print_report(cluster, o.json, r, figures);
+  return Publication(temp.release(), out_path, o.force, cluster.host(), report_text(cluster, o.json, r, figures));
 }
 
 }  // namespace tilepool::mpi

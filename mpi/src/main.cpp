@@ -4,9 +4,13 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fmt/format.h>
+#include <optional>
+#include <utility>
 
 #include "cluster.hpp"
 #include "commands.hpp"
@@ -22,6 +26,41 @@ std::string origin(const tilepool::mpi::Failure& f) {
   return local_check ? std::string() : fmt::format("rank {} (node {}): ", f.rank, f.host);
 }
 
+// The commit. Rank 0 publishes the output only after MPI_Finalize returned on it, and
+// MPI_Finalize returns only after its fence, which every rank enters and which the launcher
+// releases: only mpirun releases it (each daemon reports its ranks' arrival to mpirun, which
+// sends the release to every daemon). Ctrl-C makes mpirun order its daemons to stop the job; a
+// daemon that got that order kills its ranks (SIGCONT, SIGTERM a second later, SIGKILL a
+// second after that) before it handles anything else, a release included. So the output is
+// published only if mpirun released the fence before it handled Ctrl-C. Until then, on rank 0,
+// SIGINT/SIGTERM/SIGHUP remove the temporary and end the rank at once: it holds nothing else
+// (run_distributed released its workers and segments), and inside MPI_Finalize it would never
+// look at the interrupt flag again. The other ranks hold nothing: their flag is enough.
+char g_commit_temp[PATH_MAX] = {};
+char g_stop_message[3][256] = {};  // per signal: SIGINT, SIGTERM, SIGHUP
+
+extern "C" void stop_before_commit(int sig) {
+  (void)::unlink(g_commit_temp);
+  const char* message = g_stop_message[sig == SIGINT ? 0 : sig == SIGTERM ? 1 : 2];
+  (void)!::write(STDERR_FILENO, message, std::strlen(message));
+  ::_exit(128 + sig);
+}
+
+// Rank 0, from here until the commit: a signal stops it (above); one that came before stops it now.
+void guard_commit(const tilepool::mpi::Publication& publication) {
+  std::snprintf(g_commit_temp, sizeof g_commit_temp, "%s", publication.temp().c_str());
+  const char* names[3] = {"SIGINT", "SIGTERM", "SIGHUP"};
+  for (int i = 0; i < 3; ++i) {
+    std::snprintf(g_stop_message[i], sizeof g_stop_message[i],
+                  "tilepool-mpi: error: rank 0: interrupted by %s while the ranks finished the job; nothing published\n", names[i]);
+  }
+  struct sigaction sa {};
+  sa.sa_handler = stop_before_commit;
+  sigfillset(&sa.sa_mask);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  if (const int sig = tilepool::interrupt_signal(); sig != 0) stop_before_commit(sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -32,6 +71,9 @@ int main(int argc, char** argv) {
   // host (its file lives in Open MPI's session directory) and elsewhere declines: no file
   // at all beside the output. An explicit OMPI_MCA_sharedfp (or --mca sharedfp) wins.
   (void)::setenv("OMPI_MCA_sharedfp", "sm", 0);
+  // MPI_Finalize's fence is the job's commit point (guard_commit, below): it must not be
+  // skipped, whatever --mca async_mpi_finalize says.
+  (void)::setenv("OMPI_MCA_async_mpi_finalize", "0", 1);
   MPI_Init(&argc, &argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -60,17 +102,19 @@ int main(int argc, char** argv) {
   }
   tilepool::install_interrupt_handlers();
   // A rank whose launcher (orted, mpirun, slurmstepd) dies is stopped as mpirun stops it: with
-  // SIGTERM, so that it stops its workers, removes its segments and publishes nothing. Ctrl-C
-  // at a terminal reaches the whole foreground group: mpirun and, through the remote-shell
-  // agent, the orteds, which die of it without stopping their ranks; those ranks would go on
-  // and publish the output of a job the user stopped.
+  // SIGTERM, so that it stops its workers, removes its segments and publishes nothing (ranks
+  // whose daemon was killed would otherwise go on: MPI traffic does not pass through it).
+  // Ctrl-C does not kill the daemons: mpirun alone gets it (Open MPI puts each remote-shell
+  // agent in a process group of its own) and orders the daemons to stop their ranks; what
+  // makes that safe near the end of a job is the commit (guard_commit).
   const pid_t launcher = ::getppid();
   (void)::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != launcher) (void)::raise(SIGTERM);
   int code = 0;
+  std::optional<tilepool::mpi::Publication> publication;
   try {
     const tilepool::mpi::Cluster cluster = tilepool::mpi::Cluster::make(rank_per_node);
-    tilepool::mpi::run_distributed(cluster, options);
+    if (auto finished = tilepool::mpi::run_distributed(cluster, options)) publication.emplace(std::move(*finished));
   } catch (const tilepool::mpi::StepFailed& e) {
     const tilepool::mpi::Failure& f = e.failure();
     if (rank == 0) std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), f.error.what());
@@ -81,6 +125,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tilepool-mpi: error: rank %d: %s\n", rank, e.what());
     return tilepool::cli::exit_status(e);
   }
+  if (publication) guard_commit(*publication);
   MPI_Finalize();
+  if (!publication) return code;
+  // A fence can also end because the daemon died (its socket closed): then this rank's
+  // launcher is gone, and PR_SET_PDEATHSIG's SIGTERM is on its way; do not wait for it.
+  if (::getppid() != launcher) stop_before_commit(SIGTERM);
+  // Committed: a signal from now on no longer undoes the job.
+  tilepool::install_interrupt_handlers();
+  try {
+    publication->publish();
+  } catch (const tilepool::Error& e) {
+    const tilepool::mpi::Failure f{0, publication->host(), e, false};
+    std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), e.what());
+    return tilepool::cli::exit_status(e);
+  }
   return code;
 }

@@ -90,6 +90,9 @@ while True:
     ;;
   agent)
     # mpirun calls: agent HOST WORD... (the words are a command line for the remote shell).
+    # As with ssh, mpirun has put this agent in a process group of its own (setpgid in Open
+    # MPI's rsh launcher): Ctrl-C at mpirun's terminal reaches neither the agent nor the orted it
+    # starts, which stays in that group (nsenter forks it and waits, as ssh's session stays up).
     state=${TILEPOOL_FAKE_NODES:?TILEPOOL_FAKE_NODES names the nodes state directory}
     name=$1
     shift
