@@ -77,7 +77,10 @@ std::string message_of(const Error& e) {
       for (const char c : value) extents += c == ',' ? std::string(", ") : std::string(1, c);
       value = value.find(',') == std::string::npos ? fmt::format("=({},)", extents) : fmt::format("=({})", extents);
     }
-    if (value.empty() || text.starts_with(value)) {
+    const std::string keyword = keyword_of(spec->field());
+    if (text.starts_with(keyword + ":") || text.starts_with(keyword + " (")) {
+      // Named already, as the caller wrote it ("out: is float64 (5,); ...").
+    } else if (value.empty() || text.starts_with(value)) {
       text = fmt::format("{}: {}", keyword_of(spec->field()), text);
     } else if (value.starts_with("=")) {
       text = fmt::format("{}{}: {}", keyword_of(spec->field()), value, text);
@@ -86,6 +89,7 @@ std::string message_of(const Error& e) {
     }
   }
   if (e.code() == Errc::no_space) text += " (for a larger store, pass backing='file:DIR')";
+  if (e.code() == Errc::exists && dynamic_cast<const SpecError*>(&e) != nullptr) text += " (pass force=True to overwrite)";
   return text;
 }
 

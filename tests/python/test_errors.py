@@ -84,8 +84,19 @@ def test_a_read_only_or_mismatched_out_is_refused(pool):
     ro.setflags(write=False)
     with pytest.raises(tp.BadInput, match="read-only"):
         pool.run("negate", np.ones(4), tile=(2,), out=ro)
-    with pytest.raises(tp.BadInput):
+    with pytest.raises(tp.BadInput) as e:
         pool.run("negate", np.ones(4), tile=(2,), out=np.zeros(5))
+    assert str(e.value) == "out: is float64 (5,); the kernel's output is float64 (4,)"
+
+
+def test_an_existing_output_names_the_remedy(pool, tmp_path):
+    np.save(tmp_path / "out.npy", np.zeros(4))
+    with pytest.raises(tp.Exists) as e:
+        pool.run("negate", np.ones(4), tile=(2,), out=str(tmp_path / "out.npy"))
+    assert str(e.value).endswith("(pass force=True to overwrite)"), str(e.value)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.zeros(4))  # untouched
+    pool.run("negate", np.ones(4), tile=(2,), out=str(tmp_path / "out.npy"), force=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), -np.ones(4))
     with pytest.raises(tp.UsageError):
         pool.run("negate", np.ones(4), tile=(2,), out=[0, 0, 0, 0])
 
