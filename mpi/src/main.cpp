@@ -4,12 +4,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "cluster.hpp"
@@ -74,9 +76,6 @@ int main(int argc, char** argv) {
   // MPI_Finalize's fence is the job's commit point (guard_commit, below): it must not be
   // skipped, whatever --mca async_mpi_finalize says.
   (void)::setenv("OMPI_MCA_async_mpi_finalize", "0", 1);
-  MPI_Init(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   CLI::App app("tilepool-mpi: a tilepool job across nodes under MPI (mpirun -np N tilepool-mpi run ...)");
   app.require_subcommand(1);
   tilepool::cli::RunOptions options;
@@ -85,6 +84,18 @@ int main(int argc, char** argv) {
   tilepool::cli::add_run_options(run, options);
   run->add_flag("--rank-per-node", rank_per_node,
                 "treat every rank as a node of its own (default: ranks on one host form a node; its first rank runs the node's pool)");
+  // Help needs no MPI: started alone, MPI_Init starts a singleton runtime that needs Open MPI's
+  // programs on PATH (with `env -i` it printed 38 lines of orte_init failure instead of help).
+  if (std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "--help" || std::string_view(a) == "-h"; })) {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+  }
+  MPI_Init(&argc, &argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

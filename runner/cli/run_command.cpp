@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -118,7 +119,8 @@ JobSpec job_spec(const RunOptions& o) {
     throw for_command_line(e);
   }
   for (const auto& p : o.plugins) spec.plugins.emplace_back(p);
-  spec.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.tile_timeout_s * 1000));
+  // Rounded up: a timeout under a millisecond is one millisecond, not none.
+  spec.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(o.tile_timeout_s * 1000)));
   spec.force = o.force;
   spec.check_regions = o.check_regions;
   // Memory is measured only when it is reported: walking smaps costs time.

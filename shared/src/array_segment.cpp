@@ -109,8 +109,12 @@ ArraySegment ArraySegment::load_npy(const std::filesystem::path& path, std::stri
     return out;
   }
   // As it is: sized, not reserved, and filled inside the kernel, so each page is written once
-  // (posix_fallocate would zero every page first) and never faulted in this process.
-  ArraySegment out = create(std::move(name), h.dtype, h.shape, backing, MapOptions{.populate = false, .reserve = false});
+  // (posix_fallocate would zero every page first) and never faulted in this process. Only the
+  // header, written through the mapping, is reserved first: on a full store its page would
+  // fault (SIGBUS) instead of failing the reservation.
+  const std::size_t header_bytes = npy::make_header(h.dtype, h.shape).size();
+  ArraySegment out = create(std::move(name), h.dtype, h.shape, backing,
+                            MapOptions{.populate = false, .reserve_only = std::vector{ByteRange{0, header_bytes}}});
   detail::UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!file) throw Error(Errc::bad_input, fmt::format("{}: cannot open: {}", escape_for_message(path.string()), std::strerror(errno)));
   out.segment_.copy_from(file.get(), h.data_offset, out.header_.data_offset, h.data_bytes);

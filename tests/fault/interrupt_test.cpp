@@ -127,6 +127,19 @@ TEST_F(InterruptTest, SignalToTheProcessGroupStopsEveryModeWithinASecond) {
   }
 }
 
+// A plugin is loaded first in a child process (a static initializer that throws must not end
+// the runner); one whose static initializer never returns kept the runner waiting for that child
+// for good: the child had inherited the runner's handlers, which only note a signal.
+TEST_F(InterruptTest, SignalToTheProcessGroupWhileAPluginHangsInItsStaticInitializerStopsTheRun) {
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + in("a.npy") + "', np.ones((8, 8)))\n").status, 0);
+  const std::string plugin = std::string(TILEPOOL_TEST_PLUGIN_DIR) + "/libtptest_hang_on_load.so";
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const std::vector<std::string> args{"run", "--plugin", plugin, "-k", "add", "-i", in("a.npy"), "-i", in("a.npy"),
+                                        "-o", in("out.npy"), "-t", "4,4", "--no-progress"};
+    EXPECT_TRUE(interrupt_and_check(args, 500ms, sig, in("out.npy"))) << "the run ended before the signal";
+  }
+}
+
 // 4,096 workers on two cores: a demo that took more than 13 minutes (every worker started and
 // woken for 16 tiles) and ignored SIGINT for 30 s. Now it finishes within a bound, and a
 // SIGINT while it runs stops it within a second.

@@ -83,7 +83,8 @@ grep -q '^add' <<<"$kernels" || fail "installed tilepool kernels does not list a
 # --- a moved prefix: executables find their libraries and the worker with no environment ----
 # Run from a copy of the prefix under another name (a package unpacked elsewhere): tilepool runs
 # a share-mode job (the runner library finds ../bin/tilepool-worker from where it is loaded),
-# and tilepool-mpi starts (a singleton MPI run of --help).
+# and tilepool-mpi prints its help with no environment at all, and starts (a singleton MPI run
+# that refuses a missing --kernel).
 moved=$tmp/moved-prefix
 cp -a "$prefix" "$moved"
 mv "$prefix" "$tmp/prefix-away"  # nothing may still point into the old prefix
@@ -95,13 +96,17 @@ mv "$prefix" "$tmp/prefix-away"  # nothing may still point into the old prefix
   /usr/bin/python3 -c "import numpy as np, sys; sys.exit(0 if np.array_equal(np.load('mout.npy'), np.arange(64.0).reshape(8, 8) + 1) else 1)"
 ) || fail "the moved prefix's tilepool could not run a share-mode job"
 if [ -x "$moved/bin/tilepool-mpi" ]; then
+  env -i "$moved/bin/tilepool-mpi" run --help >"$tmp/mpi-help.log" 2>&1 && grep -q -- '--rank-per-node' "$tmp/mpi-help.log" \
+    || { cat "$tmp/mpi-help.log" >&2; fail "the moved prefix's tilepool-mpi run --help failed under env -i"; }
   # Under the asan preset, LeakSanitizer skips Open MPI's own leaks (the variables do nothing
   # in other builds).
+  status=0
   env -u LD_LIBRARY_PATH OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     OMPI_MCA_mca_base_component_disable_dlclose=1 \
     LSAN_OPTIONS="suppressions=$here/../lsan_mpi.supp:fast_unwind_on_malloc=0:print_suppressions=0" \
-    "$moved/bin/tilepool-mpi" run --help \
-    >"$tmp/mpi-help.log" 2>&1 || { cat "$tmp/mpi-help.log" >&2; fail "the moved prefix's tilepool-mpi does not start"; }
+    "$moved/bin/tilepool-mpi" run >"$tmp/mpi-start.log" 2>&1 || status=$?
+  [ "$status" = 2 ] && grep -q -- '--kernel' "$tmp/mpi-start.log" \
+    || { cat "$tmp/mpi-start.log" >&2; fail "the moved prefix's tilepool-mpi does not start (exit $status)"; }
 fi
 rm -rf "$moved"
 mv "$tmp/prefix-away" "$prefix"

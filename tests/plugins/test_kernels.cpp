@@ -215,6 +215,24 @@ const KernelDef kNextLying{
     },
 };
 
+// A map whose iteration space is twice its output's first axis: its tiles would write past
+// the output. Every mode refuses it before any work.
+const KernelDef kWideSpace{
+    .name = "tp_wide_space",
+    .summary = "a test kernel: a copy whose iteration_shape doubles the first axis (a wrong iteration space)",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .output_spec = at_least_2d,
+    .iteration_shape = [](std::span<const ArraySpec>, const ArraySpec& output) {
+      Shape s = output.shape;
+      s[0] *= 2;
+      return s;
+    },
+    .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params&) -> std::unique_ptr<BoundKernel> {
+      return std::make_unique<Cross5>(inputs, output);
+    },
+};
+
 }  // namespace
 
-TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying, kNextLying)
+TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying, kNextLying, kWideSpace)

@@ -1,6 +1,9 @@
 // A plugin whose static initializer throws (`throw "text"`, not a std::exception) when dlopen
 // runs it; with TPTEST_THROW_IN_ENTRY, its entry point throws instead. Both must be refused with
-// one line, never end the process that loads them.
+// one line, never end the process that loads them. With TPTEST_HANG_ON_LOAD, the static
+// initializer never returns: Ctrl-C must still stop the process that loads it.
+#include <unistd.h>
+
 #include "tilepool/workers/kernel_api.hpp"
 #include "tilepool/workers/plugin.hpp"
 
@@ -8,7 +11,9 @@ namespace {
 
 struct ThrowsWhenLoaded {
   ThrowsWhenLoaded() {
-#ifndef TPTEST_THROW_IN_ENTRY
+#if defined(TPTEST_HANG_ON_LOAD)
+    for (;;) ::pause();
+#elif !defined(TPTEST_THROW_IN_ENTRY)
     throw "static initializer of the test plugin failed";
 #endif
   }

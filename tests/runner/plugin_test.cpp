@@ -472,6 +472,22 @@ TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInEveryM
   }
 }
 
+TEST_F(PluginModesTest, MapWhoseIterationSpaceIsNotItsOutputsShapeIsRefusedInEveryModeBeforeAnyWork) {
+  // Before: only copy mode refused it; share and threads wrote past the output's mapping (the
+  // fault blamed the input) or, with an extra axis, exited 0.
+  for (const Mode mode : kModes) {
+    try {
+      (void)run_in(mode, "tp_wide_space", {16, 16}, {4, 4});
+      ADD_FAILURE() << mode_name(mode) << ": expected a refusal";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::bad_input) << e.what();
+      EXPECT_EQ(std::string(e.what()), "tp_wide_space: tiles a space of shape (32, 16) but writes an output of shape (16, 16) (a map "
+                                       "kernel's iteration_shape must be its output's shape)")
+          << mode_name(mode);
+    }
+  }
+}
+
 TEST_F(PluginModesTest, CheckingRegionsChangesNoResultOfAKernelThatKeepsToThem) {
   // Halos that follow a parameter, an output shaped unlike the input, and a reduction: bitwise
   // equal with and without the check, in every mode.

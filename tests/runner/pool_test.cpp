@@ -105,7 +105,6 @@ TEST(PoolCapacityTest, ThousandAndTwentyFourThreadWorkersRunAJob) {
 // A pool of many workers for a job of few tiles starts one worker per tile; a bigger job on
 // the warm pool starts more, up to PoolOptions::workers, and runs correctly on them.
 TEST_P(PoolGrowthTest, PoolStartsNoMoreWorkersThanItsJobHasTilesAndMoreForABiggerJob) {
-  if (GetParam() == Mode::threads) GTEST_SKIP() << "threads mode starts every thread: an idle thread costs no process";
   ArraySegment a = random_segment(DType::float64, {16, 16}, 7);
   ArraySegment first_out = ArraySegment::create(unique_name("out"), DType::float64, {16, 16});
   JobRequest first{"negate", {JobArray::of(a)}, JobArray::of(first_out), {8, 8}, {}};  // 4 tiles

@@ -381,6 +381,27 @@ TEST(ArraySegmentTest, LoadNpyIntoAStoreThatFillsUpMidCopyIsNoSpaceAndLeavesNoth
   EXPECT_TRUE(std::filesystem::is_empty(fs.path()));
 }
 
+// A store already full: the header, written through the mapping, faulted (SIGBUS: `tilepool
+// put` died with exit 135 and left the segment) before the copy could report no space.
+TEST(ArraySegmentTest, LoadNpyIntoAStoreThatIsAlreadyFullIsNoSpaceAndLeavesNothing) {
+  testing::SmallTmpfs fs("1m");
+  if (!fs.mounted()) GTEST_SKIP() << fs.why();
+  {
+    std::ofstream fill(fs.path() / "fill", std::ios::binary);
+    const std::vector<char> block(4096, 'x');
+    while (fill.write(block.data(), static_cast<std::streamsize>(block.size()))) {
+    }
+  }
+  TempDir files;
+  const auto path = files / "small.npy";
+  std::vector<double> values(64 * 64, 1.5);
+  npy::write_file(path, DType::float64, Shape{64, 64}, std::as_bytes(std::span(values)));
+  const std::string name = unique_name();
+  EXPECT_TRUE(throws_error([&] { (void)ArraySegment::load_npy(path, name, Backing::file(fs.path())); }, Errc::no_space,
+                           {name, "not enough space"}));
+  EXPECT_FALSE(std::filesystem::exists(fs.path() / name));
+}
+
 TEST(ArraySegmentTest, LoadNpyCopiesEveryByteOfALargeFile) {
   TempDir files;
   const auto path = files / "ramp.npy";

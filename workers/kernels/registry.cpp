@@ -86,7 +86,8 @@ std::string describe_current_exception() {
   try {
     throw;
   } catch (const std::exception& e) {
-    return escape_for_message(e.what());
+    const char* what = e.what();  // a plugin's what() may return null
+    return what != nullptr ? escape_for_message(what) : "threw a std::exception whose what() is null";
   } catch (const char* text) {
     return escape_for_message(text != nullptr ? text : "(null)");
   } catch (const std::string& text) {
@@ -184,14 +185,23 @@ Params check_params(const KernelDef& kernel, const Params& params) {
 }
 
 Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output) {
+  Shape space;
   try {
-    return kernel.iteration_shape(inputs, output);
+    space = kernel.iteration_shape(inputs, output);
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(kernel.name)) throw;
     throw Error(e.code(), fmt::format("{}: {}", kernel.name, e.what()));
   } catch (...) {
     throw Error(Errc::bad_input, fmt::format("{}: iteration_shape failed: {}", kernel.name, describe_current_exception()));
   }
+  // A map's tile writes its own box of the output: a space of another shape would write
+  // outside the output (or leave part of it unwritten), in every mode.
+  if (kernel.reduction == Reduction::none && space != output.shape) {
+    throw Error(Errc::bad_input, fmt::format("{}: tiles a space of shape {} but writes an output of shape {} (a map kernel's "
+                                             "iteration_shape must be its output's shape)",
+                                             kernel.name, format_shape(space), format_shape(output.shape)));
+  }
+  return space;
 }
 
 Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, std::span<const ArraySpec> inputs,

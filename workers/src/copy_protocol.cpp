@@ -26,10 +26,6 @@ ArraySpec spec_from(std::int32_t dtype, std::int32_t ndim, const std::int64_t* s
 CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                         const TileGrid& grid, const Params& params) {
   if (inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", inputs.size(), kMaxInputs));
-  if (kernel.reduction == Reduction::none && output.shape != grid.shape()) {
-    throw Error(Errc::bad_input, fmt::format("{}: tiles a space of shape {} but writes an output of shape {}", kernel.name,
-                                             format_shape(grid.shape()), format_shape(output.shape)));
-  }
   CopyPlan p;
   p.kernel_ = &kernel;
   p.params_ = check_params(kernel, params);

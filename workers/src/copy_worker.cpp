@@ -7,6 +7,7 @@
 // the worker would block reading, so the runner sees them as soon as the worker runs dry; large
 // payloads are read and written directly from and to the local arrays (no staging copy).
 #include "copy_worker.hpp"
+#include "bind_checked.hpp"
 #include "region_window.hpp"
 
 #include <sys/prctl.h>
@@ -221,7 +222,7 @@ class CopyWorker {
     TileResult result;
     if (observer_) observer_(TilePoint::claimed, m.tile);
     try {
-      plan_->kernel().bind(inputs, output, plan_->params())->run_tile(r.tile, result);
+      bind_checked(plan_->kernel(), inputs, output, plan_->params())->run_tile(r.tile, result);
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       reply_error(m.tile, fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
                                       format_box(r.tile), ::getpid(), describe_current_exception()));

@@ -184,7 +184,16 @@ std::optional<std::string> probe_failure(int fd) {
     throw system_error("fork for a plugin probe", err);
   }
   if (pid == 0) {
-    // The child: what the plugin prints goes to the pipe (stderr) or nowhere (stdout).
+    // The child dies of the user's Ctrl-C (the terminal signals the whole process group) even
+    // while a static initializer hangs; the runner's own handlers only note a signal.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      ::signal(sig, SIG_DFL);
+      sigaddset(&stop_signals, sig);
+    }
+    ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
+    // What the plugin prints goes to the pipe (stderr) or nowhere (stdout).
     ::dup2(pipe_fds[1], STDERR_FILENO);
     const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, STDOUT_FILENO);
@@ -212,6 +221,10 @@ std::optional<std::string> probe_failure(int fd) {
   int status = 0;
   (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
   if (WIFEXITED(status) && WEXITSTATUS(status) == kLoaded) return std::nullopt;
+  if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGHUP)) {
+    // The user's signal, not the plugin's failure.
+    throw Error(Errc::interrupted, fmt::format("interrupted by SIG{} while loading the plugin", sigabbrev_np(WTERMSIG(status))));
+  }
   // Its first line is the useful one ("terminate called after throwing an instance of 'char const*'").
   std::string first = said.substr(0, said.find('\n'));
   if (const auto what = said.find("what():"); what != std::string::npos) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "bind_checked.hpp"
 #include "region_window.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/fault_guard.hpp"
@@ -72,7 +73,7 @@ struct LocalJobHandler::CheckedTiles {
     // a reduction's 0-d output is not the tile's to write.
     const bool map = kernel.reduction == Reduction::none;
     const AnyArray output = map ? window_copy_of(arrays.output, box, output_buffer) : arrays.output;
-    kernel.bind(windows, output, params)->run_tile(box, result);
+    bind_checked(kernel, windows, output, params)->run_tile(box, result);
     if (map) scatter_region(output.data(), box, arrays.output);
   }
 };
@@ -95,7 +96,7 @@ void LocalJobHandler::bind(const JobDescriptor& job) {
     checked_->arrays = std::move(arrays);
     checked_->params = std::move(params);
   } else {
-    bound_ = kernel_->bind(arrays.inputs, arrays.output, params);
+    bound_ = bind_checked(*kernel_, arrays.inputs, arrays.output, params);
   }
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
   first_tile_ = job.first_tile;

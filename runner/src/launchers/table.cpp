@@ -17,7 +17,7 @@ const std::array<LauncherRow, 4> kLaunchers{{
     {Mode::copy, "copy", ArraysIn::memory, Sharing::private_to_process,
      [](const PoolOptions& o, const JobRequest* first, Supervisor& s) { return make_copy_launcher(o, s, first); }},
     {Mode::threads, "threads", ArraysIn::memory, Sharing::private_to_process,
-     [](const PoolOptions& o, const JobRequest*, Supervisor&) { return make_thread_launcher(o); }},
+     [](const PoolOptions& o, const JobRequest* first_job, Supervisor&) { return make_thread_launcher(o, first_job != nullptr); }},
 }};
 
 }  // namespace

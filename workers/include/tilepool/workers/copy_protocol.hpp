@@ -75,7 +75,7 @@ struct TileRegions {
 /// safe to share across threads.
 class CopyPlan {
  public:
-  /// Throws Error(bad_input) if a map kernel's output is not shaped like its iteration space.
+  /// `grid` covers the kernel's iteration space (iteration_shape_of: a map's is its output's shape).
   /// `params` are the job's, checked and with defaults (check_params): input regions follow them.
   static CopyPlan make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                        const TileGrid& grid, const Params& params);
