@@ -399,6 +399,7 @@ PYBIND11_MODULE(_core, m) {
 
   tp::add_segment_functions(m);
   m.def("kernels", &tp::kernels, arg("plugins"));
+  m.attr("MAX_WORKERS") = tilepool::kMaxWorkers;
 
   py::class_<tp::PoolHandle>(m, "Pool")
       .def(py::init<int, const std::string&, const py::object&, const std::vector<std::string>&, double, const std::string&, bool>(),

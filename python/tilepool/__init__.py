@@ -40,6 +40,7 @@ __all__ = [
 MODES = ("share", "fork", "copy", "threads")
 
 _PACKAGE_DIR = _os.path.dirname(_os.path.abspath(__file__))
+_MAX_WORKERS = _core.MAX_WORKERS
 
 
 def _worker_executable():
@@ -200,8 +201,8 @@ class Pool:
 
     def __init__(self, workers=None, mode="share", backing=None, plugins=(), tile_timeout=None, progress=None,
                  measure_memory=False):
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise UsageError(f"workers={workers!r}: expected a positive int or None (one per core)")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= _MAX_WORKERS):
+            raise UsageError(f"workers={workers!r}: expected an int from 1 to {_MAX_WORKERS:,}, or None (one per core)")
         if mode == "fork":
             _check_fork_is_safe()
         self._progress = progress
@@ -311,6 +312,8 @@ def _checked_tile(tile):
         raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)") from None
     if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
         raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)")
+    if not all(0 < v < 2**63 for v in values):
+        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers below 2**63, like (4, 4)")
     return tuple(int(v) for v in values)
 
 
@@ -318,8 +321,11 @@ def _checked_params(params):
     """params as a dict of str keys, or {}; UsageError naming it otherwise."""
     if params is None:
         return {}
-    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+    if not isinstance(params, dict):
         raise UsageError(f"params: expected a dict of parameter names to values, like {{\"value\": 5}}; got {type(params).__name__}")
+    if not all(isinstance(k, str) for k in params):
+        bad = next(k for k in params if not isinstance(k, str))
+        raise UsageError(f"params: the key {bad!r} is not a str (expected parameter names, like {{\"value\": 5}})")
     return params
 
 

@@ -67,6 +67,22 @@ def test_bad_parameters_are_usage_errors(pool):
         pool.run("add_scalar", np.ones(3), tile=(1,), params={"value": "five"})
 
 
+@pytest.mark.parametrize("bad", [dict(workers=2**70), dict(workers=5000)])
+def test_out_of_range_pool_numbers_are_usage_errors_in_one_line(bad):
+    with pytest.raises(tp.UsageError) as e:
+        tp.Pool(**bad)
+    assert str(e.value) == f"workers={bad['workers']!r}: expected an int from 1 to 4,096, or None (one per core)"
+
+
+def test_out_of_range_tiles_and_non_str_param_keys_are_usage_errors_in_one_line(pool):
+    with pytest.raises(tp.UsageError) as e:
+        pool.run("negate", np.ones(4), tile=(2**63,))
+    assert str(e.value) == "tile=(9223372036854775808,): expected a tuple of positive integers below 2**63, like (4, 4)"
+    with pytest.raises(tp.UsageError) as e:
+        pool.run("add_scalar", np.ones(4), tile=(2,), params={1: 1})
+    assert str(e.value) == "params: the key 1 is not a str (expected parameter names, like {\"value\": 5})"
+
+
 def test_bad_pool_settings_are_usage_errors():
     with pytest.raises(tp.UsageError) as e:
         tp.Pool(mode="bogus")
