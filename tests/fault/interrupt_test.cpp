@@ -170,7 +170,11 @@ TEST_F(InterruptTest, DemoOfFourThousandWorkersFinishesInBoundedTimeAndStopsWith
     const std::string text = read_file(err);
     EXPECT_EQ(status, 130) << text;
     EXPECT_LE(took, kStopLimit) << "SIGINT at " << delay.count() << " ms: the demo took " << took.count() << " ms to stop";
-    EXPECT_TRUE(text.starts_with("tilepool: error: interrupted by SIGINT")) << text;
+    // Nothing to say only if the signal came before the demo had started anything (under ASan
+    // it may still be loading its libraries at 100 ms: the signal's default action ended it).
+    if (!text.empty() || !workers.empty()) {
+      EXPECT_TRUE(text.starts_with("tilepool: error: interrupted by SIGINT")) << text;
+    }
     EXPECT_TRUE(segments_of(demo.pid()).empty());
     for (const pid_t w : workers) EXPECT_FALSE(alive(w)) << "worker " << w << " outlived the demo";
     ++interrupted;
