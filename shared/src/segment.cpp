@@ -149,6 +149,11 @@ OpenObject open_object(const std::string& name, const Backing& backing, bool cre
     if (err == ENOENT) throw Error(Errc::bad_input, fmt::format("{}: does not exist", ctx));
     if (err == ELOOP) throw Error(Errc::bad_input, fmt::format("{}: is a symlink; refusing to follow it", ctx));
     if (!create) throw open_error(ctx, err, read_only);
+    if (err == EACCES || err == EPERM || err == EROFS) {
+      // A store this process may not write: bad input, as `run` says of an output directory.
+      throw Error(Errc::bad_input, fmt::format("{}: cannot create it there: {} (expected a directory this process can write)",
+                                               ctx, std::strerror(err)));
+    }
     throw system_error(ctx, err);
   }
   // The umask may have narrowed the mode; make it exactly owner read/write.

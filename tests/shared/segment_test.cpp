@@ -316,6 +316,19 @@ TEST(SegmentTest, AttachRefusesAFifo) {
   EXPECT_TRUE(throws_error([&] { (void)Segment::attach(name); }, Errc::bad_input, {name, "not a regular file"}));
 }
 
+// A store on a read-only filesystem: bad input (exit 2, as `run` says of an output directory),
+// not a system error (`tilepool put` exited 1).
+TEST(SegmentTest, CreatingInAStoreThatCannotBeWrittenIsBadInput) {
+  TempDir dir;
+  if (::mount("tmpfs", dir.path().c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m") != 0) {
+    GTEST_SKIP() << "mount -t tmpfs -o ro failed: " << std::strerror(errno);
+  }
+  const std::string name = unique_name();
+  EXPECT_TRUE(throws_error([&] { (void)Segment::create(name, 4096, Backing::file(dir.path())); }, Errc::bad_input,
+                           {name, "cannot create it there", "Read-only file system"}));
+  ::umount2(dir.path().c_str(), MNT_DETACH);
+}
+
 TEST(SegmentTest, ReadOnlyAttachRefusesAFifoWithoutBlocking) {
   // Opening a FIFO read-only waits for a writer: attach must refuse it before opening.
   const std::string name = unique_name();

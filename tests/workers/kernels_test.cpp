@@ -557,6 +557,25 @@ TEST_P(KernelsTest, AddScalarWrapsAroundLikeNumpy) {
             (std::vector<std::uint8_t>{44}));
 }
 
+TEST_P(KernelsTest, AddScalarReadsAnIntegerValueExactlyToTheDtypesLastValue) {
+  // Before: the value went through a double (2^53 + 1 became 2^53; int64's and uint64's
+  // maximums were refused as out of range).
+  Params big;
+  big.set("value", "9007199254740993");
+  EXPECT_EQ((run_on<std::int64_t>("add_scalar", std::vector<std::vector<std::int64_t>>{{0, 1}}, big)),
+            (std::vector<std::int64_t>{9007199254740993, 9007199254740994}));
+  Params max;
+  max.set("value", "9223372036854775807");
+  EXPECT_EQ((run_on<std::int64_t>("add_scalar", std::vector<std::vector<std::int64_t>>{{0}}, max)),
+            (std::vector<std::int64_t>{9223372036854775807}));
+  max.set("value", "18446744073709551615");
+  EXPECT_EQ((run_on<std::uint64_t>("add_scalar", std::vector<std::vector<std::uint64_t>>{{0, 1}}, max)),
+            (std::vector<std::uint64_t>{18446744073709551615U, 0}));
+  Params too_big;
+  too_big.set("value", "9223372036854775808");
+  EXPECT_THROW((void)run_on<std::int64_t>("add_scalar", std::vector<std::vector<std::int64_t>>{{0}}, too_big), Error);
+}
+
 TEST_P(KernelsTest, AddScalarOnFloat32AddsTheValueRoundedToFloat32) {
   Params tenth;
   tenth.set("value", "0.1");

@@ -1,6 +1,8 @@
 // add, negate, square, add_scalar: element-wise kernels over the tile's planes, written with
 // the public kernel-authoring API (bind_map, MapKernel, bind_for_dtype: kernel_api.hpp).
+#include <charconv>
 #include <cmath>
+#include <string>
 
 #include "kernels/builtin.hpp"
 #include "kernels/kernel_support.hpp"
@@ -40,6 +42,14 @@ struct AddScalarOp {
 // array with value=2.5 or value=300 is a usage error, not a silent truncation).
 template <class T>
 T scalar_param(const Params& params) {
+  if constexpr (kIsInt<T>) {
+    // An integer written as one is read as one: exact to T's last value (through a double,
+    // 9007199254740993 became ...992 and int64's maximum was refused as out of range).
+    const std::string& text = params.values().at("value");
+    T exact{};
+    const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), exact);
+    if (end == text.data() + text.size() && err == std::errc{}) return exact;
+  }
   const double v = params.number("value", "add_scalar");
   if constexpr (kIsInt<T>) {
     // Checked before converting: converting a double outside T's range is undefined behaviour.
