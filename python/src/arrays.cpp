@@ -202,8 +202,7 @@ std::shared_ptr<ArraySource> source_for(py::handle input, const std::string& wha
   const DType dtype = dtype_of(a, what);
   const bool big_endian = parse_typestr(py::str(a.dtype().attr("str")).cast<std::string>())->big_endian;
   const py::array usable = usable_memory(a, dtype, big_endian, arrays);
-  arrays.keep.push_back(usable);
-  return array_source(memory_array(usable, dtype, arrays), what);
+  return array_source(memory_array(usable, dtype, arrays), what);  // its PythonRef keeps it for the job
 }
 
 std::shared_ptr<OutputTarget> target_for(py::handle out, const Backing& backing, CallerArrays& arrays) {

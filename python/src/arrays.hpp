@@ -49,7 +49,8 @@ struct CallerArrays {
   CallerArrays(const CallerArrays&) = delete;
   CallerArrays& operator=(const CallerArrays&) = delete;
   ~CallerArrays();
-  /// The Python objects whose memory the job reads or writes in place.
+  /// The arrays over tilepool segments that the job uses in place (their mappings are not
+  /// PythonRefs): kept for the job.
   std::vector<py::object> keep;
   /// The references the job's arrays hold (owner_of).
   std::vector<std::shared_ptr<PythonRef>> refs;

@@ -81,11 +81,11 @@ std::string message_of(const Error& e) {
     if (text.starts_with(keyword + ":") || text.starts_with(keyword + " (")) {
       // Named already, as the caller wrote it ("out: is float64 (5,); ...").
     } else if (value.empty() || text.starts_with(value)) {
-      text = fmt::format("{}: {}", keyword_of(spec->field()), text);
+      text = fmt::format("{}: {}", keyword, text);
     } else if (value.starts_with("=")) {
-      text = fmt::format("{}{}: {}", keyword_of(spec->field()), value, text);
+      text = fmt::format("{}{}: {}", keyword, value, text);
     } else {
-      text = fmt::format("{} {}: {}", keyword_of(spec->field()), value, text);
+      text = fmt::format("{} {}: {}", keyword, value, text);
     }
   }
   if (e.code() == Errc::no_space) text += " (for a larger store, pass backing='file:DIR')";
