@@ -38,10 +38,10 @@ constexpr std::string_view kTempMarker = ".tilepool-mpi-";
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Runs this rank's part of a step, then agrees on the outcome with every rank: throws
+// Runs this rank's part of a step (jobs of store `backing_spec`), then agrees on the outcome with every rank: throws
 // StepFailed on every rank if the step failed on any.
 template <class F>
-void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = {}) {
+void step(const Cluster& cluster, std::string_view backing_spec, F&& part, const std::function<void()>& idle = {}) {
   // A rank that mpirun is stopping starts no step (above all not the publication): it leaves,
   // and the others leave their agreement when their own signal comes.
   throw_if_interrupted();
@@ -49,7 +49,7 @@ void step(const Cluster& cluster, F&& part, const std::function<void()>& idle = 
   try {
     part();
   } catch (const SpecError& e) {
-    mine = cli::for_command_line(e);
+    mine = cli::for_command_line(e, backing_spec);
   } catch (const Error& e) {
     if (e.code() == Errc::interrupted) throw;
     mine = e;
@@ -388,7 +388,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   // 1. The job, as `tilepool run` takes it; the output checked by rank 0 (the filesystem is shared).
   JobSpec spec;
   int progress_on = 0;
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     spec = cli::job_spec(o);
     if (o.output.starts_with("shm:")) {
       throw Error(Errc::usage, fmt::format("--output {}: a job across nodes writes one FILE.npy (a segment exists on one "
@@ -415,7 +415,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   // shm: inputs exist on rank 0's node only, so rank 0 attaches them and tells the others.
   const std::size_t n_inputs = spec.inputs.size();
   std::vector<ArraySpec> specs(n_inputs);
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!leader) return;
     for (std::size_t i = 0; i < n_inputs; ++i) {
       if (root || !spec.inputs[i]->local_only()) specs[i] = spec.inputs[i]->spec();
@@ -433,7 +433,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   // 3. The job's geometry (plugins, kernel, checks, grid) and this node's block of tiles.
   JobPlan plan;
   TileRange range;
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!leader) return;
     plan = plan_job(spec);
     range = node_tiles(plan.grid.tile_count(), cluster.nodes(), cluster.node());
@@ -447,7 +447,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   std::vector<std::vector<ByteRange>> in_ranges(n_inputs);
   std::vector<std::shared_ptr<RangedSource>> ranged(n_inputs);
   std::shared_ptr<NodeOutput> node_output;
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!leader) return;
     const ArrayPlacement placement(spec.mode, spec.backing);
     for (std::size_t i = 0; i < n_inputs; ++i) {
@@ -497,7 +497,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   JobProgress progress(cluster, progress_on != 0, plan.grid.tile_count());
   JobReport node_report;
   step(
-      cluster,
+      cluster, o.backing,
       [&] {
         if (!leader || range.count == 0) return;
         spec.tiles = range;
@@ -549,21 +549,21 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   TempOutput temp;
   const fs::path out_path = o.output;
   std::string temp_name;
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!root) return;
     // Absolute: the other leaders open it from their own working directories.
     temp_name = temp_path(fs::absolute(out_path), cluster.host(), ::getpid()).string();
     temp.create(temp_name, plan.output);
   });
   // ... every leader checks it can write that very file (no collective open before all can) ...
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!leader) return;
     temp_name = bcast_text(temp_name, leaders);
     const std::string root_host = bcast_text(cluster.host(), leaders);
     if (!root) check_temp_writable(temp_name, root_host);
   });
   // ... every leader writes its tiles into it with MPI-IO ...
-  step(cluster, [&] {
+  step(cluster, o.backing, [&] {
     if (!leader) return;
     const std::size_t data_offset = npy::make_header(plan.output.dtype, plan.output.shape).size();
     write_ranges(temp_name, data_offset, output.data(), write_ranges_here, leaders);

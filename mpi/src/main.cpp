@@ -63,9 +63,8 @@ void guard_commit(const tilepool::mpi::Publication& publication) {
   if (const int sig = tilepool::interrupt_signal(); sig != 0) stop_before_commit(sig);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// One rank's whole run; returns its exit status.
+int run_rank(int argc, char** argv) {
   // Open MPI's MPI-IO (OMPIO) opens a shared-file-pointer component with every file. Across
   // hosts the only one that works, "lockedfile", creates FILE-JOBID-PID.lock beside the output,
   // which a stopped job leaves behind; "individual" makes FILE.data.R / FILE.metadata.R files.
@@ -152,4 +151,11 @@ int main(int argc, char** argv) {
     return tilepool::cli::exit_status(e);
   }
   return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Published (or not): the status is final, whatever a plugin's static destructor would do.
+  tilepool::cli::end_process(run_rank(argc, argv));
 }

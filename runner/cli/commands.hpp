@@ -45,10 +45,12 @@ using RunReport = JobReport;
 JobSpec job_spec(const RunOptions& options);
 /// `error` in the command line's words: a SpecError gets the flag its field came from
 /// ("--tile 0,8: ..."), an existing output the remedy ("pass --force to overwrite").
-Error for_command_line(const SpecError& error);
-/// A full segment store, with the remedy the command line offers ("use --backing file:DIR").
-/// Not for a file output's filesystem: --backing does not move file outputs.
-Error with_store_remedy(const Error& error);
+/// `backing_spec` is the job's --backing (its store's remedy differs).
+Error for_command_line(const SpecError& error, std::string_view backing_spec);
+/// A full segment store, with the remedy the command line offers: "use --backing file:DIR"
+/// for /dev/shm, another directory when `backing_spec` is file:DIR already. Not for a file
+/// output's filesystem: --backing does not move file outputs.
+Error with_store_remedy(const Error& error, std::string_view backing_spec);
 /// True if a progress bar should be drawn: --progress, or stderr is a terminal and no --no-progress.
 bool progress_wanted(const RunOptions& options);
 
@@ -91,5 +93,10 @@ std::vector<std::string> subcommand_names(const CLI::App& app);
 /// The exit status for an error: 2 usage or bad input (and a full store, found before any
 /// work), 128 + signal when interrupted, 1 when the job failed.
 int exit_status(const Error& e);
+/// Ends the process with `status` once a command is over, its output flushed, without running
+/// static destructors: a plugin's could still abort and turn a published result into exit 134
+/// (tilepool and tilepool-mpi alike). Under AddressSanitizer, checks for leaks first, as exit()
+/// would have.
+[[noreturn]] void end_process(int status);
 
 }  // namespace tilepool::cli

@@ -1,6 +1,19 @@
-// The exit status of a failed command: the one mapping from error codes, for tilepool and
-// tilepool-mpi alike.
+// The exit status of a failed command: the one mapping from error codes, and the end of the
+// process, for tilepool and tilepool-mpi alike.
 #include "commands.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define TILEPOOL_LEAK_CHECK_AT_EXIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define TILEPOOL_LEAK_CHECK_AT_EXIT 1
+#endif
+#endif
 
 namespace tilepool::cli {
 
@@ -17,6 +30,14 @@ int exit_status(const Error& e) {
     case Errc::job_failed: break;
   }
   return 1;
+}
+
+void end_process(int status) {
+  std::fflush(nullptr);
+#ifdef TILEPOOL_LEAK_CHECK_AT_EXIT
+  __lsan_do_leak_check();
+#endif
+  std::_Exit(status);
 }
 
 }  // namespace tilepool::cli

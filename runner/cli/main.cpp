@@ -4,7 +4,9 @@
 #include "commands.hpp"
 #include "tilepool/shared/error.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_cli(int argc, char** argv) {
   CLI::App app("tilepool: tile-based batch jobs over N-D arrays, on worker processes that share the data");
   app.require_subcommand(1);
   tilepool::cli::RunOptions run_options;
@@ -30,4 +32,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tilepool: error: %s\n", e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The command is over and its result published (or not): the status is final, whatever a
+  // plugin's static destructor would do at exit.
+  tilepool::cli::end_process(run_cli(argc, argv));
 }

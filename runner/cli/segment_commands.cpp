@@ -47,7 +47,7 @@ void add_segment_commands(CLI::App& app) {
       try {
         return ArraySegment::load_npy(file, name, backing);
       } catch (const Error& e) {
-        if (e.code() == Errc::no_space) throw with_store_remedy(e);
+        if (e.code() == Errc::no_space) throw with_store_remedy(e, backing_spec);
         throw;
       }
     }();

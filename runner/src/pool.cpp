@@ -83,27 +83,6 @@ TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, c
   return detail::tile_grid_of(kernel, inputs, output, tile);
 }
 
-namespace {
-std::atomic<int> g_interrupt_signal{0};
-extern "C" void on_interrupt(int sig) { g_interrupt_signal.store(sig); }
-}  // namespace
-
-void install_interrupt_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
-}
-
-int interrupt_signal() noexcept { return g_interrupt_signal.load(); }
-
-void throw_if_interrupted() {
-  const int sig = interrupt_signal();
-  if (sig == 0) return;
-  const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : ::strsignal(sig);
-  throw Error(Errc::interrupted, fmt::format("interrupted by {}; workers stopped, job segments removed", name));
-}
-
 void run_inline(const JobRequest& job) {
   const detail::PreparedJob prepared = detail::prepare(job);
   std::vector<AnyArray> inputs;

@@ -52,19 +52,37 @@ std::vector<SegmentInfo> list_segments(const Backing& backing) {
   return out;
 }
 
-std::vector<std::string> collect_garbage(const Backing& backing) {
+namespace {
+
+// Removes the job segments in `backing` whose owner `remove_if` picks; returns their names.
+template <class Pick>
+std::vector<std::string> remove_job_segments(const Backing& backing, Pick&& remove_if) {
   std::vector<std::string> removed;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
     const std::string name = entry.path().filename().string();
     const auto owner = parse_job_segment_name(name);
-    if (!owner || owner_alive(*owner)) continue;
+    if (!owner || !remove_if(*owner)) continue;
     try {
       if (remove_segment(name, backing)) removed.push_back(name);
     } catch (const Error&) {  // another user's leftovers are theirs to collect
     }
   }
   return removed;
+}
+
+}  // namespace
+
+std::vector<std::string> collect_garbage(const Backing& backing) {
+  return remove_job_segments(backing, [](const SegmentOwner& owner) { return !owner_alive(owner); });
+}
+
+void remove_own_job_segments(const Backing& backing) noexcept {
+  try {
+    const ProcessOwner self = this_process();
+    (void)remove_job_segments(backing, [&](const SegmentOwner& owner) { return owner == self; });
+  } catch (...) {  // ending anyway: what is left, the next run's sweep removes
+  }
 }
 
 }  // namespace tilepool

@@ -85,21 +85,10 @@ void ignore_stop_signals() noexcept {
 }
 
 void reserve_descriptors(int workers, std::string_view what) {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  const auto needed = static_cast<rlim_t>(open_descriptors() + kDescriptorsPerWorker * workers + kSpawnTransientFds);
-  if (needed <= rl.rlim_cur) return;
-  // The soft limit is a default, not a policy: raise it as far as the hard limit allows (as
-  // Go's runtime does), so that thousands of workers need no `ulimit -n` first.
-  if (needed <= rl.rlim_max) {
-    rlimit raised = rl;
-    raised.rlim_cur = needed;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
-  }
-  throw Error(Errc::usage, fmt::format("{} {} need {} file descriptors ({} each, and {} open now); this process may open {} "
-                                       "(ulimit -n; hard limit {}): raise the limit or start fewer workers",
-                                       workers, what, needed, kDescriptorsPerWorker, open_descriptors(), rl.rlim_cur,
-                                       rl.rlim_max));
+  const int open_now = open_descriptors();
+  raise_descriptor_limit(static_cast<std::uint64_t>(open_now + kDescriptorsPerWorker * workers + kSpawnTransientFds),
+                         fmt::format("{} {} ({} each, and {} open now)", workers, what, kDescriptorsPerWorker, open_now),
+                         " or start fewer workers");
 }
 
 std::unique_ptr<WorkerProcess> WorkerProcess::start(const std::filesystem::path& exe, const std::vector<std::string>& args) {
@@ -259,3 +248,23 @@ std::filesystem::path find_worker_executable(const PoolOptions& options) {
 }
 
 }  // namespace tilepool::detail
+
+namespace tilepool {
+
+void raise_descriptor_limit(std::uint64_t needed, std::string_view what, std::string_view remedy) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || needed <= rl.rlim_cur) return;
+  // The soft limit is a default, not a policy: raise it as far as the hard limit allows (as
+  // Go's runtime does), so that thousands of workers need no `ulimit -n` first.
+  if (needed <= rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = static_cast<rlim_t>(needed);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
+  }
+  throw Error(Errc::usage, fmt::format("{} need {} file descriptors; this process may open {} (ulimit -n; hard limit {}): "
+                                       "raise the limit{}",
+                                       what, needed, rl.rlim_cur, rl.rlim_max, remedy));
+}
+
+}  // namespace tilepool
+

@@ -114,7 +114,7 @@ ArraySegment ArraySegment::load_npy(const std::filesystem::path& path, std::stri
   // fault (SIGBUS) instead of failing the reservation.
   const std::size_t header_bytes = npy::make_header(h.dtype, h.shape).size();
   ArraySegment out = create(std::move(name), h.dtype, h.shape, backing,
-                            MapOptions{.populate = false, .reserve_only = std::vector{ByteRange{0, header_bytes}}});
+                            MapOptions{.populate = false, .reserve = false, .reserve_only = std::vector{ByteRange{0, header_bytes}}});
   detail::UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!file) throw Error(Errc::bad_input, fmt::format("{}: cannot open: {}", escape_for_message(path.string()), std::strerror(errno)));
   out.segment_.copy_from(file.get(), h.data_offset, out.header_.data_offset, h.data_bytes);

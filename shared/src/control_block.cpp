@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/futex.hpp"
 
 namespace tilepool {
@@ -92,11 +93,17 @@ TilePartial& ControlBlock::partial(std::int64_t tile) noexcept {
 
 bool ControlBlock::wait_until_idle(std::chrono::milliseconds timeout) noexcept {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  idle_waiters_.fetch_add(1, std::memory_order_seq_cst);  // the last worker to leave wakes us
+  bool idle = true;
   while (active_.load(std::memory_order_seq_cst) != 0) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      idle = false;
+      break;
+    }
     futex_wait(active_, active_.load(std::memory_order_relaxed), std::chrono::microseconds(200));
   }
-  return true;
+  idle_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  return idle;
 }
 
 void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void()>& while_quiet) {
@@ -208,7 +215,8 @@ bool ControlBlock::enter_job(int slot) noexcept {
 
 void ControlBlock::leave_job(int slot) noexcept {
   if (worker(slot).inside.exchange(0, std::memory_order_seq_cst) == 0) return;  // let out already (it died)
-  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 && posting_.load(std::memory_order_seq_cst) != 0) {
+  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      (posting_.load(std::memory_order_seq_cst) != 0 || idle_waiters_.load(std::memory_order_seq_cst) != 0)) {
     futex_wake_all(active_);
   }
 }
@@ -298,9 +306,12 @@ void ControlBlock::report_error(std::string_view message, Errc code) noexcept {
   std::uint32_t expected = 0;
   if (error_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     error_code_ = static_cast<std::int32_t>(code);
-    const std::size_t n = std::min(message.size(), kMessageCapacity - 1);
+    // Cut at a character boundary, with "..." to show it was cut (as cut_message does).
+    const bool cut = message.size() > kMessageCapacity - 1;
+    const std::size_t n = cut ? utf8_cut_length(message, kMessageCapacity - 4) : message.size();
     std::memcpy(error_, message.data(), n);
-    error_[n] = '\0';
+    if (cut) std::memcpy(error_ + n, "...", 3);
+    error_[cut ? n + 3 : n] = '\0';
     error_state_.store(2, std::memory_order_release);
   }
   finished_.fetch_add(1, std::memory_order_acq_rel);

@@ -1,5 +1,7 @@
 #include "tilepool/shared/error.hpp"
 
+#include <sys/resource.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -8,6 +10,13 @@
 namespace tilepool {
 
 Error system_error(const std::string& context, int err) {
+  if (err == EMFILE) {  // the user's limit, not a fault: say what it is and how to raise it
+    rlimit rl{};
+    (void)::getrlimit(RLIMIT_NOFILE, &rl);
+    return Error(Errc::usage, fmt::format("{}: out of file descriptors: this process may open {} (ulimit -n; hard limit {}); "
+                                          "raise the limit",
+                                          context, rl.rlim_cur, rl.rlim_max));
+  }
   const Errc code = (err == ENOSPC || err == EDQUOT || err == EFBIG) ? Errc::no_space : Errc::system;
   return Error(code, fmt::format("{}: {}", context, std::strerror(err)));
 }

@@ -83,4 +83,19 @@ std::string escape_for_message(std::string_view bytes) {
   return out;
 }
 
+std::size_t utf8_cut_length(std::string_view text, std::size_t max_bytes) noexcept {
+  if (text.size() <= max_bytes) return text.size();
+  std::size_t n = max_bytes;
+  // Back off continuation bytes (10xxxxxx), then the lead byte they belong to.
+  while (n > 0 && (static_cast<std::uint8_t>(text[n]) & 0xC0u) == 0x80u) --n;
+  return n;
+}
+
+std::string cut_message(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  std::string s(text.substr(0, utf8_cut_length(text, max_bytes - 3)));
+  s += "...";
+  return s;
+}
+
 }  // namespace tilepool

@@ -1,5 +1,11 @@
 #include "detail/fd.hpp"
 
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/posix_call.hpp"
 
 namespace tilepool::detail {
@@ -25,6 +31,18 @@ bool write_full(int fd, std::span<const std::byte> buf) noexcept {
     done += static_cast<std::size_t>(n);
   }
   return true;
+}
+
+int reserve_range(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length)) == 0) return 0;
+  if (errno != EOPNOTSUPP) return errno;
+  constexpr std::uint64_t kChunk = std::uint64_t{16} << 20;  // a few hundred ms on a slow FUSE mount
+  for (std::uint64_t done = 0; done < length; done += kChunk) {
+    throw_if_interrupted();
+    const std::uint64_t n = std::min(kChunk, length - done);
+    if (const int err = ::posix_fallocate(fd, static_cast<off_t>(offset + done), static_cast<off_t>(n)); err != 0) return err;
+  }
+  return 0;
 }
 
 }  // namespace tilepool::detail

@@ -330,7 +330,7 @@ void PendingFile::remove_temporary() noexcept {
 void PendingFile::allocate(std::uint64_t bytes) {
   TILEPOOL_CHECK(fd_ >= 0 && !published_);
   if (bytes == 0) return;
-  const int err = ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes));
+  const int err = detail::reserve_range(fd_, 0, bytes);
   if (err == 0) return;
   if (!is_no_space(err)) throw system_error(fmt::format("{}: reserving {} bytes", quoted(target_), bytes), err);
   // What a partial reservation took is given back before the free space is read.

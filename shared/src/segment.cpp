@@ -321,8 +321,10 @@ Segment Segment::create(std::string name, std::size_t size, const Backing& backi
   }
   for (const ByteRange& r : reserve) {
     TILEPOOL_CHECK(r.offset + r.length <= size);
-    if (const int err = ::posix_fallocate(obj.native(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length)); err != 0) {
-      if (is_no_space(err)) throw no_space_error(where(name, backing), covered_bytes(reserve), backing.directory());
+    if (const int err = detail::reserve_range(obj.native(), r.offset, r.length); err != 0) {
+      // A caller that fills every byte (reserve false) needs the whole size, not the ranges.
+      const std::uint64_t needed = options.reserve ? covered_bytes(reserve) : size;
+      if (is_no_space(err)) throw no_space_error(where(name, backing), needed, backing.directory());
       throw system_error(where(name, backing) + ": posix_fallocate", err);
     }
   }

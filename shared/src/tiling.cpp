@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace tilepool {
 
@@ -80,7 +82,11 @@ Shape TileGrid::parse_extents(std::string_view text) {
       constexpr std::string_view kExpected = "expected positive integers separated by commas, like 4,4";
       if (text.empty()) throw Error(Errc::usage, fmt::format("no tile extents ({})", kExpected));
       if (part.empty()) throw Error(Errc::usage, fmt::format("item {} of the tile extents is empty ({})", out.size() + 1, kExpected));
-      throw Error(Errc::usage, fmt::format("'{}' is not a positive tile extent ({})", part, kExpected));
+      if (ec == std::errc::result_out_of_range && !part.starts_with('-')) {
+        throw Error(Errc::usage, fmt::format("tile extent {} is out of range: expected at most {}", escape_for_message(part),
+                                             std::numeric_limits<std::int64_t>::max()));
+      }
+      throw Error(Errc::usage, fmt::format("'{}' is not a positive tile extent ({})", escape_for_message(part), kExpected));
     }
     out.push_back(v);
     pos = comma + 1;

@@ -5,11 +5,13 @@
 // nothing in /dev/shm.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <sstream>
@@ -61,8 +63,10 @@ class InterruptTest : public ::testing::Test {
   /// Starts `tilepool ARGS` in a process group of its own, signals the group `delay` later and
   /// checks every promise about the stop. Returns false if the run was over before the signal
   /// (then it must have succeeded).
+  // `to_group`: the signal goes to the runner's whole process group, as a terminal's Ctrl-C
+  // does; otherwise to the runner alone (kill -INT PID).
   bool interrupt_and_check(const std::vector<std::string>& args, std::chrono::milliseconds delay, int sig,
-                           const std::string& output) {
+                           const std::string& output, bool to_group = true) {
     const std::string err = in("stderr.txt");
     RunnerProcess runner(args, "", err, Group::own);
     std::this_thread::sleep_for(delay);
@@ -72,7 +76,11 @@ class InterruptTest : public ::testing::Test {
       return false;
     }
     const std::vector<pid_t> workers = children_of(runner.pid());
-    runner.signal_group(sig);
+    if (to_group) {
+      runner.signal_group(sig);
+    } else {
+      ::kill(runner.pid(), sig);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const int status = runner.wait_exit(30s);
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
@@ -137,6 +145,46 @@ TEST_F(InterruptTest, SignalToTheProcessGroupWhileAPluginHangsInItsStaticInitial
     const std::vector<std::string> args{"run", "--plugin", plugin, "-k", "add", "-i", in("a.npy"), "-i", in("a.npy"),
                                         "-o", in("out.npy"), "-t", "4,4", "--no-progress"};
     EXPECT_TRUE(interrupt_and_check(args, 500ms, sig, in("out.npy"))) << "the run ended before the signal";
+  }
+}
+
+// A filesystem without fallocate (FUSE mounts; ext2 on a loop device here): glibc's
+// posix_fallocate reserves the output by writing into every block (about 8 s for 1 GiB here),
+// and before, the run looked at no signal meanwhile and stopped only after it. Now the
+// reservation goes 16 MiB at a time and looks at the signal between.
+TEST_F(InterruptTest, SignalWhileTheOutputIsReservedOnAFilesystemWithoutFallocateStopsTheRunWithinASecond) {
+  const auto image = dir_.path() / "ext2.img";
+  const auto mnt = dir_.path() / "ext2";
+  std::filesystem::create_directories(mnt);
+  if (testing::run_command("truncate -s 2G " + image.string() + " && mkfs.ext2 -q -F " + image.string() + " 2>&1").status != 0 ||
+      testing::run_command("mount -o loop " + image.string() + " " + mnt.string() + " 2>&1").status != 0) {
+    GTEST_SKIP() << "cannot make and mount an ext2 image here (not root, or no loop devices)";
+  }
+  struct Unmount {
+    std::filesystem::path at;
+    ~Unmount() { (void)::umount(at.c_str()); }
+  } unmount{mnt};
+  // 1 GiB of float64, sparse: written in no time, read as zeros.
+  ASSERT_EQ(run_python("import numpy as np\nnp.lib.format.open_memmap('" + in("big.npy") +
+                       "', mode='w+', dtype='f8', shape=(11585, 11585)).flush()\n").status, 0);
+  const std::string out = (mnt / "out.npy").string();
+  const std::vector<std::string> args{"run", "-k", "negate", "-i", in("big.npy"), "-o", out, "-t", "2048,2048", "--no-progress"};
+  const bool interrupted = interrupt_and_check(args, 500ms, SIGINT, out);
+  std::size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(mnt)) entries += e.path().filename() == "lost+found" ? 0 : 1;
+  EXPECT_TRUE(interrupted) << "the run ended before the signal";
+  EXPECT_EQ(entries, 0U) << "the interrupted run left a file beside its output";
+}
+
+// kill -INT of the runner alone (a supervisor's or a script's signal, not the terminal's):
+// before, the runner noted it and went on waiting for the child that loads the plugin, forever.
+TEST_F(InterruptTest, SignalToTheRunnerAloneWhileAPluginHangsInItsStaticInitializerStopsTheRun) {
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + in("a.npy") + "', np.ones((8, 8)))\n").status, 0);
+  const std::string plugin = std::string(TILEPOOL_TEST_PLUGIN_DIR) + "/libtptest_hang_on_load.so";
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const std::vector<std::string> args{"run", "--plugin", plugin, "-k", "add", "-i", in("a.npy"), "-i", in("a.npy"),
+                                        "-o", in("out.npy"), "-t", "4,4", "--no-progress"};
+    EXPECT_TRUE(interrupt_and_check(args, 500ms, sig, in("out.npy"), /*to_group=*/false)) << "the run ended before the signal";
   }
 }
 

@@ -153,10 +153,33 @@ TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts
   ::umount(mnt.c_str());
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("not enough space"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("--backing file:DIR"), std::string::npos) << r.output;
+  // --backing file: was given: the remedy is more room, not the flag the user already gave.
+  EXPECT_NE(r.output.find("(free space there, or give --backing file:DIR a filesystem with more room)"), std::string::npos)
+      << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_TRUE(empty) << "the failed run left files in the small store";
   EXPECT_FALSE(std::filesystem::exists(in("neg.npy")));
+}
+
+// `put` into a store with no room left at all: before, the header's reservation failed first
+// and the message said "needs 128 bytes", and the remedy named --backing although it was given.
+TEST_F(RunnerProcessTest, PutIntoAFullStoreNamesTheWholeSizeAndTheRightRemedy) {
+  const auto mnt = dir_ / "small";
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + in("big.npy") + "', np.zeros((512, 512)))").status, 0);  // 2 MiB
+  (void)run_command("dd if=/dev/zero of=" + (mnt / "filler").string() + " bs=64k count=64 2>/dev/null");  // fills it
+  const std::string name = testing::unique_name("full");
+  const auto r = run_command(kTilepool + " put " + in("big.npy") + " " + name + " --backing file:" + mnt.string() + " 2>&1");
+  std::filesystem::remove(mnt / "filler");
+  const bool empty = std::filesystem::is_empty(mnt);
+  ::umount(mnt.c_str());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("not enough space: needs 2097280 bytes in " + mnt.string()), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(free space there, or give --backing file:DIR a filesystem with more room)"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_TRUE(empty) << "the failed put left its segment in the store";
 }
 
 // A .npy input that needs no conversion is mapped in place and the output file is written in

@@ -48,3 +48,33 @@ def test_a_plugin_that_is_not_one_is_bad_input(tmp_path):
     no_entry = os.path.join(PLUGIN_DIR, "libtptest_no_entry.so")
     with pytest.raises(tp.BadInput, match="tilepool_plugin_entry"):
         tp.Pool(workers=1, plugins=[no_entry])
+
+
+THROWING = os.path.join(PLUGIN_DIR, "libtptest_throwing.so")
+
+
+@pytest.mark.parametrize("params,said", [({"kind": "exit"}, "called exit()"),
+                                         ({"kind": "terminate"}, "called std::terminate()"),
+                                         ({"hook": "destructor"}, "called std::terminate()")])
+def test_a_kernel_that_ends_its_process_in_threads_mode_says_so_in_one_line(params, said):
+    # Threads mode runs kernels in this very process: a kernel that ends it takes Python with it.
+    # Before, exit(3) ended Python with status 3 and no word; std::terminate aborted it (134).
+    from conftest import run_python
+    code = ("import numpy as np, tilepool as tp\n"
+            f"with tp.Pool(workers=2, mode='threads', plugins=[{THROWING!r}]) as p:\n"
+            f"    p.run('tp_throws', np.ones((8, 8)), tile=(4, 4), params={params!r})\n"
+            "print('not reached')\n")
+    r = run_python(code)
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and f"kernel tp_throws {said}" in r.stderr and "during a threads-mode job" in r.stderr, r.stderr
+    assert "terminate called" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["share", "fork", "copy"])
+def test_a_kernel_that_ends_its_worker_is_a_job_failure(mode):
+    with tp.Pool(workers=2, mode=mode, plugins=[THROWING]) as p:
+        for params in ({"kind": "exit"}, {"kind": "terminate"}):
+            with pytest.raises(tp.JobFailed, match="tp_throws"):
+                p.run("tp_throws", np.ones((8, 8)), tile=(4, 4), params=params)
+        np.testing.assert_array_equal(p.run("tp_throws", np.ones((8, 8)), tile=(4, 4), params={"hook": "none"}), np.ones((8, 8)))

@@ -199,6 +199,79 @@ TEST_F(PluginCliTest, AnythingATileFunctionThrowsIsOneErrorLineAndExit1InEveryMo
   }
 }
 
+TEST_F(PluginCliTest, AKernelThatEndsItsProcessIsOneErrorLineAndExit1InEveryMode) {
+  // Before, in threads mode (kernels run in the runner): exit(3) in a tile ended the run with
+  // status 3 and no message; std::terminate aborted it (134) with "terminate called" lines,
+  // which share mode's workers printed too. Now threads mode names the kernel and what it did;
+  // the other modes report the worker's death with the tile.
+  for (const char* mode : kModeNames) {
+    for (const char* kind : {"exit", "terminate"}) {
+      SCOPED_TRACE(std::string(mode) + " " + kind);
+      const bool threads = std::string_view(mode) == "threads";
+      const std::string said = !threads ? std::string("tp_throws")
+                                        : std::string("kernel tp_throws called ") + (std::string_view(kind) == "exit" ? "exit()" : "std::terminate()");
+      expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param kind=" + kind, 1, {said},
+                            path("out.npy"));
+    }
+  }
+}
+
+TEST_F(PluginCliTest, ABoundKernelWhoseDestructorThrowsIsOneLineInThreadsAndCopyModesAndOnlyItsWorkerElsewhere) {
+  // A throw out of a (noexcept) destructor is std::terminate wherever it runs. Bound kernels are
+  // destroyed inside the job: in threads mode that ends the runner, with one line (before: exit
+  // 134 and "terminate called" lines); in share and fork modes it ends a worker after its tiles
+  // were done, so the output is whole and the run succeeds, silently (before: the worker printed
+  // "terminate called" lines); copy mode binds a kernel per tile, so every tile kills its worker
+  // and the job fails, in one line.
+  expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m threads --param hook=destructor", 1,
+                        {"kernel tp_throws called std::terminate() (or let an exception out of a noexcept function or destructor: "
+                         "cursed text from the plugin)"},
+                        path("out.npy"));
+  expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=destructor", 1,
+                        {"tp_throws: tile ", "killed its worker"}, path("out.npy"));
+  for (const char* mode : {"share", "fork"}) {
+    SCOPED_TRACE(mode);
+    std::filesystem::remove(path("out.npy"));
+    const auto r = run_command(kTilepool + " " + run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                               " --param hook=destructor");
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;  // the report alone
+    const auto check = run_python("import numpy as np\nassert (np.load('" + path("out.npy") + "') == np.load('" + path("a.npy") +
+                                  "')).all()\n");
+    EXPECT_EQ(check.status, 0) << check.output;
+  }
+}
+
+TEST_F(PluginCliTest, AKernelErrorMessageTooLongForTheControlBlockIsCutVisiblyInEveryMode) {
+  // Before, copy mode reported "sent an error message of 100040 bytes" instead of the message.
+  for (const char* mode : kModeNames) {
+    SCOPED_TRACE(mode);
+    const auto r = run_command(kTilepool + " " + run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                               " --param kind=long");
+    EXPECT_EQ(r.status, 1) << r.output.substr(0, 300);
+    EXPECT_NE(r.output.find("a long message: xxxx"), std::string::npos) << r.output.substr(0, 300);
+    EXPECT_TRUE(r.output.ends_with("xxx...\n")) << r.output.substr(0, 300);
+    EXPECT_LT(r.output.size(), 1100U);
+  }
+}
+
+TEST_F(PluginCliTest, APluginWhoseStaticDestructorAbortsDoesNotTurnAPublishedResultIntoAFailure) {
+  // Before: the runner exited 134 after it had published the output (the destructor ran at
+  // exit, after main returned).
+  for (const char* mode : kModeNames) {
+    SCOPED_TRACE(mode);
+    std::filesystem::remove(path("out.npy"));
+    const auto r = run_command(kTilepool + " " + run_one(plugin("tptest_abort_at_exit"), "tp_twice") + " -w 2 -m " + mode);
+    EXPECT_EQ(r.status, 0) << r.output;
+    // The report, and not a word more.
+    EXPECT_TRUE(r.output.starts_with("tp_twice: 6 tiles on ")) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    const auto check = run_python("import numpy as np\nassert (np.load('" + path("out.npy") + "') == 2 * np.load('" + path("a.npy") +
+                                  "')).all()\n");
+    EXPECT_EQ(check.status, 0) << check.output;
+  }
+}
+
 TEST_F(PluginCliTest, AnythingBindThrowsIsOneErrorLineAndExit1InEveryMode) {
   for (const char* mode : kModeNames) {
     expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param hook=bind", 1,
@@ -238,7 +311,11 @@ TEST_F(PluginCliTest, UnknownParameterIsExit2NamingTheKeysTheKernelAccepts) {
 TEST_F(PluginCliTest, RepeatedParameterIsExit2) {
   expect_one_error_line("run --no-progress -k add_scalar -i " + path("a.npy") + " -o " + path("out.npy") +
                             " -t 4,4 --param value=1 --param value=2",
-                        2, {"parameter 'value' is given twice (value=1 and value=2)"}, path("out.npy"));
+                        2, {"parameter 'value' is given twice (value=1 and value=2)", "(add_scalar accepts: value (number, required))"},
+                        path("out.npy"));
+  // A plugin's kernel: its keys too (the plugin is loaded to name them).
+  expect_one_error_line(run_one(plugin("tptest_kernels"), "tp_box") + " --param radius=1 --param radius=2", 2,
+                        {"parameter 'radius' is given twice", "(tp_box accepts: radius (integer, default 1))"}, path("out.npy"));
 }
 
 TEST_F(PluginCliTest, IllTypedParameterIsExit2NamingItsType) {
@@ -278,7 +355,7 @@ TEST_F(PluginCliTest, CheckRegionsFailsAKernelThatReadsOutsideItsRegionInEveryMo
   for (const char* mode : kModeNames) {
     SCOPED_TRACE(mode);
     expect_one_error_line(run_one(plugin("tptest_kernels"), "tp_next_lying") + " -w 2 --check-regions -m " + mode, 1,
-                          {"kernel tp_next_lying failed on tile", "this process holds only"}, path("out.npy"));
+                          {"kernel tp_next_lying failed on tile", "of input 1, of which this process holds only"}, path("out.npy"));
   }
   // A kernel that keeps to its regions runs as before.
   const auto r = run_command(kTilepool + " " + run_one(plugin("tptest_kernels"), "tp_box") + " -w 2 --check-regions");
@@ -451,7 +528,7 @@ TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInCopyMo
   for (const std::string kernel : {"tp_box_lying", "tp_next_lying"}) {
     const std::string m = region_error(Mode::copy, kernel, /*check_regions=*/false);
     EXPECT_NE(m.find("kernel " + kernel + " failed on tile"), std::string::npos) << m;
-    EXPECT_NE(m.find("this process holds only"), std::string::npos) << m;
+    EXPECT_NE(m.find("of input 1, of which this process holds only"), std::string::npos) << m;
     EXPECT_NE(m.find("input region it declares"), std::string::npos) << m;
   }
 }
@@ -467,7 +544,7 @@ TEST_F(PluginModesTest, KernelReadingOutsideItsDeclaredRegionFailsTheJobInEveryM
       }
       const std::string m = region_error(mode, kernel, /*check_regions=*/true);
       EXPECT_NE(m.find("kernel " + kernel + " failed on tile"), std::string::npos) << m;
-      EXPECT_NE(m.find("this process holds only"), std::string::npos) << m;
+      EXPECT_NE(m.find("of input 1, of which this process holds only"), std::string::npos) << m;
     }
   }
 }

@@ -79,5 +79,15 @@ TEST(EscapeTest, EveryPossibleByteComesOutInert) {
   EXPECT_TRUE(is_one_inert_line(escape_for_message(all)));
 }
 
+TEST(EscapeTest, AMessageIsCutAtACharacterBoundaryAndSaysItWasCut) {
+  EXPECT_EQ(cut_message("short", 16), "short");
+  EXPECT_EQ(cut_message("0123456789", 8), "01234...");
+  // "\xc3\xa9" is one character (U+00E9): never half of it.
+  EXPECT_EQ(utf8_cut_length("ab\xc3\xa9", 3), 2U);
+  EXPECT_EQ(utf8_cut_length("ab\xc3\xa9", 4), 4U);
+  EXPECT_EQ(cut_message("abcd\xe2\x82\xac" "efgh", 9), "abcd...");
+  EXPECT_TRUE(is_one_inert_line(escape_for_message(cut_message(std::string(5000, '\xe9'), 1024))));
+}
+
 }  // namespace
 }  // namespace tilepool

@@ -277,10 +277,13 @@ TEST(TilingTest, ParseExtentsReadsCommaSeparatedPositiveIntegers) {
 
 TEST(TilingTest, ParseExtentsRejectsBadText) {
   for (const std::string_view text : {"", ",", "4,", ",4", "4,,4", "a", "4x4", "0", "4,0", "-1", "4, 4", " 4", "4 ",
-                                      "+4", "4.5", "0x10", "99999999999999999999"}) {
+                                      "+4", "4.5", "0x10", "-99999999999999999999"}) {
     EXPECT_TRUE(throws_error([&] { (void)TileGrid::parse_extents(text); }, Errc::usage, {"positive integers"}))
         << "'" << text << "'";
   }
+  // Past int64: out of range, not "not positive".
+  EXPECT_TRUE(throws_error([] { (void)TileGrid::parse_extents("4,99999999999999999999"); }, Errc::usage,
+                           {"tile extent 99999999999999999999 is out of range: expected at most 9223372036854775807"}));
 }
 
 TEST(TilingTest, ParseExtentsNamesTheBadItem) {

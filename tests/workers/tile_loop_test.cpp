@@ -204,6 +204,7 @@ TEST_F(TileLoopTest, JobThatCannotBeBoundFailsNamingTheKernelAndRunsNoTile) {
 class CountingHandler final : public JobHandler {
  public:
   void bind(const JobDescriptor& /*job*/) override { binds.fetch_add(1); }
+  void release() override { releases.fetch_add(1); }
   void run(ControlBlock& control, int slot) override {
     if (runs.load() == 0) {
       (void)control.claim_next_tile(slot);
@@ -214,10 +215,14 @@ class CountingHandler final : public JobHandler {
     for (std::int64_t t; (t = control.claim_next_tile(slot)) >= 0;) control.complete_tile(slot, t);
   }
   std::atomic<int> binds{0};
+  std::atomic<int> releases{0};
   std::atomic<int> runs{0};
 };
 
-TEST_F(TileLoopTest, JobIsBoundOncePerJobIdAndRunAgainWhenTilesAreRequeued) {
+// A worker binds the job each time it enters it and releases what it bound before it leaves,
+// inside the job (a kernel's destructor is part of the job): a worker that enters again after
+// tiles were requeued binds again.
+TEST_F(TileLoopTest, JobIsBoundAndReleasedEachTimeAWorkerEntersItAndRunAgainWhenTilesAreRequeued) {
   auto owned = std::make_unique<CountingHandler>();
   CountingHandler& handler = *owned;
   std::vector<std::unique_ptr<JobHandler>> handlers;
@@ -231,11 +236,15 @@ TEST_F(TileLoopTest, JobIsBoundOncePerJobIdAndRunAgainWhenTilesAreRequeued) {
   await_job();
 
   ASSERT_TRUE(control().job_complete()) << control().error_message();
-  EXPECT_EQ(handler.binds.load(), 1);
   EXPECT_EQ(handler.runs.load(), 2);
+  EXPECT_EQ(handler.binds.load(), 2);
+  ASSERT_TRUE(control().wait_until_idle(5s));  // it left, having released
+  EXPECT_EQ(handler.releases.load(), 2);
   control().post_job(job(2));
   await_job();
-  EXPECT_EQ(handler.binds.load(), 2);  // a new job id binds again
+  ASSERT_TRUE(control().wait_until_idle(5s));
+  EXPECT_EQ(handler.binds.load(), 3);
+  EXPECT_EQ(handler.releases.load(), 3);
 }
 
 TEST_F(TileLoopTest, LoopReturnsWhenTheControlBlockAsksWorkersToStop) {

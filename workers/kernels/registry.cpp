@@ -129,17 +129,6 @@ std::string_view param_type_name(ParamType type) noexcept {
 
 namespace {
 
-// "value (a number; default 0), radius (an integer)": what a kernel accepts, for messages.
-std::string accepted_params(const KernelDef& kernel) {
-  if (kernel.params.empty()) return fmt::format("{} takes no parameters", kernel.name);
-  std::string s;
-  for (const ParamDef& p : kernel.params) {
-    s += fmt::format("{}{} ({}{})", s.empty() ? "" : ", ", p.name, param_type_name(p.type),
-                     p.default_value.empty() ? std::string(", required") : fmt::format(", default {}", p.default_value));
-  }
-  return fmt::format("{} accepts: {}", kernel.name, s);
-}
-
 bool has_type(std::string_view text, ParamType type) {
   const char* end = text.data() + text.size();
   switch (type) {
@@ -159,6 +148,16 @@ bool has_type(std::string_view text, ParamType type) {
 }
 
 }  // namespace
+
+std::string accepted_params(const KernelDef& kernel) {
+  if (kernel.params.empty()) return fmt::format("{} takes no parameters", kernel.name);
+  std::string s;
+  for (const ParamDef& p : kernel.params) {
+    s += fmt::format("{}{} ({}{})", s.empty() ? "" : ", ", p.name, param_type_name(p.type),
+                     p.default_value.empty() ? std::string(", required") : fmt::format(", default {}", p.default_value));
+  }
+  return fmt::format("{} accepts: {}", kernel.name, s);
+}
 
 Params check_params(const KernelDef& kernel, const Params& params) {
   for (const auto& [key, value] : params.values()) {

@@ -28,7 +28,9 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/allocation.hpp"
+#include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/posix_call.hpp"
 #include "tilepool/workers/copy_protocol.hpp"
 #include "tilepool/workers/tile_loop.hpp"
@@ -211,13 +213,13 @@ class CopyWorker {
       const std::size_t bytes = box_bytes(r.inputs[i], dtype_size(specs[i].dtype));
       std::byte* data = input_buffers_[i].reserve(bytes);
       in_.read_exact(data, bytes, flush);
-      inputs.push_back(AnyArray::window(input_buffers_[i].data, data, specs[i].dtype, specs[i].shape, r.inputs[i]));
+      inputs.push_back(AnyArray::window(input_buffers_[i].data, data, specs[i].dtype, specs[i].shape, r.inputs[i], static_cast<int>(i)));
     }
     // A map writes its tile's box of the output; a reduction's 0-d output is the runner's.
     const ArraySpec& out = plan_->output();
     std::byte* out_data = output_buffer_.reserve(std::max(r.reply_bytes, dtype_size(out.dtype)));
     const AnyArray output = plan_->kernel().reduction == Reduction::none
-                                ? AnyArray::window(output_buffer_.data, out_data, out.dtype, out.shape, r.tile)
+                                ? AnyArray::window(output_buffer_.data, out_data, out.dtype, out.shape, r.tile, kOutputWindow)
                                 : AnyArray(output_buffer_.data, out_data, out.dtype, out.shape);
     TileResult result;
     if (observer_) observer_(TilePoint::claimed, m.tile);
@@ -234,7 +236,9 @@ class CopyWorker {
     out_.send(reply, out_data, r.reply_bytes);
   }
 
-  void reply_error(std::int64_t tile, const std::string& text) {
+  // Cut to what the runner's control block holds: a longer message would only be cut there.
+  void reply_error(std::int64_t tile, const std::string& message) {
+    const std::string text = cut_message(message, kMessageCapacity - 1);
     const CopyMessage reply{.kind = CopyKind::error, .job_id = job_id_, .tile = tile, .payload_bytes = text.size()};
     out_.send(reply, reinterpret_cast<const std::byte*>(text.data()), text.size());
   }

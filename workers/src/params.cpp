@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/workers/kernel.hpp"
 
 namespace tilepool {
@@ -17,7 +18,10 @@ Params Params::parse(std::span<const std::string> items) {
     for (const char c : key) key_ok = key_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
     const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (!key_ok || value.empty() || value.find('\n') != std::string::npos) {
-      throw Error(Errc::usage, fmt::format("parameter '{}': expected KEY=VALUE, like value=5", item));
+      if (value.find('\n') != std::string::npos) {
+        throw Error(Errc::usage, fmt::format("parameter '{}': a value cannot hold a line break", escape_for_message(item)));
+      }
+      throw Error(Errc::usage, fmt::format("parameter '{}': expected KEY=VALUE, like value=5", escape_for_message(item)));
     }
     p.add(key, value);
   }
@@ -26,8 +30,8 @@ Params Params::parse(std::span<const std::string> items) {
 
 void Params::add(std::string key, std::string value) {
   if (const auto it = values_.find(key); it != values_.end()) {
-    throw Error(Errc::usage, fmt::format("parameter '{}' is given twice ({}={} and {}={}); give each once", key, key, it->second,
-                                         key, value));
+    throw Error(Errc::usage, fmt::format("parameter '{}' is given twice ({}={} and {}={}); give each once", key, key,
+                                         escape_for_message(it->second), key, escape_for_message(value)));
   }
   values_.emplace(std::move(key), std::move(value));
 }

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/posix_call.hpp"
 
 namespace tilepool {
@@ -213,6 +215,12 @@ std::optional<std::string> probe_failure(int fd) {
   std::string said;
   char buf[1024];
   for (;;) {
+    // A stop signal sent to this process alone (kill -INT PID, not the terminal's process
+    // group) is passed on to the child, which dies of it as the group's would kill it (again
+    // each time round: the first may come before the child reset its handlers).
+    if (const int sig = interrupt_signal(); sig != 0) ::kill(pid, sig);
+    pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
+    if (::poll(&readable, 1, 50) <= 0) continue;  // a timeout or EINTR: look at the signal again
     const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
     if (n <= 0) break;
     if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));

@@ -44,11 +44,12 @@ inline void scatter_region(const std::byte* from, const Box& region, const AnyAr
   });
 }
 
-/// A window of `region` of `whole` held in `buffer`, filled from `whole`.
-inline AnyArray window_copy_of(const AnyArray& whole, const Box& region, LocalBuffer& buffer) {
+/// A window of `region` of `whole` (the job's input `input`, or kOutputWindow) held in
+/// `buffer`, filled from `whole`.
+inline AnyArray window_copy_of(const AnyArray& whole, const Box& region, int input, LocalBuffer& buffer) {
   std::byte* data = buffer.reserve(std::max(box_bytes(region, dtype_size(whole.dtype())), std::size_t{1}));
   gather_region(whole, region, data);
-  return AnyArray::window(buffer.data, data, whole.dtype(), whole.shape(), region);
+  return AnyArray::window(buffer.data, data, whole.dtype(), whole.shape(), region, input);
 }
 
 }  // namespace tilepool

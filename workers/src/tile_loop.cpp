@@ -14,7 +14,6 @@
 
 namespace tilepool {
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
-  std::uint64_t bound_job = 0;
   std::uint32_t seen = 0;
   while (!control.stop_requested()) {
     const std::uint32_t epoch = control.epoch();
@@ -31,12 +30,10 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
     const JobDescriptor& job = control.job();
     if (job.job_id != 0) {
       const std::string kernel(job.kernel_name());
+      bool bound = false;
       try {
-        if (bound_job != job.job_id) {
-          bound_job = 0;
-          handler.bind(job);
-          bound_job = job.job_id;
-        }
+        handler.bind(job);
+        bound = true;
       } catch (...) {  // anything a plugin's bind throws, std::exception or not
         // Setting up is attaching the job's arrays and binding the kernel: the kind of a
         // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
@@ -45,10 +42,19 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
             fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, describe_current_exception()),
             current_error_code());
       }
-      try {
-        if (bound_job == job.job_id) handler.run(control, slot);
-      } catch (...) {
-        control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), describe_current_exception()));
+      if (bound) {
+        try {
+          handler.run(control, slot);
+        } catch (...) {
+          control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), describe_current_exception()));
+        }
+        // Inside the job, before leaving it: what a kernel's destructor does is part of the job.
+        try {
+          handler.release();
+        } catch (...) {  // a bound kernel's destructor declared noexcept(false)
+          control.report_error(fmt::format("kernel {}: destroying its bound kernel in worker pid {} failed: {}", kernel, ::getpid(),
+                                           describe_current_exception()));
+        }
       }
     }
     control.leave_job(slot);
@@ -67,12 +73,12 @@ struct LocalJobHandler::CheckedTiles {
   void run_tile(const KernelDef& kernel, const Box& box, TileResult& result) {
     std::vector<AnyArray> windows;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-      windows.push_back(window_copy_of(arrays.inputs[i], input_region(kernel, i, box, inputs, params), input_buffers[i]));
+      windows.push_back(window_copy_of(arrays.inputs[i], input_region(kernel, i, box, inputs, params), static_cast<int>(i), input_buffers[i]));
     }
     // A map's tile writes its own box, copied in first so elements the kernel leaves are kept;
     // a reduction's 0-d output is not the tile's to write.
     const bool map = kernel.reduction == Reduction::none;
-    const AnyArray output = map ? window_copy_of(arrays.output, box, output_buffer) : arrays.output;
+    const AnyArray output = map ? window_copy_of(arrays.output, box, kOutputWindow, output_buffer) : arrays.output;
     bind_checked(kernel, windows, output, params)->run_tile(box, result);
     if (map) scatter_region(output.data(), box, arrays.output);
   }
@@ -101,6 +107,11 @@ void LocalJobHandler::bind(const JobDescriptor& job) {
   grid_ = TileGrid::make(job.shape_vector(), job.tile_vector());
   first_tile_ = job.first_tile;
   TILEPOOL_CHECK(job.first_tile >= 0 && job.tile_count >= 0 && job.tile_count <= grid_.tile_count() - job.first_tile);
+}
+
+void LocalJobHandler::release() {
+  checked_.reset();
+  bound_.reset();
 }
 
 void LocalJobHandler::run(ControlBlock& control, int slot) {

@@ -9,7 +9,9 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fmt/format.h>
 #include <thread>
 
@@ -78,6 +80,10 @@ void say_ready() {
   g_ready_said = true;
 }
 
+void abort_quietly_on_terminate() noexcept {
+  std::set_terminate([] { std::abort(); });
+}
+
 void die_with_parent(pid_t parent, bool watch_stdin) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) std::_Exit(3);  // the parent died before prctl took effect
@@ -110,6 +116,7 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  abort_quietly_on_terminate();
   try {
     if (copy->parsed()) return run_copy_worker(parent);
     return serve_share(control_name, slot, parent, backing_spec);

@@ -134,6 +134,7 @@ class ForkLauncher final : public Launcher {
     try {
       // The user's Ctrl-C reaches the whole process group: the parent stops its children.
       ignore_stop_signals();
+      abort_quietly_on_terminate();
       die_with_parent(parent, /*watch_stdin=*/false);
       control_->worker(slot).pid.store(::getpid(), std::memory_order_release);
       LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),

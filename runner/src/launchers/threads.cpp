@@ -1,20 +1,93 @@
 // threads mode: the same tile loop on std::threads in one process, over a control block in
 // private memory. The baseline that shows what process isolation costs.
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "detail/launcher.hpp"
+#include "tilepool/runner/store.hpp"
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/workers/tile_loop.hpp"
 
 namespace tilepool::detail {
 namespace {
 
+// True on the threads that run kernels: an end of the process that starts there is a kernel's.
+thread_local bool t_kernel_thread = false;
+
+// In threads mode kernels run in the runner's own process, so a kernel that ends the process
+// from a tile, bind or its bound kernel's destructor (exit(), std::terminate(), a throw out of
+// a noexcept destructor) ends the runner. Before, exit() ended it with the kernel's status (0
+// included: a "successful" run with no output) and std::terminate aborted it (134) with
+// libstdc++'s lines. While a job runs, such an end says so in one line naming the kernel,
+// removes this process's job segments (publication never happened) and exits 1.
+class LastWords {
+ public:
+  LastWords(std::string kernel, Backing backing) : kernel_(std::move(kernel)), backing_(std::move(backing)) {
+    previous_ = std::set_terminate(on_terminate);
+    active_.store(this, std::memory_order_release);
+  }
+  // Called once per kernel thread started: glibc (before 2.38) lets several threads run exit()
+  // at once, each taking the next handler off the list, so each thread that may call it needs
+  // a handler of its own to find.
+  static void register_exit_handler() { (void)std::atexit(on_exit); }
+  LastWords(const LastWords&) = delete;
+  LastWords& operator=(const LastWords&) = delete;
+  ~LastWords() {
+    const LastWords* self = this;  // another pool's job may have taken over meanwhile
+    if (active_.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel)) std::set_terminate(previous_);
+  }
+
+ private:
+  [[noreturn]] void end(const std::string& how) const noexcept {
+    static std::atomic_flag ending = ATOMIC_FLAG_INIT;
+    if (ending.test_and_set()) {  // another kernel thread is ending the process: let it
+      for (;;) ::pause();
+    }
+    std::fprintf(stderr,
+                 "tilepool: error: kernel %s %s during a threads-mode job, which ended the process (threads mode runs kernels in "
+                 "the runner's own process; share mode keeps such an end to one worker)\n",
+                 kernel_.c_str(), how.c_str());
+    std::fflush(stderr);
+    remove_own_job_segments(backing_);
+    ::_exit(1);
+  }
+  static void on_exit() {
+    const LastWords* words = active_.load(std::memory_order_acquire);
+    if (words != nullptr && t_kernel_thread) words->end("called exit()");
+  }
+  [[noreturn]] static void on_terminate() {
+    const LastWords* words = active_.load(std::memory_order_acquire);
+    if (words == nullptr || !t_kernel_thread) std::abort();
+    std::string what;
+    if (std::current_exception()) {
+      try {
+        std::rethrow_exception(std::current_exception());
+      } catch (...) {
+        what = ": " + describe_current_exception();
+      }
+    }
+    words->end("called std::terminate() (or let an exception out of a noexcept function or destructor" + what + ")");
+  }
+
+  inline static std::atomic<const LastWords*> active_{nullptr};
+  std::string kernel_;
+  Backing backing_;
+  std::terminate_handler previous_ = nullptr;
+};
+
 class ThreadLauncher final : public Launcher {
  public:
   // With a first job, threads start with it (as many as it has tiles); without one, the pool
   // starts PoolOptions::workers threads now, as share mode starts its workers.
-  ThreadLauncher(const PoolOptions& options, bool first_job_given) : workers_(options.workers) {
+  ThreadLauncher(const PoolOptions& options, bool first_job_given) : workers_(options.workers), backing_(options.backing) {
     handlers_.reserve(static_cast<std::size_t>(options.workers));
     for (int slot = 0; slot < options.workers; ++slot) {
       handlers_.push_back(std::make_unique<LocalJobHandler>([this](const JobDescriptor&) { return arrays_; }));
@@ -37,15 +110,18 @@ class ThreadLauncher final : public Launcher {
   // posted (they enter it at once) and kept for later jobs. Starting thousands takes seconds
   // (and as long to stop them): a signal is looked at before each.
   void start_job() override { add_threads(static_cast<std::size_t>(std::clamp<std::int64_t>(control_->job().tile_count, 1, workers_))); }
-  // A stopped or failed job: the threads finish the tiles they hold (a thread cannot be
-  // killed) and claim no more; the caller's arrays may be freed only once they are out.
-  void end_job(bool abandoned) noexcept override {
-    if (abandoned) {
-      while (!control_->wait_until_idle(std::chrono::seconds(1))) {
-      }
+  // Every thread has left the job before it ends: a stopped or failed job's threads finish
+  // the tiles they hold (a thread cannot be killed), and the caller's arrays may be freed only
+  // once they are out; a finished job's threads still destroy their bound kernels, which is
+  // part of the job (LastWords speaks for it).
+  void end_job(bool /*abandoned*/) noexcept override {
+    while (!control_->wait_until_idle(std::chrono::seconds(1))) {
     }
+    last_words_.reset();
   }
   void bind(const JobRequest& job, const PreparedJob& /*prepared*/) override {
+    last_words_.reset();
+    last_words_.emplace(job.kernel, backing_);
     arrays_.inputs.clear();
     for (const JobArray& in : job.inputs) arrays_.inputs.push_back(in.array);
     arrays_.output = job.output.array;
@@ -56,7 +132,11 @@ class ThreadLauncher final : public Launcher {
     while (threads_.size() < count) {
       throw_if_interrupted();
       const int slot = static_cast<int>(threads_.size());
-      threads_.emplace_back([this, slot] { serve_jobs(*control_, slot, *handlers_[static_cast<std::size_t>(slot)]); });
+      LastWords::register_exit_handler();
+      threads_.emplace_back([this, slot] {
+        t_kernel_thread = true;
+        serve_jobs(*control_, slot, *handlers_[static_cast<std::size_t>(slot)]);
+      });
     }
   }
   void make_control(std::int64_t capacity) {
@@ -71,6 +151,8 @@ class ThreadLauncher final : public Launcher {
   }
 
   int workers_;
+  Backing backing_;                      // the pool's store: its job segments go at a kernel's end
+  std::optional<LastWords> last_words_;  // while a job runs
   std::shared_ptr<std::byte> memory_;
   ControlBlock* control_ = nullptr;
   JobArrays arrays_;  // the current job's: written only inside post_job's quiet window

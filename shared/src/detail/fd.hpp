@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <utility>
 
@@ -43,5 +44,12 @@ class UniqueFd {
 long read_full(int fd, std::span<std::byte> buf, long long offset) noexcept;
 /// Writes all of `buf`, retrying on EINTR and short writes; returns false on error (errno set).
 bool write_full(int fd, std::span<const std::byte> buf) noexcept;
+
+/// posix_fallocate(fd, offset, length), stoppable: where the filesystem has no fallocate (a
+/// FUSE mount), glibc writes into every block of the range, which for a large file takes
+/// seconds with no signal looked at. Here that happens a chunk at a time, with
+/// throw_if_interrupted (Error(interrupted)) between chunks. Returns 0 or the error number,
+/// as posix_fallocate does.
+int reserve_range(int fd, std::uint64_t offset, std::uint64_t length);
 
 }  // namespace tilepool::detail

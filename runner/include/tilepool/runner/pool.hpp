@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "tilepool/shared/array_segment.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/kernel.hpp"
 
 namespace tilepool {
@@ -205,16 +207,13 @@ TileGrid tile_grid(const KernelDef& kernel, std::span<const ArraySpec> inputs, c
 /// Runs `job` in this thread, tile after tile: the reference that tests compare against.
 void run_inline(const JobRequest& job);
 
-/// Makes SIGINT, SIGTERM and SIGHUP stop the pool at any moment (starting workers, running a
-/// job): Pool::start and Pool::run then throw Error(interrupted), the pool's destructor SIGKILLs
-/// its workers and RAII handles remove the job's segments. Workers ignore these signals (a
-/// terminal's Ctrl-C reaches the whole process group): the runner alone decides, so a worker is
-/// never blamed for the user's signal.
-void install_interrupt_handlers();
-/// The signal that asked us to stop, or 0.
-int interrupt_signal() noexcept;
-/// Throws Error(interrupted) naming the signal if one asked us to stop. A front end calls it
-/// once more just before it publishes a result, so that nothing is published after Ctrl-C.
-void throw_if_interrupted();
+// install_interrupt_handlers, interrupt_signal and throw_if_interrupted: shared/interrupt.hpp.
+
+/// Makes sure this process may have `needed` file descriptors open: raises the soft
+/// RLIMIT_NOFILE up to the hard limit if it must, else throws Error(usage) "<what> need N file
+/// descriptors; this process may open M (ulimit -n; hard limit H): raise the limit<remedy>".
+/// Pools call it before they start workers (two descriptors each); a front end before it opens
+/// a job's files.
+void raise_descriptor_limit(std::uint64_t needed, std::string_view what, std::string_view remedy = "");
 
 }  // namespace tilepool

@@ -28,4 +28,9 @@ std::vector<SegmentInfo> list_segments(const Backing& backing = {});
 /// names. Never removes a named segment, or a live owner's.
 std::vector<std::string> collect_garbage(const Backing& backing = {});
 
+/// Removes this process's own job segments in `backing` (what collect_garbage would remove
+/// once it is gone): for a process about to end without unwinding (threads mode's last words).
+/// Never throws.
+void remove_own_job_segments(const Backing& backing) noexcept;
+
 }  // namespace tilepool

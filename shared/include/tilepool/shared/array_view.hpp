@@ -21,8 +21,12 @@ template <class T> class ArrayView;
 
 /// The Error(bad_input) for viewing an array of `actual` elements as `requested` ones.
 [[nodiscard]] Error dtype_mismatch(DType actual, DType requested);
-/// The error for a view of `box` asked of a window that holds only `window` (ArrayView::tile).
-[[nodiscard]] Error outside_window(const Box& box, const Box& window);
+/// The error for a view of `box` asked of a window that holds only `window` (ArrayView::tile)
+/// of input `input` (0-based; kOutputWindow: of the output).
+[[nodiscard]] Error outside_window(const Box& box, const Box& window, int input);
+
+/// AnyArray::window's `input` for a window of the job's output.
+inline constexpr int kOutputWindow = -1;
 
 /// An untyped C-order array that keeps its memory alive (`owner` is usually a Mapping).
 /// Copies share ownership. Reading is thread/process-safe; writers must use disjoint tiles.
@@ -35,11 +39,14 @@ class AnyArray {
   /// A window onto an array of `shape` of which only `region` is in memory: `data` holds the
   /// region's elements packed in C order. Views of it take the full array's coordinates, so a
   /// kernel indexes it as it would the whole array, but may touch only elements in `region`
-  /// (copy mode hands a kernel the regions it declared it reads).
-  static AnyArray window(std::shared_ptr<const void> owner, std::byte* data, DType dtype, Shape shape, const Box& region) {
+  /// (copy mode hands a kernel the regions it declared it reads). `input` (0-based, or
+  /// kOutputWindow) is which of the job's arrays it is, for the error of a read outside it.
+  static AnyArray window(std::shared_ptr<const void> owner, std::byte* data, DType dtype, Shape shape, const Box& region,
+                         int input) {
     AnyArray a(std::move(owner), data, dtype, std::move(shape));
     a.region_ = region;
     a.windowed_ = true;
+    a.window_input_ = input;
     return a;
   }
 
@@ -61,7 +68,7 @@ class AnyArray {
   template <class T>
   [[nodiscard]] ArrayView<T> as() const {
     if (dtype_of_v<std::remove_const_t<T>> != dtype_) throw dtype_mismatch(dtype_, dtype_of_v<std::remove_const_t<T>>);
-    return ArrayView<T>(owner_, reinterpret_cast<T*>(data_), shape_, windowed_ ? &region_ : nullptr);
+    return ArrayView<T>(owner_, reinterpret_cast<T*>(data_), shape_, windowed_ ? &region_ : nullptr, window_input_);
   }
 
  private:
@@ -71,6 +78,7 @@ class AnyArray {
   Shape shape_;
   Box region_;
   bool windowed_ = false;
+  int window_input_ = kOutputWindow;
 };
 
 /// Eigen types for tile planes: a row-major dynamic matrix mapped with an outer (row) stride.
@@ -137,9 +145,9 @@ class ArrayView {
 
   ArrayView() = default;
   /// A view of the C-order array `shape` at `data`; with a `window`, of that region of it only
-  /// (see AnyArray::window): indices stay the full array's.
-  ArrayView(std::shared_ptr<const void> owner, T* data, Shape shape, const Box* window = nullptr)
-      : owner_(std::move(owner)), data_(data), shape_(std::move(shape)), strides_(shape_.size()) {
+  /// (see AnyArray::window, and its `input`): indices stay the full array's.
+  ArrayView(std::shared_ptr<const void> owner, T* data, Shape shape, const Box* window = nullptr, int window_input = kOutputWindow)
+      : owner_(std::move(owner)), data_(data), shape_(std::move(shape)), strides_(shape_.size()), window_input_(window_input) {
     if (window != nullptr) window_ = *window;
     std::int64_t s = 1;
     for (std::size_t a = shape_.size(); a-- > 0;) {
@@ -150,7 +158,7 @@ class ArrayView {
   }
   /// A read-only view of the same array.
   operator ArrayView<const T>() const {  // NOLINT(google-explicit-constructor)
-    return ArrayView<const T>(owner_, data_, shape_, window_ ? &*window_ : nullptr);
+    return ArrayView<const T>(owner_, data_, shape_, window_ ? &*window_ : nullptr, window_input_);
   }
 
   [[nodiscard]] T* data() const noexcept { return data_; }
@@ -209,7 +217,7 @@ class ArrayView {
       const auto i = static_cast<std::size_t>(a);
       inside = box.lo[i] >= box.hi[i] || (window_->lo[i] <= box.lo[i] && box.hi[i] <= window_->hi[i]);
     }
-    if (!inside) throw outside_window(box, *window_);
+    if (!inside) throw outside_window(box, *window_, window_input_);
   }
 
   std::shared_ptr<const void> owner_;
@@ -218,6 +226,7 @@ class ArrayView {
   std::vector<std::int64_t> strides_;
   std::optional<Box> window_;
   std::int64_t base_ = 0;  // the strided index of data_[0]: nonzero for windows only
+  int window_input_ = kOutputWindow;
 };
 
 }  // namespace tilepool

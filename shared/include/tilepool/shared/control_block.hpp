@@ -281,6 +281,7 @@ class ControlBlock {
   alignas(64) std::atomic<std::uint32_t> epoch_{0};
   std::atomic<std::uint32_t> stop_{0};
   std::atomic<std::uint32_t> posting_{0};
+  std::atomic<std::uint32_t> idle_waiters_{0};  // runners in wait_until_idle: leave_job wakes them
   std::atomic<std::uint32_t> active_{0};
   alignas(64) std::atomic<std::uint32_t> finished_{0};
   std::atomic<std::uint32_t> error_state_{0};  // 0 none, 1 being written, 2 written

@@ -33,7 +33,9 @@ class Error : public std::runtime_error {
   Errc code_;
 };
 
-/// Builds an Error for a failed system call: "<context>: <strerror(err)>".
+/// Builds an Error for a failed system call: "<context>: <strerror(err)>", Errc::no_space for
+/// a full store (ENOSPC, EDQUOT, EFBIG), else Errc::system; EMFILE (the descriptor limit) is
+/// Errc::usage, naming the limit and how to raise it.
 Error system_error(const std::string& context, int err);
 
 namespace detail {

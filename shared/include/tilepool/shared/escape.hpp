@@ -16,4 +16,13 @@ namespace tilepool {
 /// Pure function; thread-safe.
 std::string escape_for_message(std::string_view bytes);
 
+/// The length of the longest prefix of `text` of at most `max_bytes` bytes that does not end
+/// inside a UTF-8 sequence: where a message is cut to fit a fixed buffer (ControlBlock's
+/// error text, a copy worker's error reply). Pure function; thread-safe.
+std::size_t utf8_cut_length(std::string_view text, std::size_t max_bytes) noexcept;
+
+/// `text` whole if it fits in `max_bytes` (> 3) bytes, else cut (utf8_cut_length) and ended
+/// with "..." within them, so a reader sees that the rest is missing.
+std::string cut_message(std::string_view text, std::size_t max_bytes);
+
 }  // namespace tilepool

@@ -61,6 +61,8 @@ struct MapOptions {
   /// Create only: reserve every byte with posix_fallocate (a full store fails at creation). With
   /// false the object is only sized (ftruncate): for a caller that writes every byte at once
   /// with copy_from, which reports a full store itself, so no page is zeroed and then written.
+  /// With reserve_only too, a full store is reported as needing the whole size (the caller
+  /// writes every byte), not just the ranges reserved first.
   bool reserve = true;
   /// Create only: reserve (posix_fallocate) just these byte ranges instead of the whole
   /// segment. The segment has its full size, but is sparse: on tmpfs a page outside the ranges

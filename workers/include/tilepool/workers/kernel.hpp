@@ -128,6 +128,10 @@ std::vector<const KernelDef*> known_kernels();
 /// The kernel called `name`; throws Error(usage) listing the known ones if there is none.
 const KernelDef& find_kernel(std::string_view name);
 
+/// What `kernel` accepts, for messages: "add_scalar accepts: value (number, required)", or
+/// "add takes no parameters".
+std::string accepted_params(const KernelDef& kernel);
+
 /// `params` checked against what `kernel` declares (KernelDef::params), with the defaults filled
 /// in: the one place that validates a job's parameters. Throws Error(usage) naming the kernel
 /// and the keys it accepts for an unknown key, and naming the parameter for a value of the

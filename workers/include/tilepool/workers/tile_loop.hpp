@@ -23,19 +23,24 @@ namespace tilepool {
 class JobHandler {
  public:
   virtual ~JobHandler() = default;
-  /// Gets ready for `job` (called once per job id, before run): attach or find its arrays and
-  /// bind its kernel, or tell a worker process about it. Throws Error: the job fails with it.
+  /// Gets ready for `job` (called each time the worker enters it, before run): attach or find
+  /// its arrays and bind its kernel, or tell a worker process about it. Throws Error: the job
+  /// fails with it.
   virtual void bind(const JobDescriptor& job) = 0;
   /// Claims tiles of the bound job for `slot` (ControlBlock::claim_next_tile) and completes
   /// them until none is left or the job failed. Throws Error: the job fails with it.
   virtual void run(ControlBlock& control, int slot) = 0;
+  /// Drops what bind made (the bound kernel), once run has returned: inside the job, so what a
+  /// kernel's destructor does is part of it. The next run of the same job binds again. Throws
+  /// Error: the job fails with it.
+  virtual void release() {}
   /// Called between idle waits; false ends serve_jobs (the parent is gone, say).
   virtual bool still_wanted() { return true; }
 };
 
 /// The loop every worker runs until the control block asks it to stop: sleep on the epoch,
-/// enter each new job (or the same job again after tiles were requeued), bind it once per job
-/// id, run it, leave. Errors from the handler become the job's error, naming the worker.
+/// enter each new job (or the same job again after tiles were requeued), bind it, run it,
+/// release it, leave. Errors from the handler become the job's error, naming the worker.
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler);
 
 /// A job's arrays as one process sees them.
@@ -64,6 +69,7 @@ class LocalJobHandler final : public JobHandler {
   ~LocalJobHandler() override;
   void bind(const JobDescriptor& job) override;
   void run(ControlBlock& control, int slot) override;
+  void release() override;
   bool still_wanted() override { return !still_wanted_ || still_wanted_(); }
 
  private:

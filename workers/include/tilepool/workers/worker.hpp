@@ -33,6 +33,11 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv);
 /// if it died already, and with `watch_stdin` an exit at EOF on stdin (the runner closed our pipe).
 void die_with_parent(pid_t parent, bool watch_stdin);
 
+/// For a worker process: std::terminate (a kernel that calls it, throws from a destructor, or
+/// throws past a noexcept function) aborts without libstdc++'s "terminate called..." lines on
+/// the user's terminal; the runner reports the death (SIGABRT) with the kernel and tile.
+void abort_quietly_on_terminate() noexcept;
+
 /// The fault-injection hook of supervision tests, from TILEPOOL_FAULT=
 /// "mid_tile|before_done|hang:TILE[:ONCE_FILE]": the worker kills itself (SIGKILL; hang: stops
 /// itself with SIGSTOP) at that point of that tile; with ONCE_FILE only the first worker to get
