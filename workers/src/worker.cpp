@@ -81,7 +81,12 @@ void say_ready() {
 }
 
 void abort_quietly_on_terminate() noexcept {
-  std::set_terminate([] { std::abort(); });
+  std::set_terminate([] {
+    // The default action, not a handler the process inherited (a fork of Python under
+    // faulthandler would print the parent's traceback).
+    (void)std::signal(SIGABRT, SIG_DFL);
+    std::abort();
+  });
 }
 
 void die_with_parent(pid_t parent, bool watch_stdin) {
