@@ -17,6 +17,7 @@
 #include "cluster.hpp"
 #include "commands.hpp"
 #include "distributed_run.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace {
 
@@ -104,7 +105,7 @@ int run_rank(int argc, char** argv) {
       if (code == 0) {
         (void)app.exit(e);
       } else {
-        std::fprintf(stderr, "tilepool-mpi: error: %s\n", tilepool::cli::parse_error_message(app, e, "tilepool-mpi").c_str());
+        std::fprintf(stderr, "tilepool-mpi: error: %s\n", tilepool::one_line(tilepool::cli::parse_error_message(app, e, "tilepool-mpi")).c_str());
       }
     }
     MPI_Finalize();
@@ -127,12 +128,12 @@ int run_rank(int argc, char** argv) {
     if (auto finished = tilepool::mpi::run_distributed(cluster, options)) publication.emplace(std::move(*finished));
   } catch (const tilepool::mpi::StepFailed& e) {
     const tilepool::mpi::Failure& f = e.failure();
-    if (rank == 0) std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), f.error.what());
+    if (rank == 0) std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), tilepool::one_line(f.error.what()).c_str());
     code = tilepool::cli::exit_status(f.error);
   } catch (const tilepool::Error& e) {
     // Interrupted (mpirun stops the job after a rank died): this rank cleaned up and leaves;
     // the other ranks are being stopped too, so there is nobody to finalize with.
-    std::fprintf(stderr, "tilepool-mpi: error: rank %d: %s\n", rank, e.what());
+    std::fprintf(stderr, "tilepool-mpi: error: rank %d: %s\n", rank, tilepool::one_line(e.what()).c_str());
     return tilepool::cli::exit_status(e);
   }
   if (publication) guard_commit(*publication);
@@ -147,7 +148,7 @@ int run_rank(int argc, char** argv) {
     publication->publish();
   } catch (const tilepool::Error& e) {
     const tilepool::mpi::Failure f{0, publication->host(), e, false};
-    std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), e.what());
+    std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), tilepool::one_line(e.what()).c_str());
     return tilepool::cli::exit_status(e);
   }
   return code;

@@ -88,7 +88,7 @@ std::string message_of(const Error& e) {
       text = fmt::format("{} {}: {}", keyword, value, text);
     }
   }
-  if (e.code() == Errc::no_space) text += " (for a larger store, pass backing='file:DIR')";
+  if (e.code() == Errc::no_space) text += " (free space there, or pass backing='file:DIR' for a store with more room)";
   if (e.code() == Errc::exists && dynamic_cast<const SpecError*>(&e) != nullptr) text += " (pass force=True to overwrite)";
   return text;
 }
@@ -147,8 +147,11 @@ class PoolHandle {
     }
     if (!backing.is_none()) options.backing = Backing::parse(backing.cast<std::string>());
     backing_ = options.backing;
-    if (tile_timeout_s < 0 || !std::isfinite(tile_timeout_s)) {
-      throw Error(Errc::usage, fmt::format("tile_timeout={}: expected a positive number of seconds", tile_timeout_s));
+    if (tile_timeout_s < 0 || !std::isfinite(tile_timeout_s) || tile_timeout_s > kMaxTileTimeoutSeconds) {
+      // The command line's range (--tile-timeout): past it the milliseconds overflowed and
+      // every tile was "killed after the tile timeout".
+      throw Error(Errc::usage, fmt::format("tile_timeout={}: out of range: expected 0 (no timeout) to {:.0f} seconds", tile_timeout_s,
+                                           kMaxTileTimeoutSeconds));
     }
     if (options.mode == Mode::threads && tile_timeout_s > 0) {
       throw Error(Errc::usage, fmt::format("tile_timeout={}: threads mode cannot stop a thread that holds a tile too long "

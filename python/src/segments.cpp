@@ -63,7 +63,7 @@ py::array put(const py::object& source, const std::string& name, const py::objec
   std::string path;
   if (as_path_text(source, path)) {
     py::gil_scoped_release nogil;
-    ArraySegment segment = ArraySegment::load_npy(path, name, b);
+    ArraySegment segment = put_npy(path, name, b);
     py::gil_scoped_acquire gil;
     return named_array(std::move(segment), false);
   }

@@ -20,6 +20,7 @@ Errors: TilepoolError and its subclasses UsageError, BadInput (both ValueError),
 
 import builtins as _builtins
 import json as _json
+import numbers as _numbers
 import os as _os
 import sys as _sys
 import threading as _threading
@@ -208,7 +209,7 @@ class Pool:
         self._progress = progress
         self._core = _core.Pool(
             0 if workers is None else workers, mode, _backing(backing), [_os.fspath(p) for p in plugins],
-            0.0 if tile_timeout is None else float(tile_timeout), _worker_executable(), bool(measure_memory))
+            _seconds("tile_timeout", tile_timeout), _worker_executable(), bool(measure_memory))
         self._report = None
         self._report_json = None
 
@@ -292,6 +293,15 @@ class Pool:
     def __repr__(self):
         state = "closed" if self.closed else f"mode={self.mode!r}, workers={self.workers}"
         return f"<tilepool.Pool {state}>"
+
+
+def _seconds(keyword, value):
+    """`value` (None: 0, no timeout) as float seconds; a str or another non-number is a TypeError."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (str, bytes)) or not isinstance(value, _numbers.Real):
+        raise TypeError(f"{keyword}={value!r}: expected a number of seconds")
+    return float(value)
 
 
 def _open_output(out):

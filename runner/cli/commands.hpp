@@ -98,5 +98,11 @@ int exit_status(const Error& e);
 /// (tilepool and tilepool-mpi alike). Under AddressSanitizer, checks for leaks first, as exit()
 /// would have.
 [[noreturn]] void end_process(int status);
+/// Until end_process: a call of exit() or std::terminate() in this process (a plugin's code in
+/// the runner: output_spec, iteration_shape, input_region, a thread it started) is one line
+/// "`program`: error: ...", removes this process's job segments in /dev/shm and exits 1
+/// (before: exit(0) from output_spec ended the run with status 0 and no output). A threads-mode
+/// job's own words (naming the kernel) take precedence while it runs. Call once, first thing.
+void guard_command(const char* program);
 
 }  // namespace tilepool::cli

@@ -1,9 +1,16 @@
 // The exit status of a failed command: the one mapping from error codes, and the end of the
 // process, for tilepool and tilepool-mpi alike.
 #include "commands.hpp"
+#include "tilepool/runner/store.hpp"
+#include "tilepool/shared/escape.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <string>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -16,6 +23,53 @@
 #endif
 
 namespace tilepool::cli {
+namespace {
+
+const char* g_program = "tilepool";
+pid_t g_command_pid = 0;  // forks of it (fork-mode workers, the plugin probe) do not speak for it
+std::terminate_handler g_default_terminate = nullptr;  // theirs (the probe reports its words)
+
+// One line, this process's job segments removed, exit 1; once, whichever thread comes first.
+[[noreturn]] void end_unexpectedly(const std::string& how) noexcept {
+  static std::atomic_flag ending = ATOMIC_FLAG_INIT;
+  if (ending.test_and_set()) {
+    for (;;) ::pause();
+  }
+  std::fprintf(stderr, "%s: error: %s before the command finished (a plugin's code, in the runner's process)\n", g_program,
+               one_line(how).c_str());
+  std::fflush(stderr);
+  remove_own_job_segments(Backing{});
+  std::_Exit(1);
+}
+
+void on_exit() {
+  if (::getpid() == g_command_pid) end_unexpectedly("exit() was called");
+}
+
+[[noreturn]] void on_terminate() {
+  if (::getpid() != g_command_pid) {
+    if (g_default_terminate != nullptr) g_default_terminate();
+    std::abort();
+  }
+  std::string what;
+  if (std::current_exception()) {
+    try {
+      std::rethrow_exception(std::current_exception());
+    } catch (...) {
+      what = ": " + describe_current_exception();
+    }
+  }
+  end_unexpectedly("std::terminate() was called (an exception left a noexcept function, a destructor or a thread" + what + ")");
+}
+
+}  // namespace
+
+void guard_command(const char* program) {
+  g_program = program;
+  g_command_pid = ::getpid();
+  (void)std::atexit(on_exit);
+  g_default_terminate = std::set_terminate(on_terminate);
+}
 
 int exit_status(const Error& e) {
   switch (e.code()) {

@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace {
 
@@ -22,14 +23,14 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "tilepool: error: %s\n", tilepool::cli::parse_error_message(app, e, "tilepool").c_str());
+    std::fprintf(stderr, "tilepool: error: %s\n", tilepool::one_line(tilepool::cli::parse_error_message(app, e, "tilepool")).c_str());
     return 2;
   } catch (const tilepool::Error& e) {
     // The library describes the data; each command has added the flags and remedies it offers.
-    std::fprintf(stderr, "tilepool: error: %s\n", e.what());
+    std::fprintf(stderr, "tilepool: error: %s\n", tilepool::one_line(e.what()).c_str());
     return tilepool::cli::exit_status(e);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tilepool: error: %s\n", e.what());
+    std::fprintf(stderr, "tilepool: error: %s\n", tilepool::one_line(e.what()).c_str());
     return 1;
   }
 }
@@ -39,5 +40,6 @@ int run_cli(int argc, char** argv) {
 int main(int argc, char** argv) {
   // The command is over and its result published (or not): the status is final, whatever a
   // plugin's static destructor would do at exit.
+  tilepool::cli::guard_command("tilepool");
   tilepool::cli::end_process(run_cli(argc, argv));
 }

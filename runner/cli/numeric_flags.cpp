@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <string>
 
+#include "tilepool/runner/pool.hpp"
 #include "tilepool/shared/control_block.hpp"
 
 namespace tilepool::cli {

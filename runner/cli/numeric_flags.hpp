@@ -7,13 +7,9 @@
 
 namespace tilepool::cli {
 
-/// The most seconds --tile-timeout accepts: far beyond any tile, and small enough that the
-/// timeout in milliseconds fits the clock's integer.
-inline constexpr double kMaxTileTimeoutSeconds = 1e9;
-
 /// --workers N: an integer from 0 (one per core) to kMaxWorkers.
 CLI::Validator worker_count_range();
-/// --tile-timeout SECONDS: a finite number from 0 (no timeout) to kMaxTileTimeoutSeconds.
+/// --tile-timeout SECONDS: a finite number from 0 (no timeout) to kMaxTileTimeoutSeconds (pool.hpp).
 CLI::Validator tile_timeout_range();
 
 }  // namespace tilepool::cli

@@ -45,13 +45,12 @@ void add_segment_commands(CLI::App& app) {
     }
     ArraySegment seg = [&] {
       try {
-        return ArraySegment::load_npy(file, name, backing);
+        return put_npy(file, name, backing);
       } catch (const Error& e) {
         if (e.code() == Errc::no_space) throw with_store_remedy(e, backing_spec);
         throw;
       }
     }();
-    seg.segment().release_name();
     std::printf("%s: %s %s, %zu bytes at %s\n", name.c_str(), std::string(dtype_name(seg.dtype())).c_str(),
                 format_shape(seg.shape()).c_str(), seg.data_bytes(), backing.path_of(name).c_str());
   });
@@ -116,6 +115,9 @@ void add_kernels_command(CLI::App& app) {
   auto plugins = std::make_shared<std::vector<std::string>>();
   kernels->add_option("--plugin", *plugins, "also list the kernels of this plugin FILE.so (repeatable)");
   kernels->callback([plugins] {
+    // A signal to this process alone then reaches a plugin that hangs while it loads (the
+    // probe passes it on); without handlers it killed us and left the probe running.
+    install_interrupt_handlers();
     load_plugins(*plugins);
     std::printf("%-11s %-6s %-80s %s\n", "KERNEL", "INPUTS", "DTYPES", "WHAT");
     for (const KernelDef* k : known_kernels()) {

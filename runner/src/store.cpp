@@ -2,6 +2,7 @@
 #include "tilepool/runner/store.hpp"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/npy.hpp"
 #include "tilepool/shared/segment.hpp"
 
@@ -75,6 +77,26 @@ std::vector<std::string> remove_job_segments(const Backing& backing, Pick&& remo
 
 std::vector<std::string> collect_garbage(const Backing& backing) {
   return remove_job_segments(backing, [](const SegmentOwner& owner) { return !owner_alive(owner); });
+}
+
+ArraySegment put_npy(const std::filesystem::path& file, const std::string& name, const Backing& backing) {
+  validate_segment_name(name);
+  if (segment_exists(name, backing)) throw Error(Errc::exists, fmt::format("segment '{}' already exists", name));
+  const npy::Header h = npy::read_file_header(file);
+  const std::uint64_t needed = npy::make_header(h.dtype, h.shape).size() + h.data_bytes;
+  // The data is copied in, not reserved first (reserving would zero every page before it is
+  // written): the room is checked here instead, before any of it is copied.
+  struct statvfs st {};
+  if (::statvfs(backing.directory().c_str(), &st) == 0) {
+    const std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize);
+    if (free < needed) {
+      throw Error(Errc::no_space, fmt::format("segment '{}': not enough space: needs {} bytes in {}, {} free", name, needed,
+                                              escape_for_message(backing.directory().string()), free));
+    }
+  }
+  ArraySegment segment = ArraySegment::load_npy(file, job_segment_name("put"), backing);
+  segment.segment().publish(name, /*replace=*/false);
+  return segment;
 }
 
 void remove_own_job_segments(const Backing& backing) noexcept {

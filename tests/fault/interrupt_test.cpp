@@ -186,6 +186,10 @@ TEST_F(InterruptTest, SignalToTheRunnerAloneWhileAPluginHangsInItsStaticInitiali
                                         "-o", in("out.npy"), "-t", "4,4", "--no-progress"};
     EXPECT_TRUE(interrupt_and_check(args, 500ms, sig, in("out.npy"), /*to_group=*/false)) << "the run ended before the signal";
   }
+  // `tilepool kernels --plugin` too: it had no handlers, died of the signal and left the child
+  // that loads the plugin running forever.
+  const std::vector<std::string> args{"kernels", "--plugin", plugin};
+  EXPECT_TRUE(interrupt_and_check(args, 500ms, SIGINT, in("out.npy"), /*to_group=*/false)) << "it ended before the signal";
 }
 
 // 4,096 workers on two cores: a demo that took more than 13 minutes (every worker started and

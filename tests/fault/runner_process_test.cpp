@@ -161,6 +161,28 @@ TEST_F(RunnerProcessTest, TooSmallBackingStoreIsAClearErrorBeforeAnyWorkerStarts
   EXPECT_FALSE(std::filesystem::exists(in("neg.npy")));
 }
 
+// `put` killed while it copies: the name holds the whole array or nothing (before, a SIGINT or
+// SIGKILL mid-copy left a named segment holding part of the file, which gc kept as a user's).
+TEST_F(RunnerProcessTest, PutKilledWhileItCopiesLeavesNoNamedSegmentAndGcRemovesWhatItBuilt) {
+  // 512 MiB of ones: copied into /dev/shm front to back in a few hundred ms, so a name that
+  // holds part of it ends in zeros.
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + in("ones.npy") + "', np.ones((8192, 8192)))\n").status, 0);
+  for (const auto delay : {20ms, 60ms, 150ms}) {
+    const std::string name = testing::unique_name("put");
+    RunnerProcess put({"put", in("ones.npy"), name}, "");
+    std::this_thread::sleep_for(delay);
+    ::kill(put.pid(), SIGKILL);
+    (void)put.wait_exit(5s);
+    if (std::filesystem::exists("/dev/shm/" + name)) {  // it finished first: then all of it is there
+      const auto whole = run_python("import numpy as np\nx = np.load('/dev/shm/" + name + "', mmap_mode='r')\nprint(bool((x == 1).all()))\n");
+      EXPECT_EQ(whole.output, "True\n") << "after " << delay.count() << " ms: the name holds part of the file";
+      (void)std::filesystem::remove("/dev/shm/" + name);
+    }
+    EXPECT_EQ(run_command(kTilepool + " gc").status, 0);
+    EXPECT_TRUE(segments_of(put.pid()).empty()) << "after " << delay.count() << " ms";
+  }
+}
+
 // `put` into a store with no room left at all: before, the header's reservation failed first
 // and the message said "needs 128 bytes", and the remedy named --backing although it was given.
 TEST_F(RunnerProcessTest, PutIntoAFullStoreNamesTheWholeSizeAndTheRightRemedy) {

@@ -180,3 +180,9 @@ def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
         tp.Pool(mode="threads", tile_timeout=1)
     with pytest.raises(tp.UsageError, match="tile_timeout"):
         tp.Pool(tile_timeout=-1)
+    # Past the command line's range (1e9 s) the milliseconds overflowed: every tile was "killed
+    # after the tile timeout". A string was read as a number.
+    with pytest.raises(tp.UsageError, match=r"tile_timeout=10000000000: out of range: expected 0 \(no timeout\) to 1000000000"):
+        tp.Pool(tile_timeout=1e10)
+    with pytest.raises(TypeError, match="tile_timeout='1': expected a number of seconds"):
+        tp.Pool(tile_timeout="1")

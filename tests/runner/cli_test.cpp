@@ -138,6 +138,11 @@ TEST_F(CliTest, BadInputIsAOneLineErrorWithExitTwoAndLeavesShmUnchanged) {
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,x", "--tile 4,x: 'x' is not a positive tile extent");
   expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 99999999999999999999,4",
                      "--tile 99999999999999999999,4: tile extent 99999999999999999999 is out of range: expected at most 9223372036854775807");
+  // A line break in any text the user gave stays one line of message (a kernel, a segment name,
+  // an option's value: they were printed raw, over several lines).
+  expect_usage_error("run -k \"$(printf 'x\\ny')\" -i " + a + " -o " + out + " -t 4,4", "unknown kernel 'x\\ny'");
+  expect_usage_error("run -k add -i \"shm:$(printf 'x\\ny')\" -i " + b + " -o " + out + " -t 4,4", "x\\ny");
+  expect_usage_error("run -k add -i " + a + " -i " + b + " -o " + out + " -t 4,4 --workers \"$(printf '2\\n')x\"", "--workers");
   // A line break in a value stays one line of message, escaped (it was printed raw).
   expect_usage_error("run -k add_scalar -i " + a + " -o " + out + " -t 4,4 -p \"$(printf 'value=1\\n2')\"",
                      "--param value=1\\n2: parameter 'value=1\\n2': a value cannot hold a line break");

@@ -216,6 +216,22 @@ TEST_F(PluginCliTest, AKernelThatEndsItsProcessIsOneErrorLineAndExit1InEveryMode
   }
 }
 
+TEST_F(PluginCliTest, AKernelThatEndsTheProcessFromAHookThatRunsInTheRunnerIsOneLineAndExit1) {
+  // output_spec (every mode) and input_region (copy mode) run in the runner's own process.
+  // Before: exit() there ended the run with the plugin's status (exit(0): "success", no output,
+  // no word), std::terminate with 134 and "terminate called" lines.
+  for (const char* mode : kModeNames) {
+    for (const char* kind : {"exit", "terminate"}) {
+      SCOPED_TRACE(std::string(mode) + " " + kind);
+      expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param hook=output_spec --param kind=" + kind,
+                            1, {std::string_view(kind) == "exit" ? "exit() was called before the command finished" : "std::terminate() was called"},
+                            path("out.npy"));
+    }
+  }
+  expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=input_region --param kind=terminate", 1,
+                        {"std::terminate() was called"}, path("out.npy"));
+}
+
 TEST_F(PluginCliTest, ABoundKernelWhoseDestructorThrowsIsOneLineInThreadsAndCopyModesAndOnlyItsWorkerElsewhere) {
   // A throw out of a (noexcept) destructor is std::terminate wherever it runs. Bound kernels are
   // destroyed inside the job: in threads mode that ends the runner, with one line (before: exit

@@ -65,7 +65,10 @@ class LastWords {
   }
   [[noreturn]] static void on_terminate() {
     const LastWords* words = active_.load(std::memory_order_acquire);
-    if (words == nullptr || !t_kernel_thread) std::abort();
+    if (words == nullptr || !t_kernel_thread) {  // not a kernel's: what was there before says it
+      if (words != nullptr && words->previous_ != nullptr) words->previous_();
+      std::abort();
+    }
     std::string what;
     if (std::current_exception()) {
       try {

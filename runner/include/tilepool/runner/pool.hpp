@@ -209,6 +209,10 @@ void run_inline(const JobRequest& job);
 
 // install_interrupt_handlers, interrupt_signal and throw_if_interrupted: shared/interrupt.hpp.
 
+/// The most seconds a tile timeout may be (--tile-timeout, tile_timeout=): far beyond any tile,
+/// and small enough that the timeout in milliseconds fits the clock's integer.
+inline constexpr double kMaxTileTimeoutSeconds = 1e9;
+
 /// Makes sure this process may have `needed` file descriptors open: raises the soft
 /// RLIMIT_NOFILE up to the hard limit if it must, else throws Error(usage) "<what> need N file
 /// descriptors; this process may open M (ulimit -n; hard limit H): raise the limit<remedy>".

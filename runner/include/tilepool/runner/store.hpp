@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/backing.hpp"
 
 namespace tilepool {
@@ -27,6 +28,13 @@ std::vector<SegmentInfo> list_segments(const Backing& backing = {});
 /// Removes job segments ("tilepool-<pid>-...") whose owner process is gone; returns their
 /// names. Never removes a named segment, or a live owner's.
 std::vector<std::string> collect_garbage(const Backing& backing = {});
+
+/// Loads the NPY file `file` into a new segment `name` of `backing` (`tilepool put`, tp.put of a
+/// path): refused at once with Error(no_space) if the store has not the room (statvfs), then
+/// built under a job-owned name (gc collects it if this process dies midway: Ctrl-C, SIGKILL)
+/// and published onto `name` in one step, so the name holds the whole array or nothing.
+/// Throws Error(exists) if `name` is taken, Error(bad_input) for a bad file or name.
+ArraySegment put_npy(const std::filesystem::path& file, const std::string& name, const Backing& backing);
 
 /// Removes this process's own job segments in `backing` (what collect_garbage would remove
 /// once it is gone): for a process about to end without unwinding (threads mode's last words).

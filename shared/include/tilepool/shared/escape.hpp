@@ -16,6 +16,12 @@ namespace tilepool {
 /// Pure function; thread-safe.
 std::string escape_for_message(std::string_view bytes);
 
+/// `text` with its control bytes (below 0x20, and 0x7f) written as `\n`, `\r`, `\t` or `\xHH`,
+/// everything else as it is (backslashes included: text escaped by escape_for_message passes
+/// unchanged). For the last step before an error reaches a terminal: one line, whatever a
+/// message quoted without escaping. Pure function; thread-safe.
+std::string one_line(std::string_view text);
+
 /// The length of the longest prefix of `text` of at most `max_bytes` bytes that does not end
 /// inside a UTF-8 sequence: where a message is cut to fit a fixed buffer (ControlBlock's
 /// error text, a copy worker's error reply). Pure function; thread-safe.
