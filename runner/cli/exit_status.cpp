@@ -51,15 +51,8 @@ void on_exit() {
     if (g_default_terminate != nullptr) g_default_terminate();
     std::abort();
   }
-  std::string what;
-  if (std::current_exception()) {
-    try {
-      std::rethrow_exception(std::current_exception());
-    } catch (...) {
-      what = ": " + describe_current_exception();
-    }
-  }
-  end_unexpectedly("std::terminate() was called (an exception left a noexcept function, a destructor or a thread" + what + ")");
+  end_unexpectedly("std::terminate() was called (an exception left a noexcept function, a destructor or a thread" +
+                   describe_terminating_exception() + ")");
 }
 
 }  // namespace

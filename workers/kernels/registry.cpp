@@ -82,6 +82,15 @@ Errc current_error_code() noexcept {
   }
 }
 
+std::string describe_terminating_exception() {
+  if (!std::current_exception()) return {};
+  try {
+    std::rethrow_exception(std::current_exception());
+  } catch (...) {
+    return ": " + describe_current_exception();
+  }
+}
+
 std::string describe_current_exception() {
   try {
     throw;

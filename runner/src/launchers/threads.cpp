@@ -69,15 +69,8 @@ class LastWords {
       if (words != nullptr && words->previous_ != nullptr) words->previous_();
       std::abort();
     }
-    std::string what;
-    if (std::current_exception()) {
-      try {
-        std::rethrow_exception(std::current_exception());
-      } catch (...) {
-        what = ": " + describe_current_exception();
-      }
-    }
-    words->end("called std::terminate() (or let an exception out of a noexcept function or destructor" + what + ")");
+    words->end("called std::terminate() (or let an exception out of a noexcept function or destructor" +
+               describe_terminating_exception() + ")");
   }
 
   inline static std::atomic<const LastWords*> active_{nullptr};

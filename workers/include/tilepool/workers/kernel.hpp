@@ -159,6 +159,9 @@ Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, st
 /// text of a thrown string or C string, the value of a thrown number, or its type otherwise.
 /// Call only inside a catch block.
 std::string describe_current_exception();
+/// For a std::terminate handler: ": " and what describe_current_exception says of the
+/// exception that is terminating the process, or "" if there is none (std::terminate called).
+std::string describe_terminating_exception();
 /// The kind of the exception in flight: a tilepool Error's own code, Errc::job_failed for
 /// anything else. Call only inside a catch block.
 Errc current_error_code() noexcept;
