@@ -17,6 +17,7 @@
 #include "cluster.hpp"
 #include "commands.hpp"
 #include "distributed_run.hpp"
+#include "tilepool/runner/pool.hpp"
 #include "tilepool/shared/escape.hpp"
 
 namespace {
@@ -125,6 +126,7 @@ int run_rank(int argc, char** argv) {
   std::optional<tilepool::mpi::Publication> publication;
   try {
     const tilepool::mpi::Cluster cluster = tilepool::mpi::Cluster::make(rank_per_node);
+    tilepool::set_last_words_prefix(fmt::format("tilepool-mpi: error: rank {} (node {}): ", rank, cluster.host()));
     if (auto finished = tilepool::mpi::run_distributed(cluster, options)) publication.emplace(std::move(*finished));
   } catch (const tilepool::mpi::StepFailed& e) {
     const tilepool::mpi::Failure& f = e.failure();

@@ -19,7 +19,15 @@ std::vector<ByteRange> input_ranges(const KernelDef& kernel, std::size_t input, 
   const Params checked = check_params(kernel, params);
   std::vector<ByteRange> ranges;
   for (std::int64_t t = range.first; t < range.first + range.count; ++t) {
-    const Box region = input_region(kernel, input, grid.box(t), inputs, checked);
+    // A hook that fails (or gives a region that is no region) fails the job, as it does in
+    // tilepool run's copy mode (exit 1): the kernel's fault, not the user's input.
+    const Box region = [&] {
+      try {
+        return input_region(kernel, input, grid.box(t), inputs, checked);
+      } catch (const Error& e) {
+        throw Error(Errc::job_failed, e.what());
+      }
+    }();
     for_each_run(spec.shape, dtype_size(spec.dtype), region,
                  [&](std::size_t offset, std::size_t length) { ranges.push_back(ByteRange{offset, length}); });
   }

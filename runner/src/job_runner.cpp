@@ -124,7 +124,10 @@ std::vector<ArraySpec> input_specs(const JobRequest& job) {
 }
 
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile) {
-  const Shape space = iteration_shape_of(kernel, inputs, output);
+  return tile_grid_over(kernel, iteration_shape_of(kernel, inputs, output), tile);
+}
+
+TileGrid tile_grid_over(const KernelDef& kernel, const Shape& space, const Shape& tile) {
   if (tile.size() > space.size()) {
     throw Error(Errc::usage, fmt::format("{} tile extents, but {} tiles a {}-D space {}", tile.size(), kernel.name, space.size(),
                                          format_shape(space)));

@@ -61,8 +61,8 @@ class InterruptTest : public ::testing::Test {
   std::string in(const char* name) const { return (dir_ / name).string(); }
 
   /// Starts `tilepool ARGS` in a process group of its own, signals the group `delay` later and
-  /// checks every promise about the stop. Returns false if the run was over before the signal
-  /// (then it must have succeeded).
+  /// checks every promise about the stop. Returns false if the run was over before the signal,
+  /// or past its last look at it (then it must have succeeded and published).
   // `to_group`: the signal goes to the runner's whole process group, as a terminal's Ctrl-C
   // does; otherwise to the runner alone (kill -INT PID).
   bool interrupt_and_check(const std::vector<std::string>& args, std::chrono::milliseconds delay, int sig,
@@ -86,6 +86,16 @@ class InterruptTest : public ::testing::Test {
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
     const std::string text = read_file(err);
     const std::string at = fmt::format("{} at {} ms ({} workers running then): ", signal_name(sig), delay.count(), workers.size());
+    if (status == 0 && std::filesystem::exists(output) && !text.starts_with("tilepool: error")) {
+      // The signal came after the run's last look at it, just before publication: the job was
+      // whole, so the run published it and said so. Still within the stop limit, and still
+      // nothing left behind.
+      EXPECT_LE(took, kStopLimit) << at << "the run took " << took.count() << " ms to end";
+      EXPECT_TRUE(segments_of(runner.pid()).empty()) << at;
+      for (const pid_t w : workers) EXPECT_FALSE(alive(w)) << at << "worker " << w << " outlived the run";
+      std::filesystem::remove(output);
+      return false;
+    }
     EXPECT_EQ(status, 128 + sig) << at << text;
     EXPECT_LE(took, kStopLimit) << at << "the run took " << took.count() << " ms to stop";
     // Nothing to say only if the signal came before the runner had started anything (it was

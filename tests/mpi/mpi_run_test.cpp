@@ -251,6 +251,47 @@ TEST_P(MpiRunTest, KernelFailureOnOneNodeIsOneLineNamingItsRankAndNoOutput) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_.path()), fs::directory_iterator()), 1);  // no temporary either
 }
 
+// Before: exit 2 (tilepool run's copy mode exits 1 for the same throw: a kernel's failure, not
+// the user's input).
+TEST_P(MpiRunTest, InputRegionThatThrowsFailsTheJobWithExit1InOneLine) {
+  const int ranks = GetParam();
+  const fs::path in = dir_ / "in.npy";
+  write_random_npy(in, DType::float64, {40, 8}, 7);
+  const fs::path out = dir_ / "out.npy";
+  const CommandResult r = run_command(fmt::format(
+      "{} --plugin {}/libtptest_throwing.so --kernel tp_throws --param hook=input_region --param kind=int --input {} "
+      "--tile 4,8 --workers 2 --output {} 2>&1",
+      mpirun(ranks), kPlugins, in.string(), out.string()));
+  EXPECT_EQ(r.status, 1) << r.output;
+  const std::vector<std::string> lines = lines_of(r.output);
+  ASSERT_EQ(lines.size(), 1u) << r.output;
+  EXPECT_TRUE(lines[0].starts_with("tilepool-mpi: error: rank ")) << lines[0];
+  EXPECT_NE(lines[0].find("tp_throws: input_region failed"), std::string::npos) << lines[0];
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// Threads mode runs kernels in the rank's own process: a kernel's exit() ends it with a line
+// that names the rank and node, as every other tilepool-mpi error does (before: "tilepool:
+// error: kernel ...", with no rank).
+TEST_P(MpiRunTest, AKernelThatCallsExitInThreadsModeIsALineNamingItsRank) {
+  const int ranks = GetParam();
+  const fs::path in = dir_ / "in.npy";
+  write_random_npy(in, DType::float64, {40, 8}, 7);
+  const fs::path out = dir_ / "out.npy";
+  const CommandResult r = run_command(fmt::format(
+      "{} --plugin {}/libtptest_throwing.so --kernel tp_throws --param hook=tile --param kind=exit --input {} "
+      "--tile 4,8 --workers 2 --mode threads --output {} 2>&1",
+      mpirun(ranks), kPlugins, in.string(), out.string()));
+  EXPECT_NE(r.status, 0) << r.output;
+  bool named = false;
+  for (const std::string& line : lines_of(r.output)) {
+    EXPECT_FALSE(line.starts_with("tilepool: error:")) << line;
+    named = named || (line.starts_with("tilepool-mpi: error: rank ") && line.find("kernel tp_throws called exit()") != std::string::npos);
+  }
+  EXPECT_TRUE(named) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST_P(MpiRunTest, ExistingOutputIsKeptWithoutForceAndReplacedWithIt) {
   const int ranks = GetParam();
   const fs::path in = dir_ / "in.npy";

@@ -90,6 +90,15 @@ TEST_F(PluginCliTest, FileThatIsNotASharedLibraryIsRefused) {
   expect_refused(run_with(dir_.path().string()), {"not a regular file"});
 }
 
+TEST_F(PluginCliTest, AFifoGivenAsAPluginIsRefusedWithoutWaitingForAWriter) {
+  // Before: opening it for reading waited for a writer, for good (a FIFO input was refused).
+  ASSERT_EQ(::mkfifo(path("libfifo.so").c_str(), 0644), 0);
+  expect_refused(run_with(path("libfifo.so")), {"libfifo.so", "not a regular file"});
+  const auto r = run_command(kTilepool + " kernels --plugin " + path("libfifo.so"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("not a regular file"), std::string::npos) << r.output;
+}
+
 TEST_F(PluginCliTest, SharedLibraryWithoutEntryPointIsRefused) {
   expect_refused(run_with(plugin("tptest_no_entry")), {"libtptest_no_entry.so", "no entry point tilepool_plugin_entry"});
 }
@@ -306,10 +315,49 @@ TEST_F(PluginCliTest, AnythingOutputSpecThrowsIsOneErrorLineAndExit2InEveryMode)
   }
 }
 
+TEST_F(PluginCliTest, AnOutputSpecThatIsNoArrayIsOneErrorLineAndExit2InEveryMode) {
+  // Before: a dtype code past the enum was taken for an item size ("needs 316659406213248
+  // bytes" of store).
+  for (const char* mode : kModeNames) {
+    expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                              " --param hook=output_spec --param kind=bad_dtype",
+                          2, {"tp_throws: output_spec returned dtype code 200, which is no dtype"}, path("out.npy"));
+    expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                              " --param hook=output_spec --param kind=bad_shape",
+                          2, {"tp_throws: output_spec returned shape (-3, 4), which no array has"}, path("out.npy"));
+  }
+}
+
+TEST_F(PluginCliTest, AnythingIterationShapeThrowsIsTheKernelsErrorNotTheTiles) {
+  // Before: "tilepool: error: --tile 4,4: tp_throws: iteration_shape failed", as if the tile
+  // were wrong.
+  ASSERT_EQ(run_python("import numpy as np\nnp.save('" + path("a7.npy") + "', np.zeros((7, 10)))\n").status, 0);
+  for (const char* mode : kModeNames) {
+    const std::string args = "run --no-progress --plugin " + plugin("tptest_throwing") + " -k tp_throws -i " + path("a7.npy") +
+                             " -o " + path("out.npy") + " -t 4,4 -w 2 -m " + mode;
+    expect_one_error_line(args, 2, {"tilepool: error: tp_throws: iteration_shape failed: cursed text from iteration_shape"},
+                          path("out.npy"));
+  }
+}
+
 TEST_F(PluginCliTest, AnythingInputRegionThrowsIsOneErrorLineInCopyMode) {
   // Copy mode is the mode that asks for input regions (to ship them).
   expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=input_region --param kind=int",
                         1, {"tp_throws: input_region failed", "threw the int 42"}, path("out.npy"));
+}
+
+TEST_F(PluginCliTest, AKernelsMessageIsEscapedOnceFromEveryHook) {
+  // Before: copy mode's input_region message was escaped twice ("two\\nlines, a back\\\\slash").
+  const std::string once = R"(two\nlines, a back\\slash)";
+  for (const char* mode : kModeNames) {
+    expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param hook=tile --param kind=escaped",
+                          1, {once}, path("out.npy"));
+    expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode +
+                              " --param hook=output_spec --param kind=escaped",
+                          2, {once}, path("out.npy"));
+  }
+  expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=input_region --param kind=escaped",
+                        1, {"tp_throws: input_region failed", once}, path("out.npy"));
 }
 
 // --- parameters: declared, checked, listed ------------------------------------------------------

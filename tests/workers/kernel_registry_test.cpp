@@ -328,6 +328,27 @@ TEST_F(KernelRegistryTest, CheckParamsFillsInDefaultsAndRefusesIllTypedValuesAnd
                            {"test_with_defaults needs the parameter gain=NUMBER", "a factor"}));
 }
 
+// Past int64 an integer was "not an integer", and 1e-400 "not a finite number": neither says
+// what is wrong. A number below the smallest double reads as Python's float() reads it.
+TEST_F(KernelRegistryTest, ParameterValuesOutOfRangeSaySoAndNumbersThatUnderflowReadAsTheNearestDouble) {
+  Params big;
+  big.set("gain", "1");
+  big.set("radius", "9223372036854775808");
+  EXPECT_TRUE(throws_error([&] { (void)check_params(kWithDefaults, big); }, Errc::usage,
+                           {"radius=9223372036854775808 is out of range", "9223372036854775807"}));
+  Params huge;
+  huge.set("gain", "1e400");
+  EXPECT_TRUE(throws_error([&] { (void)check_params(kWithDefaults, huge); }, Errc::usage,
+                           {"gain=1e400 is out of range", "1.8e308"}));
+  Params tiny;
+  tiny.set("gain", "1e-400");
+  EXPECT_EQ(check_params(kWithDefaults, tiny).number("gain", "k"), 0.0);
+  tiny.set("gain", "-4e-320");
+  EXPECT_EQ(check_params(kWithDefaults, tiny).number("gain", "k"), -4e-320);  // subnormal
+  EXPECT_EQ(parse_number("inf"), std::nullopt);
+  EXPECT_EQ(param_value_problem("inf", ParamType::number), "is not a finite number");
+}
+
 TEST_F(KernelRegistryTest, InputRegionWithTheWrongNumberOfAxesIsNamedAsSuch) {
   const std::vector<ArraySpec> one{{DType::float64, {10, 12}}};
   Params p;

@@ -94,6 +94,10 @@ std::string describe_terminating_exception() {
 std::string describe_current_exception() {
   try {
     throw;
+  } catch (const Error& e) {
+    // tilepool's own errors hold text escaped where it was made (a path, a plugin's message):
+    // escaping them again doubled every backslash ("input_region failed: a\\nb").
+    return one_line(e.what());
   } catch (const std::exception& e) {
     const char* what = e.what();  // a plugin's what() may return null
     return what != nullptr ? escape_for_message(what) : "threw a std::exception whose what() is null";
@@ -138,23 +142,6 @@ std::string_view param_type_name(ParamType type) noexcept {
 
 namespace {
 
-bool has_type(std::string_view text, ParamType type) {
-  const char* end = text.data() + text.size();
-  switch (type) {
-    case ParamType::number: {
-      double v = 0;
-      const auto r = std::from_chars(text.data(), end, v);
-      return r.ec == std::errc() && r.ptr == end && std::isfinite(v);
-    }
-    case ParamType::integer: {
-      std::int64_t v = 0;
-      const auto r = std::from_chars(text.data(), end, v);
-      return r.ec == std::errc() && r.ptr == end;
-    }
-    case ParamType::text: return text.find('\n') == std::string_view::npos;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -174,9 +161,8 @@ Params check_params(const KernelDef& kernel, const Params& params) {
     if (it == kernel.params.end()) {
       throw Error(Errc::usage, fmt::format("{}: unknown parameter '{}' ({})", kernel.name, escape_for_message(key), accepted_params(kernel)));
     }
-    if (!has_type(value, it->type)) {
-      throw Error(Errc::usage, fmt::format("{}: parameter {}={} is not {} ({}: {})", kernel.name, key, escape_for_message(value),
-                                           it->type == ParamType::integer ? "an integer" : it->type == ParamType::number ? "a finite number" : "text",
+    if (const std::string problem = param_value_problem(value, it->type); !problem.empty()) {
+      throw Error(Errc::usage, fmt::format("{}: parameter {}={} {} ({}: {})", kernel.name, key, escape_for_message(value), problem,
                                            key, it->meaning));
     }
   }
@@ -277,6 +263,29 @@ std::string format_dtypes(std::span<const DType> dtypes) {
   return s;
 }
 
+namespace {
+
+// What a plugin's output_spec returned is read as a dtype and a shape only if it is one: a
+// byte outside the DType enum was taken for an item size ("needs 316659406213248 bytes").
+ArraySpec checked_output_spec(const KernelDef& kernel, ArraySpec out) {
+  if (static_cast<unsigned>(out.dtype) > static_cast<unsigned>(DType::float64)) {
+    throw Error(Errc::bad_input, fmt::format("{}: output_spec returned dtype code {}, which is no dtype (expected DType::bool_ "
+                                             "to DType::float64)", kernel.name, static_cast<unsigned>(out.dtype)));
+  }
+  if (out.shape.size() > static_cast<std::size_t>(kMaxDims)) {
+    throw Error(Errc::bad_input, fmt::format("{}: output_spec returned a shape of {} axes (expected at most {})", kernel.name,
+                                             out.shape.size(), kMaxDims));
+  }
+  if (!byte_count(out.shape, dtype_size(out.dtype))) {
+    throw Error(Errc::bad_input, fmt::format("{}: output_spec returned shape {}, which no array has (expected extents >= 0 "
+                                             "and a size in bytes that fits in int64)",
+                                             kernel.name, format_shape(out.shape)));
+  }
+  return out;
+}
+
+}  // namespace
+
 ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> inputs, const Params& given) {
   const std::string k(kernel.name);
   const Params params = check_params(kernel, given);
@@ -297,7 +306,7 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   // Shared output specs (same_as_inputs) do not know which kernel they serve: name it here, so
   // that every message says which kernel refused the inputs.
   try {
-    return kernel.output_spec(inputs, params);
+    return checked_output_spec(kernel, kernel.output_spec(inputs, params));
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(k)) throw;
     throw Error(e.code(), fmt::format("{}: {}", k, e.what()));

@@ -1,5 +1,9 @@
+#include <locale.h>
+#include <stdlib.h>
+
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 
 #include <fmt/format.h>
 
@@ -60,13 +64,54 @@ double Params::number(std::string_view key, std::string_view kernel) const {
   if (it == values_.end()) {
     throw Error(Errc::usage, fmt::format("{} needs the parameter {}=NUMBER", kernel, key));
   }
-  double v = 0;
-  const std::string& text = it->second;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) {
-    throw Error(Errc::usage, fmt::format("{}: parameter {}={} is not a finite number", kernel, key, text));
+  const std::optional<double> v = parse_number(it->second);
+  if (!v) {
+    throw Error(Errc::usage, fmt::format("{}: parameter {}={} {}", kernel, key, escape_for_message(it->second),
+                                         param_value_problem(it->second, ParamType::number)));
   }
+  return *v;
+}
+
+std::optional<double> parse_number(std::string_view text) {
+  double v = 0;
+  const char* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, v);
+  if (r.ptr != end) return std::nullopt;
+  if (r.ec == std::errc::result_out_of_range) {
+    // Too large or too small: strtod_l says which (infinity, or the nearest double: 0 or
+    // subnormal). The C locale reads a decimal point whatever the process's locale is.
+    static const locale_t c_locale = ::newlocale(LC_ALL_MASK, "C", nullptr);
+    const double nearest = ::strtod_l(std::string(text).c_str(), nullptr, c_locale);
+    return std::isinf(nearest) ? std::nullopt : std::optional<double>(nearest);
+  }
+  if (r.ec != std::errc() || !std::isfinite(v)) return std::nullopt;
   return v;
+}
+
+std::string param_value_problem(std::string_view text, ParamType type) {
+  const char* end = text.data() + text.size();
+  switch (type) {
+    case ParamType::number: {
+      if (parse_number(text)) return {};
+      double v = 0;
+      const auto r = std::from_chars(text.data(), end, v);
+      if (r.ptr == end && r.ec == std::errc::result_out_of_range) {
+        return "is out of range (a double's magnitude is at most 1.8e308)";
+      }
+      return "is not a finite number";
+    }
+    case ParamType::integer: {
+      std::int64_t v = 0;
+      const auto r = std::from_chars(text.data(), end, v);
+      if (r.ptr == end && r.ec == std::errc()) return {};
+      if (r.ptr == end && r.ec == std::errc::result_out_of_range) {
+        return "is out of range (an integer from -9223372036854775808 to 9223372036854775807)";
+      }
+      return "is not an integer";
+    }
+    case ParamType::text: return text.find('\n') == std::string_view::npos ? "" : "holds a line break";
+  }
+  return "is not valid";
 }
 
 }  // namespace tilepool

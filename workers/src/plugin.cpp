@@ -346,8 +346,10 @@ int private_copy(int fd, const FileIdentity& identity, const std::string& path) 
 const LoadedPlugin& load_plugin(const std::string& path) {
   Plugins& p = plugins();
   const std::lock_guard lock(p.mutex);
-  // Open first and check what we opened; everything after loads that open file.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Open first and check what we opened; everything after loads that open file. O_NONBLOCK:
+  // opening a FIFO for reading otherwise waits for a writer (it is refused below, as not a
+  // regular file); on a regular file the flag changes nothing.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     refuse(path, err == ENOENT ? std::string("no such file") : std::strerror(err));

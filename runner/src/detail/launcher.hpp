@@ -111,6 +111,9 @@ std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool 
 
 /// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
+/// `space` (the kernel's iteration_shape) cut by `tile`: the half of tile_grid_of that is
+/// about the tile alone (its errors are the tile's; iteration_shape's are the kernel's).
+TileGrid tile_grid_over(const KernelDef& kernel, const Shape& space, const Shape& tile);
 /// Validates a job (kernel, arity, dtypes, shapes, output, tile) without running it.
 PreparedJob prepare(const JobRequest& job);
 /// A job whose kernel, output spec and grid are already known (run_job's plan): checks only

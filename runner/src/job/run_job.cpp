@@ -70,18 +70,18 @@ JobPlan plan_job(const JobSpec& spec) {
   plan.kernel = &about(JobField::kernel, spec.kernel, [&]() -> const KernelDef& { return find_kernel(spec.kernel); });
   for (const auto& source : spec.inputs) plan.inputs.push_back(source->spec());
   plan.output = check_inputs(*plan.kernel, plan.inputs, spec.params);
+  // The kernel's own hook fails as the kernel's (no flag named), before the tile is looked at.
+  const Shape space = iteration_shape_of(*plan.kernel, plan.inputs, plan.output);
   if (spec.tile) {
-    plan.grid = about(JobField::tile, extents_text(*spec.tile),
-                      [&] { return detail::tile_grid_of(*plan.kernel, plan.inputs, plan.output, *spec.tile); });
+    plan.grid = about(JobField::tile, extents_text(*spec.tile), [&] { return detail::tile_grid_over(*plan.kernel, space, *spec.tile); });
   } else {
-    const Shape space = iteration_shape_of(*plan.kernel, plan.inputs, plan.output);
     if (!space.empty()) {
       throw SpecError(JobField::tile, "",
                       Error(Errc::usage, fmt::format("is required: {} runs over a {}-D space {} (give extents for its last axes, "
                                                      "like {})", plan.kernel->name, space.size(), format_shape(space),
                                                      space.size() == 1 ? "4" : "4,4")));
     }
-    plan.grid = detail::tile_grid_of(*plan.kernel, plan.inputs, plan.output, Shape{});
+    plan.grid = detail::tile_grid_over(*plan.kernel, space, Shape{});
   }
   return plan;
 }

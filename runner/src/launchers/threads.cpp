@@ -19,8 +19,15 @@
 namespace tilepool::detail {
 namespace {
 
+// What set_last_words_prefix set.
+std::string& last_words_prefix() {
+  static std::string prefix = "tilepool: error: ";
+  return prefix;
+}
+
 // True on the threads that run kernels: an end of the process that starts there is a kernel's.
 thread_local bool t_kernel_thread = false;
+
 
 // In threads mode kernels run in the runner's own process, so a kernel that ends the process
 // from a tile, bind or its bound kernel's destructor (exit(), std::terminate(), a throw out of
@@ -52,9 +59,9 @@ class LastWords {
       for (;;) ::pause();
     }
     std::fprintf(stderr,
-                 "tilepool: error: kernel %s %s during a threads-mode job, which ended the process (threads mode runs kernels in "
+                 "%skernel %s %s during a threads-mode job, which ended the process (threads mode runs kernels in "
                  "the runner's own process; share mode keeps such an end to one worker)\n",
-                 kernel_.c_str(), how.c_str());
+                 last_words_prefix().c_str(), kernel_.c_str(), how.c_str());
     std::fflush(stderr);
     remove_own_job_segments(backing_);
     ::_exit(1);
@@ -163,3 +170,9 @@ std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool 
 }
 
 }  // namespace tilepool::detail
+
+namespace tilepool {
+
+void set_last_words_prefix(std::string prefix) { detail::last_words_prefix() = std::move(prefix); }
+
+}  // namespace tilepool

@@ -213,6 +213,11 @@ void run_inline(const JobRequest& job);
 /// and small enough that the timeout in milliseconds fits the clock's integer.
 inline constexpr double kMaxTileTimeoutSeconds = 1e9;
 
+/// How a line that ends this process starts (a kernel that called exit() in a threads-mode job
+/// ends the runner with one line): "tilepool: error: " unless a front end says otherwise
+/// (tilepool-mpi names its rank and node). Set it before any job runs.
+void set_last_words_prefix(std::string prefix);
+
 /// Makes sure this process may have `needed` file descriptors open: raises the soft
 /// RLIMIT_NOFILE up to the hard limit if it must, else throws Error(usage) "<what> need N file
 /// descriptors; this process may open M (ulimit -n; hard limit H): raise the limit<remedy>".

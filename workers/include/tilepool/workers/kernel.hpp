@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,6 +47,15 @@ enum class ParamType {
   integer,  ///< a whole decimal number in int64 range ("7", "-3")
   text,     ///< any text without a newline
 };
+
+/// A parameter's text read as a finite double (decimal, as `std::from_chars` reads it); a value
+/// too small for a double reads as the nearest one (0 or subnormal), as `strtod` and Python's
+/// `float()` read it. nullopt if it is not a number or too large for a double.
+std::optional<double> parse_number(std::string_view text);
+
+/// Why `text` is not a value of `type`, as the end of "parameter k=v ...": "is not an integer",
+/// "is out of range (...)"; empty if it is one.
+std::string param_value_problem(std::string_view text, ParamType type);
 
 /// One parameter a kernel accepts (`--param name=value`): KernelDef::params lists them.
 struct ParamDef {
