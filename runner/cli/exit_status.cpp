@@ -3,6 +3,7 @@
 #include "commands.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/workers/tile_loop.hpp"
 
 #include <unistd.h>
 
@@ -62,6 +63,7 @@ void guard_command(const char* program) {
   g_command_pid = ::getpid();
   (void)std::atexit(on_exit);
   g_default_terminate = std::set_terminate(on_terminate);
+  set_process_thread_end_handler([](const std::string& how) { end_unexpectedly(how); });
 }
 
 int exit_status(const Error& e) {

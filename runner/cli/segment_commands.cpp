@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "flag_errors.hpp"
+#include "tilepool/runner/pool.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/workers/plugin.hpp"
@@ -38,6 +39,8 @@ void add_segment_commands(CLI::App& app) {
   put->add_option("name", name, "the segment name (numpy sees it at /dev/shm/NAME)")->required();
   put->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   put->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name] {
+    // Measured: at 5, the last open failed midway ("open for writing: out of file descriptors").
+    raise_descriptor_limit(6, "tilepool put's files (stdin, stdout, stderr, the .npy file, the new segment and its folder)");
     const Backing backing = backing_option(backing_spec);
     validate_segment_name(name);
     if (segment_exists(name, backing)) {
@@ -61,6 +64,7 @@ void add_segment_commands(CLI::App& app) {
   get->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   get->add_flag("--force", force, "overwrite FILE.npy");
   get->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name, &force = args->force] {
+    raise_descriptor_limit(6, "tilepool get's files (stdin, stdout, stderr, the segment, the new file and its folder)");
     const ArraySegment seg = ArraySegment::attach(name, backing_option(backing_spec), MapOptions{.populate = false, .read_only = true});
     seg.save_npy(file, force);
   });

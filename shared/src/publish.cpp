@@ -212,17 +212,32 @@ std::size_t remove_stale_file_temporaries(const fs::path& dir) noexcept {
   return removed;
 }
 
-void sync_directory(const fs::path& dir) {
+namespace {
+
+// The directory that is to hold a new name, opened before the name is made and synced after:
+// a process that cannot open it (out of descriptors) fails before it publishes anything.
+// Before, `tilepool get` at `ulimit -n 5` published its file and then failed, exit 2.
+detail::UniqueFd open_directory_to_sync(const fs::path& dir) {
   detail::UniqueFd fd(retry_on_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
   if (!fd) throw system_error(fmt::format("{}: opening the directory to sync it", quoted(dir)), errno);
+  return fd;
+}
+
+void sync_open_directory(const detail::UniqueFd& fd, const fs::path& dir) {
   if (retry_on_eintr([&] { return ::fsync(fd.get()); }) != 0 && errno != EINVAL && errno != EROFS && errno != EBADF) {
     throw system_error(fmt::format("{}: syncing the directory", quoted(dir)), errno);
   }
 }
 
+}  // namespace
+
+void sync_directory(const fs::path& dir) { sync_open_directory(open_directory_to_sync(dir), dir); }
+
 void publish_path(const fs::path& from, const fs::path& to, bool replace, const std::string& what_from,
                   const std::string& what_to) {
   const auto failed = [&](int err) { return system_error(fmt::format("publishing {} as {}", what_from, what_to), err); };
+  const fs::path dir = directory_of(to);
+  const detail::UniqueFd dir_fd = open_directory_to_sync(dir);
   if (replace) {
     if (::rename(from.c_str(), to.c_str()) != 0) throw failed(errno);
   } else {
@@ -239,7 +254,7 @@ void publish_path(const fs::path& from, const fs::path& to, bool replace, const 
       ::unlink(from.c_str());
     }
   }
-  sync_directory(directory_of(to));
+  sync_open_directory(dir_fd, dir);
 }
 
 FileSystemFeatures probe_directory(const fs::path& dir) {
@@ -348,6 +363,7 @@ void PendingFile::publish(bool replace) {
   const std::string what = quoted(target_);
   const fs::path dir = directory_of(target_);
   if (replace) refuse_replacing_special(target_);
+  const detail::UniqueFd dir_fd = open_directory_to_sync(dir);
   if (temporary_.empty()) {
     // An unnamed file gets its first name from linkat(2) through /proc/self/fd, which never
     // replaces; replacing links a hidden name first and renames that over the target.
@@ -363,7 +379,7 @@ void PendingFile::publish(bool replace) {
       throw system_error(fmt::format("{}: publishing", what), err);
     }
     published_ = true;
-    sync_directory(dir);
+    sync_open_directory(dir_fd, dir);
     return;
   }
   if (!replace && !features_.rename_noreplace && !features_.hard_links) throw cannot_publish_error(target_);
@@ -382,7 +398,7 @@ void PendingFile::publish(bool replace) {
   }
   temporary_.clear();
   published_ = true;
-  sync_directory(dir);
+  sync_open_directory(dir_fd, dir);
 }
 
 }  // namespace tilepool

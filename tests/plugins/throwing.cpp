@@ -2,11 +2,13 @@
 // not a std::exception: `--param hook=tile|bind|output_spec|input_region` and
 // `--param kind=text|int|std|other|long|escaped` (`throw "text"`, `throw 42`, a std::runtime_error,
 // a type of its own, a runtime_error of 100 kB, one with a line break and a backslash); or ends its process from there: `kind=exit`
-// (exit(3)) or `kind=terminate` (std::terminate()); `hook=destructor` throws from the bound
+// (exit(3)), `kind=terminate` (std::terminate()) or `kind=pthread_exit` (ends its thread); `hook=destructor` throws from the bound
 // kernel's destructor (which is noexcept: std::terminate). `hook=output_spec` with
 // `kind=bad_dtype|bad_shape` returns a spec that is no array. iteration_shape has no
 // parameters: it throws for an input of 7 rows. tests/runner/plugin_test.cpp runs it in every
 // mode and checks for one error line.
+#include <pthread.h>
+
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
@@ -38,6 +40,7 @@ bool wanted(const Params& params, std::string_view hook) {
   if (kind == "escaped") throw std::runtime_error("two\nlines, a back\\slash");
   if (kind == "exit") std::exit(3);
   if (kind == "terminate") std::terminate();
+  if (kind == "pthread_exit") ::pthread_exit(nullptr);
   throw "cursed text from the plugin";
 }
 

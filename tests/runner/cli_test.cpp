@@ -10,6 +10,8 @@
 #include <optional>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "support/test_support.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/array_segment.hpp"
@@ -17,6 +19,7 @@
 namespace tilepool {
 namespace {
 
+using testing::CommandResult;
 using testing::run_command;
 using testing::run_python;
 using testing::TempDir;
@@ -422,6 +425,38 @@ TEST_F(CliTest, ADescriptorLimitTooLowForTheRunnersOwnFilesSaysHowManyItNeeds) {
   const auto r = run_command("prlimit --nofile=16:16 " + kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " +
                              path("o.npy") + " -t 4,4 -w 1 --no-progress -m threads");
   EXPECT_EQ(r.status, 0) << r.output;
+}
+
+// `tilepool ARGS` with only stdin, stdout and stderr open (no descriptor the test runner
+// leaks) and a descriptor limit of `limit`, soft and hard.
+CommandResult run_with_descriptor_limit(int limit, const std::string& args) {
+  return run_command("/usr/bin/python3 -c 'import os, resource, sys; os.closerange(3, 65536); "
+                     "resource.setrlimit(resource.RLIMIT_NOFILE, (" + std::to_string(limit) + ", " + std::to_string(limit) +
+                     ")); os.execv(sys.argv[1], sys.argv[1:])' " + kTilepool + " " + args);
+}
+
+TEST_F(CliTest, ADescriptorLimitTooLowForGetOrPutSaysHowManyTheyNeedAndChangesNothing) {
+  // Before: `get` at 5 published its file and then failed syncing the folder (exit 2), and
+  // `put` at 4 said "a.npy: cannot open: Too many open files".
+  const std::string seg = fmt::format("tptest-fd-{}", ::getpid());
+  ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + seg).status, 0);
+  for (const int limit : {4, 5}) {
+    SCOPED_TRACE(limit);
+    const auto get = run_with_descriptor_limit(limit, "get " + seg + " " + path("got.npy"));
+    EXPECT_EQ(get.status, 2) << get.output;
+    EXPECT_EQ(get.output, fmt::format("tilepool: error: tilepool get's files (stdin, stdout, stderr, the segment, the new file and its "
+                                      "folder) need 6 file descriptors; this process may open {} (ulimit -n; hard limit {}): "
+                                      "raise the limit\n", limit, limit));
+    EXPECT_FALSE(std::filesystem::exists(path("got.npy")));
+    const auto put = run_with_descriptor_limit(limit, "put " + path("a.npy") + " " + seg + "-2");
+    EXPECT_EQ(put.status, 2) << put.output;
+    EXPECT_TRUE(put.output.starts_with("tilepool: error: tilepool put's files (stdin, stdout, stderr, the .npy file, the new "
+                                       "segment and its folder) need 6 file descriptors")) << put.output;
+    EXPECT_FALSE(std::filesystem::exists("/dev/shm/" + seg + "-2"));
+  }
+  EXPECT_EQ(run_with_descriptor_limit(6, "get " + seg + " " + path("got.npy")).status, 0);
+  EXPECT_EQ(run_with_descriptor_limit(6, "put " + path("a.npy") + " " + seg + "-2").status, 0);
+  EXPECT_EQ(run_command(kTilepool + " rm " + seg + " " + seg + "-2").status, 0);
 }
 
 }  // namespace

@@ -346,6 +346,22 @@ TEST_F(PluginCliTest, AnythingInputRegionThrowsIsOneErrorLineInCopyMode) {
                         1, {"tp_throws: input_region failed", "threw the int 42"}, path("out.npy"));
 }
 
+TEST_F(PluginCliTest, AKernelThatCallsPthreadExitIsOneLineAndExit1FromEveryHookInEveryMode) {
+  // Before: "FATAL: exception not rethrown" and an abort, once per worker (pthread_exit unwinds
+  // with an exception that a catch (...) may not drop), exit 134 in threads mode and from the
+  // hooks that run in the runner.
+  const std::string run = run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 --param kind=pthread_exit";
+  for (const char* mode : kModeNames) {
+    SCOPED_TRACE(mode);
+    for (const char* hook : {"tile", "bind", "output_spec"}) {
+      expect_one_error_line(run + " -m " + mode + " --param hook=" + hook, 1, {"kernel tp_throws called pthread_exit()"},
+                            path("out.npy"));
+    }
+  }
+  expect_one_error_line(run + " -m copy --param hook=input_region", 1,
+                        {"kernel tp_throws called pthread_exit() from input_region"}, path("out.npy"));
+}
+
 TEST_F(PluginCliTest, AKernelsMessageIsEscapedOnceFromEveryHook) {
   // Before: copy mode's input_region message was escaped twice ("two\\nlines, a back\\\\slash").
   const std::string once = R"(two\nlines, a back\\slash)";

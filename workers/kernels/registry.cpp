@@ -182,6 +182,8 @@ Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inp
   Shape space;
   try {
     space = kernel.iteration_shape(inputs, output);
+  } catch (abi::__forced_unwind&) {
+    end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from iteration_shape (a kernel must return or throw)", kernel.name));
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(kernel.name)) throw;
     throw Error(e.code(), fmt::format("{}: {}", kernel.name, e.what()));
@@ -204,6 +206,8 @@ Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, st
   if (kernel.input_region != nullptr) {
     try {
       region = kernel.input_region(input, tile, inputs, params);
+    } catch (abi::__forced_unwind&) {
+      end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from input_region (a kernel must return or throw)", kernel.name));
     } catch (...) {
       throw Error(Errc::bad_input, fmt::format("{}: input_region failed for tile {} of input {}: {}", kernel.name, format_box(tile),
                                                input + 1, describe_current_exception()));
@@ -307,6 +311,8 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   // that every message says which kernel refused the inputs.
   try {
     return checked_output_spec(kernel, kernel.output_spec(inputs, params));
+  } catch (abi::__forced_unwind&) {
+    end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from output_spec (a kernel must return or throw)", k));
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(k)) throw;
     throw Error(e.code(), fmt::format("{}: {}", k, e.what()));

@@ -1,18 +1,45 @@
 #include "tilepool/workers/tile_loop.hpp"
 
+#include <cxxabi.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 
 #include "bind_checked.hpp"
 #include "region_window.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool {
+namespace {
+thread_local ThreadEndHandler t_thread_end = nullptr;
+std::atomic<ThreadEndHandler> g_thread_end{nullptr};
+}  // namespace
+
+void set_thread_end_handler(ThreadEndHandler handler) noexcept { t_thread_end = handler; }
+void set_process_thread_end_handler(ThreadEndHandler handler) noexcept { g_thread_end.store(handler); }
+
+void end_on_thread_exit(ControlBlock& control, const std::string& how) {
+  control.report_error(how);
+  if (t_thread_end != nullptr) t_thread_end(how);
+  std::_Exit(1);  // a worker process: the runner reports the job's error
+}
+
+void end_on_thread_exit(const std::string& how) {
+  if (t_thread_end != nullptr) t_thread_end(how);
+  if (const ThreadEndHandler h = g_thread_end.load(); h != nullptr) h(how);
+  std::fprintf(stderr, "tilepool: error: %s\n", one_line(how).c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
   std::uint32_t seen = 0;
   while (!control.stop_requested()) {
@@ -34,6 +61,9 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
       try {
         handler.bind(job);
         bound = true;
+      } catch (abi::__forced_unwind&) {
+        end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() while binding in worker pid {} (a kernel must "
+                                                "return or throw)", kernel, ::getpid()));
       } catch (...) {  // anything a plugin's bind throws, std::exception or not
         // Setting up is attaching the job's arrays and binding the kernel: the kind of a
         // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
@@ -132,6 +162,9 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
           bound_->run_tile(box, result);
         }
       });
+    } catch (abi::__forced_unwind&) {
+      end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must "
+                                              "return or throw)", kernel_->name, tile, format_box(box), ::getpid()));
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
                                        ::getpid(), describe_current_exception()));

@@ -45,6 +45,13 @@ class LastWords {
   // at once, each taking the next handler off the list, so each thread that may call it needs
   // a handler of its own to find.
   static void register_exit_handler() { (void)std::atexit(on_exit); }
+  // A kernel thread's ThreadEndHandler: "kernel K called pthread_exit() on tile T [box] in
+  // worker pid P (...)" is said as "called pthread_exit() on tile T [box]".
+  static void on_thread_end(const std::string& how) {
+    const LastWords* words = active_.load(std::memory_order_acquire);
+    const auto from = how.find("called");
+    if (words != nullptr && from != std::string::npos) words->end(how.substr(from, how.find(" in worker pid") - from));
+  }
   LastWords(const LastWords&) = delete;
   LastWords& operator=(const LastWords&) = delete;
   ~LastWords() {
@@ -138,6 +145,7 @@ class ThreadLauncher final : public Launcher {
       LastWords::register_exit_handler();
       threads_.emplace_back([this, slot] {
         t_kernel_thread = true;
+        set_thread_end_handler(LastWords::on_thread_end);
         serve_jobs(*control_, slot, *handlers_[static_cast<std::size_t>(slot)]);
       });
     }

@@ -43,6 +43,25 @@ class JobHandler {
 /// release it, leave. Errors from the handler become the job's error, naming the worker.
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler);
 
+/// What ends a kernel thread that called pthread_exit() (its unwinding cannot be caught and
+/// dropped: libgcc aborts with "FATAL: exception not rethrown"). serve_jobs reports the job's
+/// error naming the kernel first, then calls it with how the kernel ended ("called
+/// pthread_exit() on tile 3 [0:4, 0:4]"). Unset (a worker process): the process ends with
+/// status 1. Threads mode sets one for its threads: they are the runner's.
+using ThreadEndHandler = void (*)(const std::string& how);
+/// Sets the calling thread's ThreadEndHandler.
+void set_thread_end_handler(ThreadEndHandler handler) noexcept;
+/// Sets the ThreadEndHandler of threads that have none of their own (the front end's: the CLI's
+/// says so in one line and removes its job segments).
+void set_process_thread_end_handler(ThreadEndHandler handler) noexcept;
+/// Reports `how` as the job's error, then ends the thread's process as its ThreadEndHandler
+/// says. For a catch of abi::__forced_unwind around kernel code that runs in a job.
+[[noreturn]] void end_on_thread_exit(ControlBlock& control, const std::string& how);
+/// The same outside a job (a kernel's output_spec, iteration_shape or input_region, called on
+/// the front end's thread): the thread's handler, else the process's, else one line
+/// "tilepool: error: HOW" on stderr and exit status 1.
+[[noreturn]] void end_on_thread_exit(const std::string& how);
+
 /// A job's arrays as one process sees them.
 struct JobArrays {
   std::vector<AnyArray> inputs;
