@@ -2,10 +2,14 @@
 // the public API). Named segments, the kernels, and a Pool whose jobs run through the public job
 // layer (run_job) on a thread of their own, with the GIL released.
 #include <Python.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <optional>
 
 #include <fmt/format.h>
@@ -17,7 +21,10 @@
 #include "segments.hpp"
 #include "tilepool/runner/job.hpp"
 #include "tilepool/runner/store.hpp"
+#include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/plugin.hpp"
+#include "tilepool/workers/tile_loop.hpp"
 
 namespace tilepool::python {
 namespace {
@@ -162,12 +169,18 @@ class PoolHandle {
     // PSS is sampled only when asked for (Pool(measure_memory=True)): walking the page tables
     // of every process after each job costs more than a small job itself.
     options.sample_memory = measure_memory;
-    for (const std::string& p : plugins) plugins_.emplace_back(load_plugin(p).path);
     options_ = options;
     thread_ = std::make_unique<JobThread>();
-    thread_->post([this] { start_pool(); });
+    // Loading the plugins and starting the workers happen on the pool's thread, and Ctrl-C
+    // (Python's handler takes it) sets start_cancel_, which that thread's waits see: a plugin
+    // that hangs while it loads, or hundreds of workers starting, stop at once.
+    thread_->post([this, plugins] {
+      const CancelScope cancellable(&start_cancel_);
+      for (const std::string& p : plugins) plugins_.emplace_back(load_plugin(p).path);
+      start_pool();
+    });
     try {
-      wait_for_job(nullptr, nullptr, py::none());
+      wait_for_job(&start_cancel_, nullptr, py::none());
     } catch (...) {
       stop();
       throw;
@@ -326,6 +339,7 @@ class PoolHandle {
   std::mutex jobs_;
   PoolOptions options_;
   std::atomic<bool> closed_{true};
+  std::atomic<bool> start_cancel_{false};
   std::atomic<int> workers_{0};
   std::atomic<double> spawn_seconds_{0};
   std::unique_ptr<JobThread> thread_;
@@ -337,7 +351,33 @@ class PoolHandle {
 };
 
 py::list kernels(const std::vector<std::string>& plugins) {
-  for (const std::string& p : plugins) (void)load_plugin(p);
+  if (!plugins.empty()) {
+    // On a thread of its own, while this one runs Python's signal handlers: Ctrl-C stops a
+    // plugin that hangs while it loads (its probe child is killed) and raises KeyboardInterrupt.
+    std::atomic<bool> cancel{false};
+    JobThread loader;
+    loader.post([&] {
+      const CancelScope cancellable(&cancel);
+      for (const std::string& p : plugins) (void)load_plugin(p);
+    });
+    for (;;) {
+      bool finished = false;
+      {
+        py::gil_scoped_release nogil;
+        finished = loader.wait_for(50ms);
+      }
+      if (finished) break;
+      if (PyErr_CheckSignals() != 0) {
+        cancel.store(true);
+        {
+          py::gil_scoped_release nogil;
+          loader.wait();
+        }
+        throw py::error_already_set();
+      }
+    }
+    loader.rethrow_if_failed();
+  }
   py::list out;
   for (const KernelDef* k : known_kernels()) {
     py::dict d;
@@ -365,6 +405,43 @@ py::list kernels(const std::vector<std::string>& plugins) {
   return out;
 }
 
+// --- a kernel that ends the interpreter ------------------------------------------------------
+
+// A kernel's output_spec, iteration_shape or input_region runs in this process (threads mode's
+// tiles too: the job layer's own handler speaks for those). One that calls exit(),
+// std::terminate() or pthread_exit() ends the interpreter: it says so in one line, removes this
+// process's job segments and ends it with status 1. Before, exit() ended Python without a word.
+std::terminate_handler g_previous_terminate = nullptr;
+
+[[noreturn]] void end_interpreter(const std::string& how) noexcept {
+  static std::atomic_flag ending = ATOMIC_FLAG_INIT;
+  if (ending.test_and_set()) {
+    for (;;) ::pause();
+  }
+  std::fprintf(stderr, "tilepool: error: %s, which ends the Python process (a kernel must return or throw)\n", one_line(how).c_str());
+  std::fflush(stderr);
+  remove_own_job_segments(Backing{});
+  std::_Exit(1);
+}
+
+void on_exit_in_kernel_hook() {
+  if (const std::string hook = running_kernel_hook(); !hook.empty()) end_interpreter(hook + " called exit()");
+}
+
+[[noreturn]] void on_terminate_in_kernel_hook() {
+  if (const std::string hook = running_kernel_hook(); !hook.empty()) {
+    end_interpreter(hook + " called std::terminate()" + describe_terminating_exception());
+  }
+  if (g_previous_terminate != nullptr) g_previous_terminate();
+  std::abort();
+}
+
+void guard_kernel_hooks() {
+  (void)std::atexit(on_exit_in_kernel_hook);
+  g_previous_terminate = std::set_terminate(on_terminate_in_kernel_hook);
+  set_process_thread_end_handler([](const std::string& how) { end_interpreter(how); });
+}
+
 }  // namespace
 }  // namespace tilepool::python
 
@@ -374,6 +451,7 @@ PYBIND11_MODULE(_core, m) {
   using tp::error_types;
   using py::arg;
   m.doc() = "tilepool's extension module; use the `tilepool` package.";
+  tp::guard_kernel_hooks();
 
   error_types.base = tp::new_error_type(m, "TilepoolError", "Base of every error tilepool raises.", {PyExc_Exception});
   error_types.usage = tp::new_error_type(m, "UsageError", "A meaningless request: a bad tile, mode, parameter or name.",

@@ -3,6 +3,7 @@
 #include "commands.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/workers/kernel.hpp"
 #include "tilepool/workers/tile_loop.hpp"
 
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+
+#include <fmt/format.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -43,8 +46,14 @@ std::terminate_handler g_default_terminate = nullptr;  // theirs (the probe repo
   std::_Exit(1);
 }
 
+// "kernel K's output_spec called exit()" when a kernel hook on this thread called it.
+std::string who(const char* what) {
+  const std::string hook = running_kernel_hook();
+  return hook.empty() ? fmt::format("{} was called", what) : fmt::format("{} called {}", hook, what);
+}
+
 void on_exit() {
-  if (::getpid() == g_command_pid) end_unexpectedly("exit() was called");
+  if (::getpid() == g_command_pid) end_unexpectedly(who("exit()"));
 }
 
 [[noreturn]] void on_terminate() {
@@ -52,7 +61,7 @@ void on_exit() {
     if (g_default_terminate != nullptr) g_default_terminate();
     std::abort();
   }
-  end_unexpectedly("std::terminate() was called (an exception left a noexcept function, a destructor or a thread" +
+  end_unexpectedly(who("std::terminate()") + " (an exception left a noexcept function, a destructor or a thread" +
                    describe_terminating_exception() + ")");
 }
 

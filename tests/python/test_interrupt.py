@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tilepool as tp
+from conftest import PLUGIN_DIR
 
 
 def caught_signals():
@@ -186,3 +187,50 @@ def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
         tp.Pool(tile_timeout=1e10)
     with pytest.raises(TypeError, match="tile_timeout='1': expected a number of seconds"):
         tp.Pool(tile_timeout="1")
+
+
+# Before: a plugin whose static initializer never returns kept the interpreter waiting for its
+# probe child for good (Python's SIGINT handler took the signal; tilepool's probe never saw it),
+# and a Pool of 300 workers finished starting all of them before Ctrl-C was seen.
+@pytest.mark.parametrize("call", [
+    "tp.kernels(plugins=[HANG])",
+    "tp.Pool(workers=2, plugins=[HANG])",
+    "tp.run('add', np.ones(4), np.ones(4), tile=(2,), plugins=[HANG])",
+    "tp.Pool(workers=300)",
+])
+def test_ctrl_c_to_the_interpreter_alone_stops_a_plugin_that_hangs_while_it_loads_and_a_pool_that_starts(call):
+    hang = os.path.join(PLUGIN_DIR, "libtptest_hang_on_load.so")
+    code = textwrap.dedent(f"""
+        import numpy as np, tilepool as tp
+        HANG = {hang!r}
+        print("ready", flush=True)
+        try:
+            {call}
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # A process group of its own, and the signal to the interpreter's pid alone: what
+    # `kill -INT PID` does (a terminal's Ctrl-C would reach the probe child too).
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline().strip()
+        reacted = time.monotonic() - sent
+        assert line == "interrupted"
+        assert reacted < 2.0, f"KeyboardInterrupt took {reacted:.2f} s"
+        assert child.wait(timeout=30) == 0
+        # Nothing of the run is left: no probe child, no worker in the interpreter's group.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and subprocess.run(["pgrep", "-g", str(child.pid)], capture_output=True).returncode == 0:
+            time.sleep(0.05)
+        assert subprocess.run(["pgrep", "-g", str(child.pid)], capture_output=True).returncode == 1
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"tilepool-{child.pid}-")] == []

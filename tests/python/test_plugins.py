@@ -78,3 +78,22 @@ def test_a_kernel_that_ends_its_worker_is_a_job_failure(mode):
             with pytest.raises(tp.JobFailed, match="tp_throws"):
                 p.run("tp_throws", np.ones((8, 8)), tile=(4, 4), params=params)
         np.testing.assert_array_equal(p.run("tp_throws", np.ones((8, 8)), tile=(4, 4), params={"hook": "none"}), np.ones((8, 8)))
+
+
+@pytest.mark.parametrize("kind,said", [("exit", "called exit()"), ("terminate", "called std::terminate()"),
+                                       ("pthread_exit", "called pthread_exit()")])
+@pytest.mark.parametrize("hook", ["output_spec", "input_region"])
+def test_a_kernel_hook_that_ends_the_interpreter_says_so_in_one_line(hook, kind, said):
+    # output_spec (every mode) and input_region (copy mode ships regions) run in this process.
+    # Before, exit() there ended Python without a word (status 3), std::terminate aborted it
+    # (134) and pthread_exit printed "FATAL: exception not rethrown" and aborted.
+    from conftest import run_python
+    code = ("import numpy as np, tilepool as tp\n"
+            f"tp.run('tp_throws', np.ones((8, 8)), tile=(4, 4), mode='copy', workers=2, plugins=[{THROWING!r}],\n"
+            f"       params={{'hook': {hook!r}, 'kind': {kind!r}}})\n"
+            "print('not reached')\n")
+    r = run_python(code)
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "kernel tp_throws" in r.stderr and said in r.stderr and "which ends the Python process" in r.stderr, r.stderr

@@ -233,12 +233,13 @@ TEST_F(PluginCliTest, AKernelThatEndsTheProcessFromAHookThatRunsInTheRunnerIsOne
     for (const char* kind : {"exit", "terminate"}) {
       SCOPED_TRACE(std::string(mode) + " " + kind);
       expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m " + mode + " --param hook=output_spec --param kind=" + kind,
-                            1, {std::string_view(kind) == "exit" ? "exit() was called before the command finished" : "std::terminate() was called"},
+                            1, {std::string_view(kind) == "exit" ? "kernel tp_throws's output_spec called exit() before the command finished"
+                                                                 : "kernel tp_throws's output_spec called std::terminate()"},
                             path("out.npy"));
     }
   }
   expect_one_error_line(run_one(plugin("tptest_throwing"), "tp_throws") + " -w 2 -m copy --param hook=input_region --param kind=terminate", 1,
-                        {"std::terminate() was called"}, path("out.npy"));
+                        {"kernel tp_throws's input_region called std::terminate()"}, path("out.npy"));
 }
 
 TEST_F(PluginCliTest, ABoundKernelWhoseDestructorThrowsIsOneLineInThreadsAndCopyModesAndOnlyItsWorkerElsewhere) {

@@ -178,9 +178,40 @@ Params check_params(const KernelDef& kernel, const Params& params) {
   return filled;
 }
 
+namespace {
+
+// The hook the calling thread runs (running_kernel_hook), for as long as a HookScope lives.
+thread_local const KernelDef* t_hook_kernel = nullptr;
+thread_local const char* t_hook_name = nullptr;
+
+class HookScope {
+ public:
+  HookScope(const KernelDef& kernel, const char* hook) noexcept : kernel_(t_hook_kernel), hook_(t_hook_name) {
+    t_hook_kernel = &kernel;
+    t_hook_name = hook;
+  }
+  ~HookScope() {
+    t_hook_kernel = kernel_;
+    t_hook_name = hook_;
+  }
+  HookScope(const HookScope&) = delete;
+  HookScope& operator=(const HookScope&) = delete;
+
+ private:
+  const KernelDef* kernel_;
+  const char* hook_;
+};
+
+}  // namespace
+
+std::string running_kernel_hook() {
+  return t_hook_kernel == nullptr ? std::string() : fmt::format("kernel {}'s {}", t_hook_kernel->name, t_hook_name);
+}
+
 Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output) {
   Shape space;
   try {
+    const HookScope scope(kernel, "iteration_shape");
     space = kernel.iteration_shape(inputs, output);
   } catch (abi::__forced_unwind&) {
     end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from iteration_shape (a kernel must return or throw)", kernel.name));
@@ -205,6 +236,7 @@ Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, st
   Box region = tile;
   if (kernel.input_region != nullptr) {
     try {
+      const HookScope scope(kernel, "input_region");
       region = kernel.input_region(input, tile, inputs, params);
     } catch (abi::__forced_unwind&) {
       end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from input_region (a kernel must return or throw)", kernel.name));
@@ -310,6 +342,7 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   // Shared output specs (same_as_inputs) do not know which kernel they serve: name it here, so
   // that every message says which kernel refused the inputs.
   try {
+    const HookScope scope(kernel, "output_spec");
     return checked_output_spec(kernel, kernel.output_spec(inputs, params));
   } catch (abi::__forced_unwind&) {
     end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from output_spec (a kernel must return or throw)", k));

@@ -218,7 +218,7 @@ std::optional<std::string> probe_failure(int fd) {
     // A stop signal sent to this process alone (kill -INT PID, not the terminal's process
     // group) is passed on to the child, which dies of it as the group's would kill it (again
     // each time round: the first may come before the child reset its handlers).
-    if (const int sig = interrupt_signal(); sig != 0) ::kill(pid, sig);
+    if (const int sig = stop_signal(); sig != 0) ::kill(pid, sig);
     pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
     if (::poll(&readable, 1, 50) <= 0) continue;  // a timeout or EINTR: look at the signal again
     const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });

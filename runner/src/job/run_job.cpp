@@ -14,6 +14,7 @@
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/plugin.hpp"
 
 namespace tilepool {
@@ -64,6 +65,7 @@ void publish(OutputTarget& output, bool force) {
 }  // namespace
 
 JobPlan plan_job(const JobSpec& spec) {
+  const CancelScope cancellable(spec.cancel);  // a plugin that hangs while it loads included
   check_settings(spec);
   for (const auto& path : spec.plugins) about(JobField::plugin, path.string(), [&] { (void)load_plugin(path.string()); });
   JobPlan plan;
@@ -88,6 +90,8 @@ JobPlan plan_job(const JobSpec& spec) {
 
 JobReport run_job(const JobSpec& spec, Pool* pool) {
   const auto t_start = Clock::now();
+  // The job's cancel flag stops every wait of this thread, starting a pool's workers included.
+  const CancelScope cancellable(spec.cancel);
   // Everything a caller can get wrong is checked before any segment or process exists.
   const JobPlan plan = plan_job(spec);
   OutputTarget& output = *spec.output;

@@ -172,6 +172,10 @@ std::string describe_current_exception();
 /// For a std::terminate handler: ": " and what describe_current_exception says of the
 /// exception that is terminating the process, or "" if there is none (std::terminate called).
 std::string describe_terminating_exception();
+/// "kernel K's output_spec" while the calling thread runs one of the kernel hooks that run in
+/// the front end's own process (output_spec, iteration_shape, input_region); "" otherwise. For
+/// an exit() or std::terminate() handler: which kernel ended the process.
+std::string running_kernel_hook();
 /// The kind of the exception in flight: a tilepool Error's own code, Errc::job_failed for
 /// anything else. Call only inside a catch block.
 Errc current_error_code() noexcept;
