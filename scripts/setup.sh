@@ -12,6 +12,7 @@ packages=(
   python3-numpy python3-matplotlib python3-joblib python3-dask
   libopenmpi-dev openmpi-bin
   pybind11-dev python3-dev python3-pytest python3-cloudpickle python3-tqdm
+  python3-nbclient python3-nbformat python3-ipykernel
 )
 
 missing=()
