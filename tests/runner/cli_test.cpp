@@ -438,6 +438,9 @@ CommandResult run_with_descriptor_limit(int limit, const std::string& args) {
 TEST_F(CliTest, ADescriptorLimitTooLowForGetOrPutSaysHowManyTheyNeedAndChangesNothing) {
   // Before: `get` at 5 published its file and then failed syncing the folder (exit 2), and
   // `put` at 4 said "a.npy: cannot open: Too many open files".
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "a sanitizer's runtime needs descriptors of its own below these limits (UBSan could not read /proc at 4)";
+#endif
   const std::string seg = fmt::format("tptest-fd-{}", ::getpid());
   ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + seg).status, 0);
   for (const int limit : {4, 5}) {

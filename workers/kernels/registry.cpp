@@ -204,6 +204,8 @@ class HookScope {
 
 }  // namespace
 
+bool catching_thread_exit() noexcept { return !std::current_exception(); }
+
 std::string running_kernel_hook() {
   return t_hook_kernel == nullptr ? std::string() : fmt::format("kernel {}'s {}", t_hook_kernel->name, t_hook_name);
 }
@@ -213,12 +215,13 @@ Shape iteration_shape_of(const KernelDef& kernel, std::span<const ArraySpec> inp
   try {
     const HookScope scope(kernel, "iteration_shape");
     space = kernel.iteration_shape(inputs, output);
-  } catch (abi::__forced_unwind&) {
-    end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from iteration_shape (a kernel must return or throw)", kernel.name));
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(kernel.name)) throw;
     throw Error(e.code(), fmt::format("{}: {}", kernel.name, e.what()));
   } catch (...) {
+    if (catching_thread_exit()) {
+      end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from iteration_shape (a kernel must return or throw)", kernel.name));
+    }
     throw Error(Errc::bad_input, fmt::format("{}: iteration_shape failed: {}", kernel.name, describe_current_exception()));
   }
   // A map's tile writes its own box of the output: a space of another shape would write
@@ -238,9 +241,10 @@ Box input_region(const KernelDef& kernel, std::size_t input, const Box& tile, st
     try {
       const HookScope scope(kernel, "input_region");
       region = kernel.input_region(input, tile, inputs, params);
-    } catch (abi::__forced_unwind&) {
-      end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from input_region (a kernel must return or throw)", kernel.name));
     } catch (...) {
+      if (catching_thread_exit()) {
+        end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from input_region (a kernel must return or throw)", kernel.name));
+      }
       throw Error(Errc::bad_input, fmt::format("{}: input_region failed for tile {} of input {}: {}", kernel.name, format_box(tile),
                                                input + 1, describe_current_exception()));
     }
@@ -344,12 +348,13 @@ ArraySpec check_inputs(const KernelDef& kernel, std::span<const ArraySpec> input
   try {
     const HookScope scope(kernel, "output_spec");
     return checked_output_spec(kernel, kernel.output_spec(inputs, params));
-  } catch (abi::__forced_unwind&) {
-    end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from output_spec (a kernel must return or throw)", k));
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with(k)) throw;
     throw Error(e.code(), fmt::format("{}: {}", k, e.what()));
   } catch (...) {
+    if (catching_thread_exit()) {
+      end_on_thread_exit(fmt::format("kernel {} called pthread_exit() from output_spec (a kernel must return or throw)", k));
+    }
     // A plugin's own exception type, a thrown string or number: refused like bad inputs.
     throw Error(Errc::bad_input, fmt::format("{}: output_spec failed: {}", k, describe_current_exception()));
   }

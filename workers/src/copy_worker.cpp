@@ -10,7 +10,6 @@
 #include "bind_checked.hpp"
 #include "region_window.hpp"
 
-#include <cxxabi.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -227,13 +226,14 @@ class CopyWorker {
     if (observer_) observer_(TilePoint::claimed, m.tile);
     try {
       bind_checked(plan_->kernel(), inputs, output, plan_->params())->run_tile(r.tile, result);
-    } catch (abi::__forced_unwind&) {
-      // pthread_exit(): its unwinding may not be dropped, and this thread is the process's.
-      reply_error(m.tile, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must return or "
-                                      "throw)", kernel_name_, m.tile, format_box(r.tile), ::getpid()));
-      out_.flush();
-      std::_Exit(1);
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
+      if (catching_thread_exit()) {
+        // pthread_exit(): its unwinding may not be dropped, and this thread is the process's.
+        reply_error(m.tile, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must return "
+                                        "or throw)", kernel_name_, m.tile, format_box(r.tile), ::getpid()));
+        out_.flush();
+        std::_Exit(1);
+      }
       reply_error(m.tile, fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
                                       format_box(r.tile), ::getpid(), describe_current_exception()));
       return;

@@ -1,6 +1,5 @@
 #include "tilepool/workers/tile_loop.hpp"
 
-#include <cxxabi.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,10 +60,11 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
       try {
         handler.bind(job);
         bound = true;
-      } catch (abi::__forced_unwind&) {
-        end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() while binding in worker pid {} (a kernel must "
-                                                "return or throw)", kernel, ::getpid()));
       } catch (...) {  // anything a plugin's bind throws, std::exception or not
+        if (catching_thread_exit()) {
+          end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() while binding in worker pid {} (a kernel "
+                                                  "must return or throw)", kernel, ::getpid()));
+        }
         // Setting up is attaching the job's arrays and binding the kernel: the kind of a
         // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
         // to the runner as it is.
@@ -162,10 +162,11 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
           bound_->run_tile(box, result);
         }
       });
-    } catch (abi::__forced_unwind&) {
-      end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must "
-                                              "return or throw)", kernel_->name, tile, format_box(box), ::getpid()));
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
+      if (catching_thread_exit()) {
+        end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must "
+                                                "return or throw)", kernel_->name, tile, format_box(box), ::getpid()));
+      }
       control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
                                        ::getpid(), describe_current_exception()));
       return;

@@ -176,6 +176,11 @@ std::string describe_terminating_exception();
 /// the front end's own process (output_spec, iteration_shape, input_region); "" otherwise. For
 /// an exit() or std::terminate() handler: which kernel ended the process.
 std::string running_kernel_hook();
+/// In a catch (...): true when what was caught is no C++ exception but the forced unwind of
+/// pthread_exit() (std::current_exception() is empty for it), which a handler must not drop
+/// (libgcc aborts: "FATAL: exception not rethrown"). Caught this way rather than as
+/// abi::__forced_unwind&, which binds a reference to no object (UBSan's null check says so).
+bool catching_thread_exit() noexcept;
 /// The kind of the exception in flight: a tilepool Error's own code, Errc::job_failed for
 /// anything else. Call only inside a catch block.
 Errc current_error_code() noexcept;
