@@ -54,7 +54,14 @@ JobStats JobRunner::run(const JobRequest& job, const PreparedJob& prepared) {
   launcher_->check(job, prepared);
   ControlBlock& control = launcher_->control_for(prepared.tile_count);
   supervisor_.begin(control, prepared);
-  if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_);
+  // Between jobs no worker stays inside the last one, except one still leaving it (in its bound
+  // kernel's destructor) or dying there: post_job waits for every worker to leave, so the dead
+  // are let out (and replaced) while we wait, and the user's signal is looked at.
+  while (!control.wait_until_idle(kWaitSlice)) {
+    throw_if_interrupted();
+    if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_, control);
+  }
+  if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_, control);
   JobDescriptor desc = describe(job, prepared, next_job_id_++);
   desc.stamp_claims = options_.tile_timeout.count() > 0 ? 1 : 0;
   desc.check_regions = job.check_regions ? 1 : 0;

@@ -68,9 +68,12 @@ void Supervisor::check(Launcher& launcher) {
   }
 }
 
-void Supervisor::replace_idle_deaths(Launcher& launcher) {
+void Supervisor::replace_idle_deaths(Launcher& launcher, ControlBlock& control) {
   for (int slot = 0; slot < launcher.worker_count(); ++slot) {
-    if (launcher.poll_exit(slot)) launcher.replace(slot);
+    if (launcher.poll_exit(slot)) {
+      control.leave_job(slot);  // no-op unless it died inside the last job
+      launcher.replace(slot);
+    }
   }
 }
 

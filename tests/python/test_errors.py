@@ -1,6 +1,8 @@
 # Errors are exceptions of tilepool's types, with the CLI's message text, and a failed job
 # leaves nothing behind.
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -143,3 +145,15 @@ def test_a_tile_or_params_of_the_wrong_type_is_a_usage_error_in_one_line(pool, b
         pool.run("add_scalar", np.ones((8, 8)), **bad)
     assert "\n" not in str(e.value)
     assert str(e.value).startswith(("tile=", "params:"))
+
+
+def test_a_worker_killed_between_jobs_is_replaced_without_failing_the_next_job():
+    # Before: the replacement attached the finished job's input copy, already removed, and the
+    # next job failed with "segment ... was removed since the job started".
+    a = np.arange(64.0).reshape(8, 8)
+    with tp.Pool(workers=2) as p:
+        p.run("negate", a, tile=(4, 4))
+        os.kill(p.worker_pids[0], signal.SIGKILL)
+        time.sleep(0.2)
+        for _ in range(3):
+            np.testing.assert_array_equal(p.run("negate", a, tile=(4, 4)), -a)

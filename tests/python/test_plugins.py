@@ -97,3 +97,20 @@ def test_a_kernel_hook_that_ends_the_interpreter_says_so_in_one_line(hook, kind,
     assert r.stdout == ""
     assert r.stderr.count("\n") == 1, r.stderr
     assert "kernel tp_throws" in r.stderr and said in r.stderr and "which ends the Python process" in r.stderr, r.stderr
+
+
+def test_a_pool_whose_worker_died_after_its_last_tile_runs_the_next_jobs():
+    # hook=destructor: the bound kernel's destructor throws (std::terminate) after the job's last
+    # tile, so each worker dies inside a job that succeeded. Before, the next job waited for good
+    # for the dead workers to leave the last job (and Ctrl-C went unheard).
+    from conftest import run_python
+    code = ("import numpy as np, tilepool as tp\n"
+            "a = np.arange(64.0).reshape(8, 8)\n"
+            f"with tp.Pool(workers=2, plugins=[{THROWING!r}]) as p:\n"
+            "    for _ in range(5):  # the next job may come while the workers are still dying (a race)\n"
+            "        p.run('tp_throws', a, tile=(4, 4), params={'hook': 'destructor'})\n"
+            "        print(np.array_equal(p.run('tp_throws', a, tile=(4, 4), params={'hook': 'none'}), a), flush=True)\n")
+    r = run_python(code, timeout=60)
+    assert r.returncode == 0, r
+    assert r.stdout.split() == ["True"] * 5, r
+

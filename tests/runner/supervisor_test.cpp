@@ -312,9 +312,22 @@ TEST_F(SupervisorTest, ReplaceIdleDeathsReplacesOnlyWorkersThatExited) {
   ScriptedLauncher launcher(kWorkers, /*replaces=*/true);
   launcher.die(1, kKilled);
 
-  detail::Supervisor::replace_idle_deaths(launcher);
+  detail::Supervisor::replace_idle_deaths(launcher, control());
 
   EXPECT_EQ(launcher.replaced, std::vector<int>{1});
+}
+
+// A worker that died inside the last job after its last tile (a bound kernel's destructor
+// that ends its process) never left the job: the next post_job waited for it for good (a
+// Python pool hung, Ctrl-C unheard).
+TEST_F(SupervisorTest, ReplaceIdleDeathsLetsAWorkerThatDiedInsideTheLastJobOut) {
+  ScriptedLauncher launcher(kWorkers, /*replaces=*/true);
+  ASSERT_TRUE(control().enter_job(1));
+  launcher.die(1, kKilled);
+
+  detail::Supervisor::replace_idle_deaths(launcher, control());
+
+  EXPECT_TRUE(control().wait_until_idle(0ms));
 }
 
 // Copy mode's I/O threads report their workers' deaths at once.

@@ -65,8 +65,11 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   };
   // The initializer: the staged (or current, for a respawned worker) job's plugin is loaded and
   // its segments are attached now, so the first job starts warm; an object that is not the one
-  // the job pinned fails the start.
-  if (!control.job().output_name().empty()) (void)job_arrays(control.job());
+  // the job pinned fails the start. Not a job that is over (complete or failed): a worker
+  // respawned between jobs found the last job's segments gone and failed its start, which
+  // failed the next job ("segment ... was removed since the job started").
+  const bool job_over = control.job_complete() || control.job_failed();
+  if (!control.job().output_name().empty() && !job_over) (void)job_arrays(control.job());
   LocalJobHandler handler(job_arrays, fault_observer_from_environment(), [parent] { return ::getppid() == parent; });
   say_ready();
   serve_jobs(control, slot, handler);

@@ -34,8 +34,10 @@ class Supervisor {
   /// The runner's check between waits (launchers whose workers it supervises): kills workers
   /// that hold a tile too long, handles deaths, replaces the dead.
   void check(Launcher& launcher);
-  /// Before a job is posted: replaces workers that died while idle (no tile to blame).
-  static void replace_idle_deaths(Launcher& launcher);
+  /// Before a job is posted: replaces workers that died while idle (no tile to blame), and lets
+  /// each out of `control`'s last job (one that died inside it, after its last tile, say in its
+  /// bound kernel's destructor, never left: the next post_job waited for it for good).
+  static void replace_idle_deaths(Launcher& launcher, ControlBlock& control);
 
  private:
   int max_tile_retries_;
