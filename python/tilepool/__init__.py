@@ -204,6 +204,8 @@ class Pool:
                  measure_memory=False):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= _MAX_WORKERS):
             raise UsageError(f"workers={workers!r}: expected an int from 1 to {_MAX_WORKERS:,}, or None (one per core)")
+        if not isinstance(mode, str):
+            raise UsageError(f"mode={mode!r}: not a mode (expected share, fork, copy or threads)")
         if mode == "fork":
             _check_fork_is_safe()
         self._progress = progress

@@ -89,6 +89,9 @@ def test_bad_pool_settings_are_usage_errors():
     with pytest.raises(tp.UsageError) as e:
         tp.Pool(mode="bogus")
     assert str(e.value) == "mode='bogus': not a mode (expected share, fork, copy or threads)"
+    for wrong in (None, 3):  # before: pybind11's "incompatible constructor arguments", a TypeError of many lines
+        with pytest.raises(tp.UsageError, match=f"mode={wrong!r}: not a mode"):
+            tp.run("negate", np.ones(4), tile=(2,), mode=wrong)
     with pytest.raises(tp.UsageError):
         tp.Pool(workers=0)
     with pytest.raises(tp.UsageError):

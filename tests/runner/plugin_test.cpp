@@ -123,6 +123,15 @@ TEST_F(PluginCliTest, PluginWhoseStaticInitializerThrowsIsRefusedWithOneLineInst
   }
 }
 
+TEST_F(PluginCliTest, PluginWhoseStaticInitializerStopsItsProcessIsRefusedInsteadOfWaitedFor) {
+  // Before: raise(SIGSTOP) there left the probe child stopped and the runner waiting for it for
+  // good, deaf to Ctrl-C (a stopped process acts on no signal but SIGKILL and SIGCONT).
+  expect_refused(run_with(plugin("tptest_stop_on_load")), {"libtptest_stop_on_load.so", "its static initializers stopped it"});
+  const auto r = run_command(kTilepool + " kernels --plugin " + plugin("tptest_stop_on_load"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("stopped it"), std::string::npos) << r.output;
+}
+
 TEST_F(PluginCliTest, PluginWhoseEntryPointThrowsIsRefusedWithOneLine) {
   expect_refused(run_with(plugin("tptest_throw_in_entry")), {"entry point tilepool_plugin_entry threw: threw the int 42"});
 }
@@ -361,6 +370,12 @@ TEST_F(PluginCliTest, AKernelThatCallsPthreadExitIsOneLineAndExit1FromEveryHookI
   }
   expect_one_error_line(run + " -m copy --param hook=input_region", 1,
                         {"kernel tp_throws called pthread_exit() from input_region"}, path("out.npy"));
+  // With --check-regions, input_region runs in the workers: the job's error, one line (before:
+  // every worker printed its own line too).
+  for (const char* mode : {"share", "fork"}) {
+    expect_one_error_line(run + " -m " + mode + " --check-regions --param hook=input_region", 1,
+                          {"kernel tp_throws called pthread_exit() from input_region"}, path("out.npy"));
+  }
 }
 
 TEST_F(PluginCliTest, AKernelsMessageIsEscapedOnceFromEveryHook) {

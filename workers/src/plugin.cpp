@@ -218,9 +218,25 @@ std::optional<std::string> probe_failure(int fd) {
     // A stop signal sent to this process alone (kill -INT PID, not the terminal's process
     // group) is passed on to the child, which dies of it as the group's would kill it (again
     // each time round: the first may come before the child reset its handlers).
-    if (const int sig = stop_signal(); sig != 0) ::kill(pid, sig);
+    // SIGCONT after it: a child that stopped itself (raise(SIGSTOP) in a static initializer)
+    // acts on the signal only once it runs.
+    if (const int sig = stop_signal(); sig != 0) {
+      ::kill(pid, sig);
+      ::kill(pid, SIGCONT);
+    }
     pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
-    if (::poll(&readable, 1, 50) <= 0) continue;  // a timeout or EINTR: look at the signal again
+    if (::poll(&readable, 1, 50) <= 0) {  // a timeout or EINTR: look at the signal again
+      int stopped = 0;
+      if (::waitpid(pid, &stopped, WNOHANG | WUNTRACED) == pid && WIFSTOPPED(stopped)) {
+        // Loading it stopped the process: it would wait for good. Ended, and refused as such.
+        ::kill(pid, SIGKILL);
+        ::close(pipe_fds[0]);
+        (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+        return fmt::format("loading it stops the process (signal {} ({})): its static initializers stopped it",
+                           WSTOPSIG(stopped), ::strsignal(WSTOPSIG(stopped)));
+      }
+      continue;
+    }
     const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
     if (n <= 0) break;
     if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));

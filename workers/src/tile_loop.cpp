@@ -20,6 +20,11 @@ namespace tilepool {
 namespace {
 thread_local ThreadEndHandler t_thread_end = nullptr;
 std::atomic<ThreadEndHandler> g_thread_end{nullptr};
+// The control block of the job whose tiles this thread runs in LocalJobHandler::run, for a hook
+// that ends the thread with no control block at hand (input_region, under --check-regions).
+// Not set on copy mode's transport threads: those are the runner's, and the process's handler
+// speaks for them.
+thread_local ControlBlock* t_job_control = nullptr;
 }  // namespace
 
 void set_thread_end_handler(ThreadEndHandler handler) noexcept { t_thread_end = handler; }
@@ -32,6 +37,7 @@ void end_on_thread_exit(ControlBlock& control, const std::string& how) {
 }
 
 void end_on_thread_exit(const std::string& how) {
+  if (t_job_control != nullptr) end_on_thread_exit(*t_job_control, how);  // the job's error, one line from the runner
   if (t_thread_end != nullptr) t_thread_end(how);
   if (const ThreadEndHandler h = g_thread_end.load(); h != nullptr) h(how);
   std::fprintf(stderr, "tilepool: error: %s\n", one_line(how).c_str());
@@ -145,6 +151,10 @@ void LocalJobHandler::release() {
 }
 
 void LocalJobHandler::run(ControlBlock& control, int slot) {
+  t_job_control = &control;
+  struct Unset {
+    ~Unset() { t_job_control = nullptr; }
+  } unset;
   for (;;) {
     const std::int64_t t = control.claim_next_tile(slot);
     if (t < 0) return;

@@ -19,10 +19,11 @@
 namespace tilepool::detail {
 namespace {
 
-// What set_last_words_prefix set.
+// What set_last_words_prefix set. Never destroyed: it is read while exit() runs the static
+// destructors, perhaps on another thread (a destroyed string printed garbage bytes).
 std::string& last_words_prefix() {
-  static std::string prefix = "tilepool: error: ";
-  return prefix;
+  static auto* prefix = new std::string("tilepool: error: ");  // NOLINT(cppcoreguidelines-owning-memory)
+  return *prefix;
 }
 
 // True on the threads that run kernels: an end of the process that starts there is a kernel's.
