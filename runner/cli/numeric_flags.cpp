@@ -35,7 +35,9 @@ CLI::Validator tile_timeout_range() {
       [](std::string& text) -> std::string {
         char* end = nullptr;
         const double s = std::strtod(text.c_str(), &end);
-        if (text.empty() || end != text.c_str() + text.size()) return fmt::format("'{}' is not a number of seconds", text);
+        if (text.empty() || end != text.c_str() + text.size() || std::isnan(s)) {
+          return fmt::format("'{}' is not a number of seconds", text);
+        }
         if (!std::isfinite(s) || s < 0 || s > kMaxTileTimeoutSeconds) {
           return fmt::format("{} is out of range: expected 0 (no timeout) to {:.0f} seconds", text, kMaxTileTimeoutSeconds);
         }

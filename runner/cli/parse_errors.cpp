@@ -20,6 +20,11 @@ std::string parse_error_message(CLI::App& app, const CLI::ParseError& error, std
                        chosen.empty() && !option ? fmt::format(": expected one of {}", fmt::join(subcommand_names(app), ", ")) : "",
                        where);
   }
+  // CLI11's words for an option given twice: "--workers: At Most 1 required but received 2".
+  const std::string_view what = error.what();
+  if (const auto at = what.find(": At Most 1 required but received "); at != std::string_view::npos) {
+    return fmt::format("{} is given more than once (give it once; see {} --help)", what.substr(0, at), where);
+  }
   return fmt::format("{} (see {} --help)", error.what(), where);
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -87,7 +88,9 @@ void add_segment_commands(CLI::App& app) {
     const Backing backing = backing_option(backing_spec);
     for (const auto& n : names) validate_segment_name(n);
     std::string missing;
+    std::set<std::string> done;  // `rm x x` removes x once (its second removal is not "no such segment")
     for (const auto& n : names) {
+      if (!done.insert(n).second) continue;
       if (!remove_segment(n, backing)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", n);
     }
     if (!missing.empty()) throw Error(Errc::bad_input, fmt::format("no such segment: {}", missing));

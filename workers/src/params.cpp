@@ -22,6 +22,9 @@ Params Params::parse(std::span<const std::string> items) {
     for (const char c : key) key_ok = key_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
     const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
     if (!key_ok || value.empty() || value.find('\n') != std::string::npos) {
+      if (key_ok && eq != std::string::npos && value.empty()) {
+        throw Error(Errc::usage, fmt::format("parameter '{}': the value is empty (expected KEY=VALUE, like value=5)", escape_for_message(item)));
+      }
       if (value.find('\n') != std::string::npos) {
         throw Error(Errc::usage, fmt::format("parameter '{}': a value cannot hold a line break", escape_for_message(item)));
       }
@@ -73,6 +76,8 @@ double Params::number(std::string_view key, std::string_view kernel) const {
 }
 
 std::optional<double> parse_number(std::string_view text) {
+  // A leading '+' as Python's float() and strtod read it ("+5"); from_chars takes none.
+  if (text.size() > 1 && text.front() == '+' && text[1] != '-' && text[1] != '+') text.remove_prefix(1);
   double v = 0;
   const char* end = text.data() + text.size();
   const auto r = std::from_chars(text.data(), end, v);
