@@ -12,8 +12,15 @@
 #include "detail/fd.hpp"
 
 namespace tilepool {
+namespace {
 
-std::optional<unsigned long long> process_start_time(pid_t pid) {
+// Fields 3 (state) and 22 (start time, in clock ticks after boot) of /proc/PID/stat (proc(5)).
+struct StatFields {
+  char state = 0;
+  unsigned long long start_time = 0;
+};
+
+std::optional<StatFields> read_stat(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   const std::string path = fmt::format("/proc/{}/stat", pid);
   detail::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -27,20 +34,28 @@ std::optional<unsigned long long> process_start_time(pid_t pid) {
   const auto close = stat.rfind(')');
   if (close == std::string_view::npos) return std::nullopt;
   stat.remove_prefix(close + 1);
+  StatFields fields;
   for (int field = 3; field <= 22; ++field) {
     const auto begin = stat.find_first_not_of(' ');
     if (begin == std::string_view::npos) return std::nullopt;
     stat.remove_prefix(begin);
     const auto end = std::min(stat.find(' '), stat.size());
+    if (field == 3) fields.state = stat.front();
     if (field == 22) {
-      unsigned long long value = 0;
-      const auto [ptr, ec] = std::from_chars(stat.data(), stat.data() + end, value);
+      const auto [ptr, ec] = std::from_chars(stat.data(), stat.data() + end, fields.start_time);
       if (ec != std::errc() || ptr != stat.data() + end) return std::nullopt;
-      return value;
+      return fields;
     }
     stat.remove_prefix(end);
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<unsigned long long> process_start_time(pid_t pid) {
+  const auto fields = read_stat(pid);
+  return fields ? std::optional(fields->start_time) : std::nullopt;
 }
 
 ProcessOwner this_process() {
@@ -52,8 +67,10 @@ ProcessOwner this_process() {
 }
 
 bool owner_alive(const ProcessOwner& owner) {
-  const auto start = process_start_time(owner.pid);
-  return start && *start == owner.start_time;
+  // A zombie (its parent has not reaped it; in a container whose init reaps nothing it stays)
+  // runs no code again: its segments are leftovers like a dead process's.
+  const auto fields = read_stat(owner.pid);
+  return fields && fields->start_time == owner.start_time && fields->state != 'Z' && fields->state != 'X';
 }
 
 }  // namespace tilepool

@@ -74,6 +74,25 @@ TEST(ProcessOwnerTest, AChildIsAliveUntilItIsKilled) {
   EXPECT_EQ(process_start_time(owner.pid), std::nullopt);
 }
 
+// Before: a zombie counted as alive, so `tilepool gc` kept the segments of a killed Python
+// process whose parent never reaped it (PID 1 of a container that reaps nothing).
+TEST(ProcessOwnerTest, AZombieIsADeadOwner) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) ::_exit(0);
+  std::optional<unsigned long long> start;
+  // Until it has exited, and while it is a zombie, /proc/PID/stat is there.
+  for (int i = 0; i < 200 && !(start = process_start_time(pid)); ++i) ::usleep(1000);
+  ASSERT_TRUE(start.has_value());
+  const ProcessOwner owner{pid, *start};
+  bool dead = false;
+  for (int i = 0; i < 2000 && !(dead = !owner_alive(owner)); ++i) ::usleep(1000);  // it exits at once
+  EXPECT_TRUE(dead);
+  EXPECT_EQ(process_start_time(pid), start);  // still there: a zombie, not reaped
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+}
+
 TEST(ProcessOwnerTest, TheStartTimeIsReadPastACommandNameWithSpacesAndParentheses) {
   SleepingChild child;
   ASSERT_GT(child.pid(), 0);

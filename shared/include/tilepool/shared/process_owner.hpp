@@ -32,7 +32,8 @@ ProcessOwner this_process();
 
 /// True if the process `owner` names is running: a process has that pid and started at that
 /// time. A live process with the pid but another start time (the pid was reused) is not the
-/// owner: false. A zombie still counts as alive (it has not been reaped). Thread-safe.
+/// owner: false. A zombie is not alive either: it runs no code again, and where nothing reaps it
+/// (a container whose init reaps nothing) its segments would otherwise stay for good. Thread-safe.
 bool owner_alive(const ProcessOwner& owner);
 
 }  // namespace tilepool
