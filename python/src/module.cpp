@@ -154,6 +154,10 @@ class PoolHandle {
     }
     if (!backing.is_none()) options.backing = Backing::parse(backing.cast<std::string>());
     backing_ = options.backing;
+    if (std::isnan(tile_timeout_s)) {
+      throw Error(Errc::usage, fmt::format("tile_timeout=nan: not a number: expected 0 (no timeout) to {:.0f} seconds",
+                                           kMaxTileTimeoutSeconds));
+    }
     if (tile_timeout_s < 0 || !std::isfinite(tile_timeout_s) || tile_timeout_s > kMaxTileTimeoutSeconds) {
       // The command line's range (--tile-timeout): past it the milliseconds overflowed and
       // every tile was "killed after the tile timeout".

@@ -154,9 +154,11 @@ RunReport run_job(const RunOptions& o) {
   // pipes (measured: 7 with one input, 8 with two; one spare). Below that, whichever open came
   // first failed with "Too many open files" (exit 1), or a segment got no owner start time.
   const std::size_t n = o.inputs.size();
-  raise_descriptor_limit(7 + n, fmt::format("the runner's own files (stdin, stdout, stderr, {} input{}, the output, its control "
-                                            "block, and one to read /proc)",
-                                            n, n == 1 ? "" : "s"));
+  const std::size_t p = o.plugins.size();
+  raise_descriptor_limit(7 + n + p, fmt::format("the runner's own files (stdin, stdout, stderr, {} input{}, {}the output, its "
+                                                "control block, and one to read /proc)",
+                                                n, n == 1 ? "" : "s",
+                                                p == 0 ? "" : fmt::format("{} plugin{}, ", p, p == 1 ? "" : "s")));
   try {
     JobSpec spec = job_spec(o);
     std::optional<ProgressBar> bar;

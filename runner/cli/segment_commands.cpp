@@ -104,6 +104,13 @@ void add_segment_commands(CLI::App& app) {
 }
 
 void load_plugins(const std::vector<std::string>& paths) {
+  if (paths.empty()) return;
+  // Each loaded plugin keeps its file's private copy open; loading one holds its file, the copy
+  // being made and the pipe of the child that tries it first.
+  const std::size_t n = paths.size();
+  raise_descriptor_limit(6 + n, fmt::format("the files to load {} plugin{} (stdin, stdout, stderr, a copy of each plugin, the file being "
+                                            "copied and the pipe of the child that tries it first)",
+                                            n, n == 1 ? "" : "s"));
   for (const std::string& path : paths) (void)load_plugin(path);
 }
 

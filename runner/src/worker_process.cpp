@@ -40,7 +40,7 @@ int open_descriptors() {
        it.increment(ec)) {
     ++n;
   }
-  return n;
+  return n > 0 ? n - 1 : 0;  // not the descriptor that reads the folder
 }
 
 // A pipe whose both ends are close-on-exec from birth.
@@ -172,14 +172,17 @@ void WorkerProcess::stop(std::chrono::steady_clock::time_point deadline) noexcep
   close_pipes();
   if (reaped_ || !child_.valid()) return;
   try {
-    std::error_code ec;
-    while (child_.running(ec) && std::chrono::steady_clock::now() < deadline) ::usleep(500);
-    if (child_.running(ec)) child_.terminate(ec);
-    child_.wait(ec);
-    status_ = child_.native_exit_code();
+    while (!exited() && std::chrono::steady_clock::now() < deadline) ::usleep(500);
   } catch (...) {  // a destructor path: never throw
   }
+  if (reaped_) return;
+  // Not child_.terminate(): it reaps the process and drops its status, which then read as
+  // Boost's "still active" value (0x17f: "exit status 1" for a worker that died of a signal).
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  if (retry_on_eintr([&] { return ::waitpid(pid_, &status, 0); }) == pid_) status_ = status;
   reaped_ = true;
+  child_.detach();  // reaped here: Boost.Process must not wait for it again
 }
 
 void stop_all(const std::vector<WorkerProcess*>& workers, std::chrono::milliseconds grace) noexcept {

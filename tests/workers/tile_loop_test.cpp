@@ -179,7 +179,7 @@ TEST_F(TileLoopTest, HandlerExceptionBecomesTheJobsErrorNamingTheWorkerSlot) {
 
   ASSERT_TRUE(control().job_failed());
   const std::string m = control().error_message();
-  EXPECT_NE(m.find("kernel negate, worker slot 0 (pid " + std::to_string(::getpid()) + "): lost the scratch file"), std::string::npos) << m;
+  EXPECT_NE(m.find("kernel negate, worker pid " + std::to_string(::getpid()) + ": lost the scratch file"), std::string::npos) << m;
 }
 
 TEST_F(TileLoopTest, JobThatCannotBeBoundFailsNamingTheKernelAndRunsNoTile) {

@@ -214,6 +214,8 @@ std::optional<std::string> probe_failure(int fd) {
   ::close(pipe_fds[1]);
   std::string said;
   char buf[1024];
+  int status = 0;
+  bool reaped = false;  // by the look for a stopped child below, when it had just died
   for (;;) {
     // A stop signal sent to this process alone (kill -INT PID, not the terminal's process
     // group) is passed on to the child, which dies of it as the group's would kill it (again
@@ -227,23 +229,33 @@ std::optional<std::string> probe_failure(int fd) {
     pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
     if (::poll(&readable, 1, 50) <= 0) {  // a timeout or EINTR: look at the signal again
       int stopped = 0;
-      if (::waitpid(pid, &stopped, WNOHANG | WUNTRACED) == pid && WIFSTOPPED(stopped)) {
-        // Loading it stopped the process: it would wait for good. Ended, and refused as such.
-        ::kill(pid, SIGKILL);
-        ::close(pipe_fds[0]);
-        (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-        return fmt::format("loading it stops the process (signal {} ({})): its static initializers stopped it",
-                           WSTOPSIG(stopped), ::strsignal(WSTOPSIG(stopped)));
+      if (::waitpid(pid, &stopped, WNOHANG | WUNTRACED) != pid) continue;
+      if (!WIFSTOPPED(stopped)) {
+        // It ended between the poll and this look (a signal to the group): that was its
+        // status, and waiting for it again would fail (ECHILD) and read as "exited, status 0".
+        status = stopped;
+        reaped = true;
+        break;
       }
-      continue;
+      // Loading it stopped the process: it would wait for good. Ended, and refused as such.
+      ::kill(pid, SIGKILL);
+      ::close(pipe_fds[0]);
+      (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+      return fmt::format("loading it stops the process (signal {} ({})): its static initializers stopped it",
+                         WSTOPSIG(stopped), ::strsignal(WSTOPSIG(stopped)));
     }
     const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
     if (n <= 0) break;
     if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));
   }
+  if (reaped) {  // what it wrote before it ended (never waiting: a process it started may hold the pipe)
+    (void)::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+    for (ssize_t n; said.size() < 4096 && (n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); })) > 0;) {
+      said.append(buf, static_cast<std::size_t>(n));
+    }
+  }
   ::close(pipe_fds[0]);
-  int status = 0;
-  (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
+  if (!reaped) (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
   if (WIFEXITED(status) && WEXITSTATUS(status) == kLoaded) return std::nullopt;
   if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGHUP)) {
     // The user's signal, not the plugin's failure.

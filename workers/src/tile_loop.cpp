@@ -25,6 +25,14 @@ std::atomic<ThreadEndHandler> g_thread_end{nullptr};
 // Not set on copy mode's transport threads: those are the runner's, and the process's handler
 // speaks for them.
 thread_local ControlBlock* t_job_control = nullptr;
+
+// How a message names the worker that runs this thread: a process of its own, or one of threads
+// mode's threads (the only threads with a ThreadEndHandler of their own), whose pid is the
+// runner's.
+std::string worker_name(int slot) {
+  if (t_thread_end != nullptr) return fmt::format("worker thread {} (in the runner, pid {})", slot, ::getpid());
+  return fmt::format("worker pid {}", ::getpid());
+}
 }  // namespace
 
 void set_thread_end_handler(ThreadEndHandler handler) noexcept { t_thread_end = handler; }
@@ -68,27 +76,27 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
         bound = true;
       } catch (...) {  // anything a plugin's bind throws, std::exception or not
         if (catching_thread_exit()) {
-          end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() while binding in worker pid {} (a kernel "
-                                                  "must return or throw)", kernel, ::getpid()));
+          end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() while binding in {} (a kernel "
+                                                  "must return or throw)", kernel, worker_name(slot)));
         }
         // Setting up is attaching the job's arrays and binding the kernel: the kind of a
         // tilepool Error (a full store, a replaced or truncated segment, bad parameters) crosses
         // to the runner as it is.
         control.report_error(
-            fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel, describe_current_exception()),
+            fmt::format("{} could not set up kernel {}: {}", worker_name(slot), kernel, describe_current_exception()),
             current_error_code());
       }
       if (bound) {
         try {
           handler.run(control, slot);
         } catch (...) {
-          control.report_error(fmt::format("kernel {}, worker slot {} (pid {}): {}", kernel, slot, ::getpid(), describe_current_exception()));
+          control.report_error(fmt::format("kernel {}, {}: {}", kernel, worker_name(slot), describe_current_exception()));
         }
         // Inside the job, before leaving it: what a kernel's destructor does is part of the job.
         try {
           handler.release();
         } catch (...) {  // a bound kernel's destructor declared noexcept(false)
-          control.report_error(fmt::format("kernel {}: destroying its bound kernel in worker pid {} failed: {}", kernel, ::getpid(),
+          control.report_error(fmt::format("kernel {}: destroying its bound kernel in {} failed: {}", kernel, worker_name(slot),
                                            describe_current_exception()));
         }
       }
@@ -174,11 +182,11 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
       });
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       if (catching_thread_exit()) {
-        end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must "
-                                                "return or throw)", kernel_->name, tile, format_box(box), ::getpid()));
+        end_on_thread_exit(control, fmt::format("kernel {} called pthread_exit() on tile {} {} in {} (a kernel must "
+                                                "return or throw)", kernel_->name, tile, format_box(box), worker_name(slot)));
       }
-      control.report_error(fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_->name, tile, format_box(box),
-                                       ::getpid(), describe_current_exception()));
+      control.report_error(fmt::format("kernel {} failed on tile {} {} in {}: {}", kernel_->name, tile, format_box(box),
+                                       worker_name(slot), describe_current_exception()));
       return;
     }
     if (kernel_->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};

@@ -20,6 +20,7 @@
 #include "detail/worker_process.hpp"
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/copy_transport.hpp"
 #include "tilepool/workers/tile_loop.hpp"
 
@@ -27,6 +28,8 @@ namespace tilepool::detail {
 namespace {
 
 constexpr int kPipeBytes = 1 << 20;  // asked of F_SETPIPE_SZ (the default limit)
+// How long a worker whose pipe ended is given to finish dying before it is SIGKILLed.
+constexpr std::chrono::milliseconds kDyingGrace{500};
 
 class CopyLauncher;
 
@@ -245,8 +248,11 @@ void Connection::run(ControlBlock& control, int /*slot*/) {
 void Connection::worker_died(bool timed_out) {
   const std::int64_t tile = channel_.oldest_tile();
   channel_.reset();
-  worker_->kill();
-  worker_->stop(std::chrono::steady_clock::now());
+  // A worker whose pipe ended is dying of its own accord: its status says how (an exit status,
+  // a kernel's signal), where our SIGKILL first said "signal 9" or, reaped by Boost, "exit
+  // status 1". One that overran the tile timeout, or any after the user's signal, goes now.
+  const bool now = timed_out || owner_.interrupted_.load(std::memory_order_acquire) || interrupt_signal() != 0;
+  worker_->stop(std::chrono::steady_clock::now() + (now ? std::chrono::milliseconds(0) : kDyingGrace));
   const std::string fate = owner_.supervisor_.fate(worker_->pid(), worker_->exit_status(), timed_out);
   owner_.control_->worker(slot_).pid.store(0, std::memory_order_release);
   owner_.supervisor_.worker_died(slot_, tile, fate);

@@ -47,11 +47,11 @@ class LastWords {
   // a handler of its own to find.
   static void register_exit_handler() { (void)std::atexit(on_exit); }
   // A kernel thread's ThreadEndHandler: "kernel K called pthread_exit() on tile T [box] in
-  // worker pid P (...)" is said as "called pthread_exit() on tile T [box]".
+  // worker thread S (...)" is said as "called pthread_exit() on tile T [box]".
   static void on_thread_end(const std::string& how) {
     const LastWords* words = active_.load(std::memory_order_acquire);
     const auto from = how.find("called");
-    if (words != nullptr && from != std::string::npos) words->end(how.substr(from, how.find(" in worker pid") - from));
+    if (words != nullptr && from != std::string::npos) words->end(how.substr(from, how.find(" in worker") - from));
   }
   LastWords(const LastWords&) = delete;
   LastWords& operator=(const LastWords&) = delete;

@@ -33,7 +33,11 @@ std::string FileStamp::difference_from(const FileStamp& before) const {
   if (device != before.device || inode != before.inode) return "another file took its name";
   if (size != before.size) return fmt::format("its size went from {} to {} bytes", before.size, size);
   if (!same_time(modified, before.modified)) return "its data was written";
-  if (!same_time(changed, before.changed)) return "it was modified";
+  // Only its ctime moved: a chmod, chown or new link does that, and so does data written with
+  // its old mtime put back (cp -p, rsync -t), which cannot be told apart from them.
+  if (!same_time(changed, before.changed)) {
+    return "its status changed (ctime): a chmod, chown or link, or data written with its old mtime put back";
+  }
   return "";
 }
 
