@@ -222,20 +222,23 @@ std::optional<std::string> probe_failure(int fd) {
     // each time round: the first may come before the child reset its handlers).
     // SIGCONT after it: a child that stopped itself (raise(SIGSTOP) in a static initializer)
     // acts on the signal only once it runs.
-    if (const int sig = stop_signal(); sig != 0) {
+    if (const int sig = stop_signal(); sig != 0 && !reaped) {  // a reaped pid may be another process's now
       ::kill(pid, sig);
       ::kill(pid, SIGCONT);
     }
     pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
-    if (::poll(&readable, 1, 50) <= 0) {  // a timeout or EINTR: look at the signal again
+    if (!reaped && ::poll(&readable, 1, 50) <= 0) {  // a timeout or EINTR: look at the signal again
       int stopped = 0;
       if (::waitpid(pid, &stopped, WNOHANG | WUNTRACED) != pid) continue;
       if (!WIFSTOPPED(stopped)) {
         // It ended between the poll and this look (a signal to the group): that was its
         // status, and waiting for it again would fail (ECHILD) and read as "exited, status 0".
+        // What it wrote before it ended is read below, never waited for (a process it
+        // started may hold the pipe).
         status = stopped;
         reaped = true;
-        break;
+        (void)::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+        continue;
       }
       // Loading it stopped the process: it would wait for good. Ended, and refused as such.
       ::kill(pid, SIGKILL);
@@ -247,12 +250,6 @@ std::optional<std::string> probe_failure(int fd) {
     const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
     if (n <= 0) break;
     if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));
-  }
-  if (reaped) {  // what it wrote before it ended (never waiting: a process it started may hold the pipe)
-    (void)::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
-    for (ssize_t n; said.size() < 4096 && (n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); })) > 0;) {
-      said.append(buf, static_cast<std::size_t>(n));
-    }
   }
   ::close(pipe_fds[0]);
   if (!reaped) (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
