@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
@@ -24,9 +25,19 @@ def cell_text(cell):
     return "".join(out)
 
 
-def test_a_notebook_runs_jobs_shows_progress_survives_an_interrupt_and_leaves_nothing():
+def press_interrupt_once_marked(mark, pgid, timeout=60.0):
+    """SIGINT to the kernel's process group 0.3 s after `mark` exists (at most `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(mark) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.killpg(pgid, signal.SIGINT)
+
+
+def test_a_notebook_runs_jobs_shows_progress_survives_an_interrupt_and_leaves_nothing(tmp_path):
+    mark = str(tmp_path / "jobs-started")
     cells = [
-        "import os, numpy as np, tilepool as tp\nprint('pid', os.getpid())",
+        f"import os, numpy as np, tilepool as tp\nMARK = {mark!r}\nprint('pid', os.getpid())",
         # A warm pool, a job with a progress bar (tqdm from Debian: a text bar in a notebook
         # without ipywidgets), the result checked against numpy.
         "pool = tp.Pool(workers=2)\n"
@@ -34,10 +45,14 @@ def test_a_notebook_runs_jobs_shows_progress_survives_an_interrupt_and_leaves_no
         "out = pool.run('add', a, a, tile=(4, 4), progress=True)\n"
         "print('add', np.array_equal(out, a + a))",
         # The interrupt button during a job of seconds: KeyboardInterrupt in the cell.
+        # The cell marks the moment its jobs start; twenty 2048^2 matmuls (about 0.6 s each
+        # here) leave seconds in which to press the button, on a fast machine or a loaded one.
         "big = np.random.default_rng(1).standard_normal((2048, 2048))\n"
         "print('started', flush=True)\n"
+        "open(MARK, 'w').close()\n"
         "try:\n"
-        "    pool.run('matmul', big, big, tile=(128, 128))\n"
+        "    for _ in range(20):\n"
+        "        pool.run('matmul', big, big, tile=(128, 128))\n"
         "    print('finished')\n"
         "except KeyboardInterrupt:\n"
         "    print('interrupted')",
@@ -55,21 +70,20 @@ def test_a_notebook_runs_jobs_shows_progress_survives_an_interrupt_and_leaves_no
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120)
     with client.setup_kernel():
         for i, cell in enumerate(nb.cells):
-            timer = None
+            presser = None
             if "matmul" in cell.source:
-                # Pressed 0.8 s into the cell: past numpy's random draw (about 0.1 s) and well
-                # inside the seconds of matmul.
-                # What the button does for a local kernel: SIGINT to the kernel's process group
-                # (jupyter_client's signal_kernel), workers included.
+                # Pressed 0.3 s after the cell's jobs start (the mark file appears): inside the
+                # first matmul. What the button does for a local kernel: SIGINT to the kernel's
+                # process group (jupyter_client's signal_kernel), workers included.
                 pgid = os.getpgid(int(cell_text(nb.cells[0]).split()[1]))
                 assert pgid != os.getpgid(0), "the kernel shares our process group: the signal would reach pytest"
-                timer = threading.Timer(0.8, os.killpg, (pgid, signal.SIGINT))
-                timer.start()
+                presser = threading.Thread(target=press_interrupt_once_marked, args=(mark, pgid))
+                presser.start()
             try:
                 client.execute_cell(cell, i)
             finally:
-                if timer is not None:
-                    timer.cancel()
+                if presser is not None:
+                    presser.join()
         texts = [cell_text(c) for c in nb.cells]
     kernel_pid = int(texts[0].split()[1])
     assert "add True" in texts[1], texts[1]
