@@ -38,7 +38,8 @@ def test_ctrl_c_raises_keyboard_interrupt_promptly_stops_the_job_and_the_pool_st
         print("ready", flush=True)
         t0 = time.monotonic()
         try:
-            pool.run("matmul", a, a, tile=(128, 128))   # seconds of work (256 tiles)
+            for _ in range(20):   # seconds of work: a 2048^2 matmul takes about 0.6 s
+                pool.run("matmul", a, a, tile=(128, 128))
             print("finished", flush=True)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
