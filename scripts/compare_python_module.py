@@ -2,7 +2,7 @@
 """Warm jobs in one Python process: the `tilepool` module against what Python users do instead.
 
 Every peer is set up first (pool started, inputs in shared memory where the peer shares them),
-runs one warm-up job, then --runs timed jobs; the table gives the median job time. Each peer's
+runs a tenth as many warm-up jobs (at least 3), then --runs timed jobs; the table gives the median job time. Each peer's
 last output is checked against numpy (exact, these are adds). Peers (WORKERS workers each):
   tilepool share      tp.Pool(workers=W), inputs tp.put() into segments, run("add", a, b) -> new array
   tilepool share out= the same, writing into a segment made once (out=dst), like the peers below do
@@ -14,7 +14,11 @@ last output is checked against numpy (exact, these are adds). Peers (WORKERS wor
   dask threads        da.from_array(chunks=tile) + map_blocks(np.add), compute(scheduler="threads")
   dask processes      the same graph, compute(scheduler="processes", pool=<a warm ProcessPoolExecutor>)
 Workloads: seed (365x16x16 float64 add, 4x4 tiles: 16 tiles), add4096 (4096x4096 float64 add,
-256x256 tiles: 256 tiles). Also the time to start a tilepool pool (share mode) from Python.
+256x256 tiles: 256 tiles). Also the time to start a tilepool pool (share mode) from Python:
+in a fresh python3 (as the C++ benchmark starts one in a small program) and in this process
+after the peers have run (a bigger process: spawning costs the same, see worker_process.cpp).
+With the C++ benchmark built (build/release/bin/tilepool-bench), the Python/C++ ratios of the
+warm seed job and of pool start are printed against issue 18's targets (1.5x each).
 
 Usage: PYTHONPATH=build/release/lib/python3/dist-packages /usr/bin/python3 \
          scripts/compare_python_module.py [--runs N] [--workers W] [--only seed,add4096]
@@ -23,8 +27,10 @@ import argparse
 import concurrent.futures
 import multiprocessing as mp
 import os
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +48,8 @@ WORKLOADS = {"seed": ((365, 16, 16), 4), "add4096": ((4096, 4096), 256)}
 
 
 def timed(job, runs):
-    job()
+    for _ in range(max(3, runs // 10)):  # warm: workers mapped the arrays, caches and pages hot
+        job()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -170,6 +177,32 @@ PEERS = {
 }
 
 
+def cpp_bench(workers):
+    """C++ medians (seconds) of the warm seed job and of pool start, share mode, from
+    tilepool-bench (Google Benchmark): {"seed": s, "start": s}, or {} if it is not built."""
+    exe = os.path.join(ROOT, "build", "release", "bin", "tilepool-bench")
+    if not os.access(exe, os.X_OK):
+        return {}
+    names = {"seed": f"BM_Share/add/seed/workers:{workers}/real_time", "start": f"BM_PoolStart/share/workers:{workers}/real_time"}
+    pattern = "^(" + "|".join(names.values()) + ")$"
+    out = subprocess.run([exe, f"--benchmark_filter={pattern}", "--benchmark_repetitions=5", "--benchmark_format=json"],
+                         capture_output=True, text=True, check=True).stdout
+    medians = {b["run_name"]: b["real_time"] * {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[b["time_unit"]]
+               for b in json.loads(out)["benchmarks"] if b.get("aggregate_name") == "median"}
+    return {key: medians[name] for key, name in names.items() if name in medians}
+
+
+def pool_start_fresh(workers, runs):
+    """Median seconds of tp.Pool(workers=W) in a fresh python3 (tilepool imported, nothing else)."""
+    code = ("import statistics, sys, time, tilepool as tp\n"
+            "ts = []\n"
+            f"for _ in range({runs}):\n"
+            "    t0 = time.perf_counter(); p = tp.Pool(workers=" + str(workers) + "); ts.append(time.perf_counter() - t0); p.close()\n"
+            "print(statistics.median(ts))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout)
+
+
 def pool_start(workers, runs):
     times = []
     for _ in range(runs):
@@ -194,6 +227,7 @@ def main(argv):
     print(f"command: PYTHONPATH=... /usr/bin/python3 scripts/compare_python_module.py {' '.join(argv)}".rstrip())
     print()
     ok = True
+    seed_out = None
     for w in args.only.split(","):
         shape, tile = WORKLOADS[w]
         rng = np.random.default_rng(0)
@@ -211,6 +245,8 @@ def main(argv):
             ok &= right
             rows.append((name, t, right))
         base = rows[1][1]  # tilepool share writing into a segment: what the peers do with their out
+        if w == "seed":
+            seed_out = base
         print(f"### {w}: {' x '.join(map(str, shape))} float64 add, {tile}x{tile} tiles")
         print()
         print("| peer | warm job | vs tilepool share, out= | right |")
@@ -218,7 +254,20 @@ def main(argv):
         for name, t, right in rows:
             print(f"| {name} | {t * 1e3:.3f} ms | {t / base:.1f}x | {'yes' if right else 'NO'} |")
         print()
-    print(f"tilepool pool start (share, {args.workers} workers) from Python: {pool_start(args.workers, 10) * 1e3:.1f} ms (median of 10)")
+    fresh = pool_start_fresh(args.workers, 20)
+    grown = pool_start(args.workers, 10)
+    rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    print(f"tilepool pool start (share, {args.workers} workers) from Python: {fresh * 1e3:.1f} ms in a fresh python3 (median of 20), "
+          f"{grown * 1e3:.1f} ms in this process after the peers ({rss / 2**20:.0f} MiB resident; median of 10)")
+    cpp = cpp_bench(args.workers)
+    if cpp:
+        print()
+        print("Python against the C++ API (tilepool-bench, median of 5; issue 18's targets: within 1.5x):")
+        if "seed" in cpp and seed_out is not None:
+            print(f"- warm seed job, share, out= a segment: {seed_out * 1e3:.3f} ms vs C++ {cpp['seed'] * 1e3:.3f} ms: "
+                  f"{seed_out / cpp['seed']:.2f}x")
+        if "start" in cpp:
+            print(f"- pool start: {fresh * 1e3:.1f} ms vs C++ {cpp['start'] * 1e3:.1f} ms: {fresh / cpp['start']:.2f}x")
     return 0 if ok else 1
 
 
