@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tilepool/runner/job.hpp"
@@ -76,6 +77,9 @@ void add_run_command(CLI::App& app, RunOptions& options);
 /// Runs a job as `tilepool run` does and reports what it measured; errors are in the command
 /// line's words (for_command_line).
 RunReport run_job(const RunOptions& options);
+/// Raises the descriptor limit to what a job with `inputs` and `plugins` holds open besides its
+/// workers' pipes, or throws Error(usage) saying how many `whose` files need ("the demo's").
+void reserve_job_descriptors(std::size_t inputs, std::size_t plugins, std::string_view whose);
 
 void add_segment_commands(CLI::App& app);  // put, get, ls, rm, gc
 void add_kernels_command(CLI::App& app);

@@ -62,10 +62,9 @@ void add_demo_command(CLI::App& app) {
   demo->add_flag("--json", args->json, "print a JSON array, one object per mode");
   demo->callback([args, &workers = args->workers, &json = args->json] {
     install_interrupt_handlers();
-    // What each run needs (run_job's count for two inputs), checked before the inputs are
-    // written: below it, writing them failed first with a less useful message.
-    raise_descriptor_limit(9, "the demo's files (stdin, stdout, stderr, 2 inputs, the output, its control block, and one to read "
-                              "/proc)");
+    // What each run needs, checked before the inputs are written: below it, writing them failed
+    // first with a less useful message.
+    reserve_job_descriptors(/*inputs=*/2, /*plugins=*/0, "the demo's");
     ScratchDir dir;
     const std::size_t n = 365 * 16 * 16;
     const auto a = random_values(n, 1);

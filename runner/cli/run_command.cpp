@@ -149,16 +149,19 @@ JobSpec job_spec(const RunOptions& o) {
   return spec;
 }
 
+void reserve_job_descriptors(std::size_t inputs, std::size_t plugins, std::string_view whose) {
+  // What the runner holds open at once besides its workers' pipes (measured: 7 with one input,
+  // 8 with two; one spare). Below that, whichever open came first failed with "Too many open
+  // files" (exit 1), or a segment got no owner start time.
+  raise_descriptor_limit(7 + inputs + plugins,
+                         fmt::format("{} files (stdin, stdout, stderr, {} input{}, {}the output, its control block, and one "
+                                     "to read /proc)",
+                                     whose, inputs, inputs == 1 ? "" : "s",
+                                     plugins == 0 ? "" : fmt::format("{} plugin{}, ", plugins, plugins == 1 ? "" : "s")));
+}
+
 RunReport run_job(const RunOptions& o) {
-  // Before the first file is opened: what the runner holds open at once besides its workers'
-  // pipes (measured: 7 with one input, 8 with two; one spare). Below that, whichever open came
-  // first failed with "Too many open files" (exit 1), or a segment got no owner start time.
-  const std::size_t n = o.inputs.size();
-  const std::size_t p = o.plugins.size();
-  raise_descriptor_limit(7 + n + p, fmt::format("the runner's own files (stdin, stdout, stderr, {} input{}, {}the output, its "
-                                                "control block, and one to read /proc)",
-                                                n, n == 1 ? "" : "s",
-                                                p == 0 ? "" : fmt::format("{} plugin{}, ", p, p == 1 ? "" : "s")));
+  reserve_job_descriptors(o.inputs.size(), o.plugins.size(), "the runner's own");  // before the first file is opened
   try {
     JobSpec spec = job_spec(o);
     std::optional<ProgressBar> bar;
