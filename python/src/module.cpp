@@ -200,11 +200,10 @@ class PoolHandle {
 
   py::object run(const std::string& kernel, const py::tuple& inputs, const py::object& out, const py::object& tile,
                  const py::dict& params, const py::object& progress, bool force, bool check_regions) {
-    std::unique_lock lock(jobs_, std::defer_lock);
-    {
+    std::unique_lock lock(jobs_, std::try_to_lock);
+    if (!lock.owns_lock()) {  // another Python thread's job: wait for it without the GIL
       py::gil_scoped_release nogil;
       lock.lock();
-      if (thread_) thread_->wait();  // the pool may still be starting
     }
     if (thread_) thread_->rethrow_if_failed();
     if (!pool_) throw Error(Errc::usage, "the pool is closed");
@@ -243,7 +242,10 @@ class PoolHandle {
 
     if (arrays.out_stand_in) py::module_::import("numpy").attr("copyto")(arrays.out, arrays.out_stand_in);
     report.bytes_copied += arrays.bytes_converted;
-    last_report_ = report_json(report);
+    // The JSON is made when Python reads last_report (a job's worth of time on small jobs).
+    last_job_ = report;
+    last_job_->result = AnyArray();  // the report must not keep the result's memory
+    last_report_.clear();
     if (!progress.is_none()) progress(report.tiles, report.tiles);
     if (out.is_none()) {
       if (report.result.data() == nullptr && report.result.size() != 0) throw Error(Errc::job_failed, "the job returned no result array");
@@ -267,7 +269,10 @@ class PoolHandle {
   // What Python reads of the pool, kept beside it: the pool itself is touched only on its thread
   // (it is replaced there after Ctrl-C while Python may be reading these).
   [[nodiscard]] bool closed() const { return closed_.load(); }
-  [[nodiscard]] const std::string& last_report() const { return last_report_; }
+  [[nodiscard]] const std::string& last_report() {
+    if (last_report_.empty() && last_job_) last_report_ = report_json(*last_job_);
+    return last_report_;
+  }
   [[nodiscard]] std::string mode() const { return closed() ? "" : std::string(mode_name(options_.mode)); }
   [[nodiscard]] int workers() const { return closed() ? 0 : workers_.load(); }
   [[nodiscard]] double spawn_seconds() const { return closed() ? 0.0 : spawn_seconds_.load(); }
@@ -350,7 +355,8 @@ class PoolHandle {
   std::optional<Pool> pool_;  // touched only on thread_
   Backing backing_;
   std::vector<std::filesystem::path> plugins_;
-  std::string last_report_;
+  std::optional<JobReport> last_job_;  // without its result array
+  std::string last_report_;            // its JSON, once asked for
   bool measure_memory_ = false;
 };
 
