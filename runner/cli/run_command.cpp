@@ -11,6 +11,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands.hpp"
 #include "flag_errors.hpp"
@@ -185,7 +186,9 @@ void add_run_options(CLI::App* run, RunOptions& o) {
   run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
   run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4 (not needed over a 0-d array)");
   run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)")->check(worker_count_range());
-  run->add_option("--mode,-m", o.mode, "share (default), fork, copy or threads");
+  const std::vector<std::string_view> modes = mode_names();
+  run->add_option("--mode,-m", o.mode,
+                  fmt::format("{} (default), {} or {}", modes.front(), fmt::join(modes.begin() + 1, modes.end() - 1, ", "), modes.back()));
   run->add_option("--param,-p", o.params, "KEY=VALUE for the kernel (repeatable)");
   run->add_option("--backing", o.backing, "shm (default) or file:DIR");
   run->add_option("--tile-timeout", o.tile_timeout_s, "seconds a worker may hold one tile before it is killed and the tile retried")

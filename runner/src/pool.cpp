@@ -16,12 +16,17 @@ namespace tilepool {
 
 std::string_view mode_name(Mode mode) noexcept { return detail::launcher_row(mode).name; }
 
-Mode parse_mode(std::string_view text) {
+std::vector<std::string_view> mode_names() {
   std::vector<std::string_view> names;
+  for (const detail::LauncherRow& row : detail::launcher_table()) names.push_back(row.name);
+  return names;
+}
+
+Mode parse_mode(std::string_view text) {
   for (const detail::LauncherRow& row : detail::launcher_table()) {
     if (row.name == text) return row.mode;
-    names.push_back(row.name);
   }
+  const std::vector<std::string_view> names = mode_names();
   // The caller puts the text in front ("--mode bogus: ", "mode='bogus': ").
   throw Error(Errc::usage, fmt::format("not a mode (expected {} or {})", fmt::join(names.begin(), names.end() - 1, ", "), names.back()));
 }

@@ -104,11 +104,6 @@ std::span<const LauncherRow> launcher_table() noexcept;
 /// The row of `mode`.
 const LauncherRow& launcher_row(Mode mode) noexcept;
 
-std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
-std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job);
-std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool first_job_given);
-
 /// The kernel's iteration space cut by `tile`; throws Error(usage) if the tile has more axes.
 TileGrid tile_grid_of(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output, const Shape& tile);
 /// `space` (the kernel's iteration_shape) cut by `tile`: the half of tile_grid_of that is

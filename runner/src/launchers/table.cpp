@@ -1,10 +1,19 @@
 // The launchers, one row per mode: its name, how it starts workers and where it keeps a job's
-// arrays. A new mode is one launcher file and one row here (and its Mode enumerator).
+// arrays. A new mode is one launcher file (src/launchers/NEW.cpp, built by the folder's glob),
+// its factory's declaration and row here, and its Mode enumerator (pool.hpp); mode names, the
+// command line's help and Python's tilepool.MODES are read from this table.
 #include "detail/launcher.hpp"
 
 #include <array>
 
 namespace tilepool::detail {
+
+// Each defined in its launcher's file.
+std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
+std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job);
+std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool first_job_given);
+
 namespace {
 
 const std::array<LauncherRow, 4> kLaunchers{{

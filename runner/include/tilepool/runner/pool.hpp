@@ -30,6 +30,8 @@ enum class Mode {
   threads,  ///< std::threads in one process: the baseline
 };
 std::string_view mode_name(Mode mode) noexcept;
+/// Every mode's name, in the order `tilepool demo` runs them: share, fork, copy, threads.
+std::vector<std::string_view> mode_names();
 /// Parses "share", "fork", "copy" or "threads"; throws Error(usage).
 Mode parse_mode(std::string_view text);
 
