@@ -3,14 +3,17 @@
 #include "commands.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/kernel.hpp"
 #include "tilepool/workers/tile_loop.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -52,6 +55,17 @@ std::string who(const char* what) {
   return hook.empty() ? fmt::format("{} was called", what) : fmt::format("{} called {}", hook, what);
 }
 
+// A stop signal that waited kStuckStopGrace for threads mode's kernels, each inside a tile:
+// the command ends now, as it would have once they were done (nothing published; the output
+// being made has no name, or a hidden one the next run's sweep removes).
+[[noreturn]] void end_stuck_stop(int sig) {
+  std::fprintf(stderr, "%s: error: interrupted by %s; a kernel thread still inside a tile was not waited for (threads mode)\n",
+               g_program, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : ::strsignal(sig));
+  std::fflush(stderr);
+  remove_own_job_segments(Backing{});
+  std::_Exit(128 + sig);
+}
+
 void on_exit() {
   if (::getpid() == g_command_pid) end_unexpectedly(who("exit()"));
 }
@@ -73,6 +87,7 @@ void guard_command(const char* program) {
   (void)std::atexit(on_exit);
   g_default_terminate = std::set_terminate(on_terminate);
   set_process_thread_end_handler([](const std::string& how) { end_unexpectedly(how); });
+  set_stuck_stop_handler(end_stuck_stop);
 }
 
 int exit_status(const Error& e) {
@@ -91,6 +106,13 @@ int exit_status(const Error& e) {
 }
 
 void end_process(int status) {
+  // What the command printed (a --json report, a listing) is part of its result: a full or
+  // failing standard output fails the command (as coreutils' close_stdout does), where before
+  // `--json >/dev/full` exited 0 with the report lost.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
+    std::fprintf(stderr, "%s: error: writing to standard output: %s\n", g_program, std::strerror(errno));
+    if (status == 0) status = 1;
+  }
   std::fflush(nullptr);
 #ifdef TILEPOOL_LEAK_CHECK_AT_EXIT
   __lsan_do_leak_check();

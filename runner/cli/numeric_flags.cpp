@@ -3,6 +3,7 @@
 // "tilepool: error: --workers: 4097 is out of range: ...", exit 2.
 #include "numeric_flags.hpp"
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -34,11 +35,14 @@ CLI::Validator tile_timeout_range() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         char* end = nullptr;
+        errno = 0;
         const double s = std::strtod(text.c_str(), &end);
-        if (text.empty() || end != text.c_str() + text.size() || std::isnan(s)) {
+        // strtod reads C's hex floats too ("0x10"); no other number option takes them.
+        if (text.empty() || end != text.c_str() + text.size() || std::isnan(s) || text.find_first_of("xX") != std::string::npos) {
           return fmt::format("'{}' is not a number of seconds", text);
         }
-        if (!std::isfinite(s) || s < 0 || s > kMaxTileTimeoutSeconds) {
+        // ERANGE: too small to be a double (1e-400 read as 0, "no timeout") or too big.
+        if (errno == ERANGE || !std::isfinite(s) || s < 0 || s > kMaxTileTimeoutSeconds) {
           return fmt::format("{} is out of range: expected 0 (no timeout) to {:.0f} seconds", text, kMaxTileTimeoutSeconds);
         }
         return {};

@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "flag_errors.hpp"
+#include "tilepool/runner/job_names.hpp"
 #include "tilepool/runner/pool.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/error.hpp"
@@ -40,6 +41,7 @@ void add_segment_commands(CLI::App& app) {
   put->add_option("name", name, "the segment name (numpy sees it at /dev/shm/NAME)")->required();
   put->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   put->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name] {
+    install_interrupt_handlers();  // Ctrl-C: one line, 130, and the unpublished copy removed
     // Measured: at 5, the last open failed midway ("open for writing: out of file descriptors").
     raise_descriptor_limit(6, "tilepool put's files (stdin, stdout, stderr, the .npy file, the new segment and its folder)");
     const Backing backing = backing_option(backing_spec);
@@ -65,9 +67,15 @@ void add_segment_commands(CLI::App& app) {
   get->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   get->add_flag("--force", force, "overwrite FILE.npy");
   get->callback([args, &backing_spec = args->backing_spec, &file = args->file, &name = args->name, &force = args->force] {
+    install_interrupt_handlers();
     raise_descriptor_limit(6, "tilepool get's files (stdin, stdout, stderr, the segment, the new file and its folder)");
     const ArraySegment seg = ArraySegment::attach(name, backing_option(backing_spec), MapOptions{.populate = false, .read_only = true});
-    seg.save_npy(file, force);
+    try {
+      seg.save_npy(file, force);
+    } catch (const Error& e) {
+      if (e.code() == Errc::exists) throw Error(Errc::exists, fmt::format("{} (pass --force to overwrite)", e.what()));
+      throw;
+    }
   });
 
   CLI::App* ls = app.add_subcommand("ls", "list named segments and job segments (live or stale)");
@@ -86,7 +94,16 @@ void add_segment_commands(CLI::App& app) {
   rm->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   rm->callback([args, &backing_spec = args->backing_spec, &names = args->names] {
     const Backing backing = backing_option(backing_spec);
-    for (const auto& n : names) validate_segment_name(n);
+    for (const auto& n : names) {
+      validate_segment_name(n);
+      // A running job's own segment (its output being made, its control block): removing it
+      // failed the job, or went unnoticed. It goes when the job ends; gc removes the dead's.
+      if (const auto owner = parse_job_segment_name(n); owner && owner_alive(*owner)) {
+        throw Error(Errc::usage, fmt::format("segment '{}' belongs to running process {} (a job's own segment: it is removed "
+                                             "when that job ends; tilepool gc removes those of processes that are gone)",
+                                             n, owner->pid));
+      }
+    }
     std::string missing;
     std::set<std::string> done;  // `rm x x` removes x once (its second removal is not "no such segment")
     for (const auto& n : names) {

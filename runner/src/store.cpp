@@ -14,6 +14,7 @@
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/npy.hpp"
 #include "tilepool/shared/segment.hpp"
 
@@ -95,6 +96,7 @@ ArraySegment put_npy(const std::filesystem::path& file, const std::string& name,
     }
   }
   ArraySegment segment = ArraySegment::load_npy(file, job_segment_name("put"), backing);
+  throw_if_interrupted();  // nothing is published after Ctrl-C; the unpublished copy goes with `segment`
   segment.segment().publish(name, /*replace=*/false);
   return segment;
 }

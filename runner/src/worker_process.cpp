@@ -123,7 +123,8 @@ void ignore_stop_signals() noexcept {
 void reserve_descriptors(int workers, std::string_view what) {
   const int open_now = open_descriptors();
   raise_descriptor_limit(static_cast<std::uint64_t>(open_now + kDescriptorsPerWorker * workers + kSpawnTransientFds),
-                         fmt::format("{} {} ({} each, and {} open now)", workers, what, kDescriptorsPerWorker, open_now),
+                         fmt::format("{} {} ({} each, {} more while one starts, and {} open now)", workers, what,
+                                     kDescriptorsPerWorker, kSpawnTransientFds, open_now),
                          " or start fewer workers");
 }
 

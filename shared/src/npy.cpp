@@ -15,6 +15,7 @@
 #include "detail/fd.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/publish.hpp"
 
 namespace tilepool::npy {
@@ -345,9 +346,16 @@ void write_file(const std::filesystem::path& path, DType dtype, std::span<const 
   PendingFile file = PendingFile::create(path, PublishOptions{.replace = overwrite});
   const std::string header = make_header(dtype, shape);
   file.allocate(header.size() + data.size());  // a full filesystem fails here, naming `path` and its directory
-  if (!detail::write_full(file.fd(), std::as_bytes(std::span(header))) || !detail::write_full(file.fd(), data)) {
-    throw system_failure(what, "write", errno);
+  if (!detail::write_full(file.fd(), std::as_bytes(std::span(header)))) throw system_failure(what, "write", errno);
+  // A piece at a time, looking at the user's stop between (a GiB takes a second or more), and
+  // once more before publishing: nothing is published after Ctrl-C.
+  for (std::size_t at = 0; at < data.size(); at += kStopCheckBytes) {
+    throw_if_interrupted();
+    if (!detail::write_full(file.fd(), data.subspan(at, std::min(kStopCheckBytes, data.size() - at)))) {
+      throw system_failure(what, "write", errno);
+    }
   }
+  throw_if_interrupted();
   file.publish(overwrite);
 }
 

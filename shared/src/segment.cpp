@@ -11,8 +11,11 @@
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <ostream>
 #include <utility>
 #include <vector>
@@ -21,6 +24,7 @@
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
+#include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/publish.hpp"
 
 namespace bip = boost::interprocess;
@@ -305,6 +309,25 @@ void Segment::publish(std::string to, bool replace) {
   owns_name_ = false;
 }
 
+std::optional<SegmentIdentity> mapped_object_at(const void* address) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  std::string line;
+  while (std::getline(maps, line)) {
+    // "7f1bc795d000-7f1bc795f000 r--s 00000000 fe:00 10953020   /tmp/m.npy"
+    unsigned long lo = 0, hi = 0, offset = 0, inode = 0;
+    unsigned major = 0, minor = 0;
+    std::array<char, 5> perms{};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s %lx %x:%x %lu", &lo, &hi, perms.data(), &offset, &major, &minor, &inode) != 7) {
+      continue;
+    }
+    if (at < lo || at >= hi) continue;
+    if (inode == 0) return std::nullopt;  // anonymous memory
+    return SegmentIdentity{static_cast<std::uint64_t>(makedev(major, minor)), static_cast<std::uint64_t>(inode), 0};
+  }
+  return std::nullopt;
+}
+
 Segment Segment::create(std::string name, std::size_t size, const Backing& backing, MapOptions options) {
   validate_segment_name(name);
   TILEPOOL_CHECK(size > 0);
@@ -383,9 +406,12 @@ void Segment::copy_from(int source, std::uint64_t source_offset, std::size_t off
   bool use_sendfile = false;
   std::size_t left = length;
   while (left > 0) {
+    // A piece at a time, looking at the user's stop between (a GiB takes a second or more).
+    throw_if_interrupted();
+    const std::size_t piece = std::min(left, kStopCheckBytes);
     ssize_t n = -1;
     if (!use_sendfile) {
-      n = ::copy_file_range(source, &in, dest.get(), &out, left, 0);
+      n = ::copy_file_range(source, &in, dest.get(), &out, piece, 0);
       // Across filesystems (a disk file into tmpfs) the kernel says EXDEV: sendfile copies there.
       if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
         use_sendfile = true;
@@ -393,7 +419,7 @@ void Segment::copy_from(int source, std::uint64_t source_offset, std::size_t off
         continue;
       }
     } else {
-      n = ::sendfile(dest.get(), source, &in, left);
+      n = ::sendfile(dest.get(), source, &in, piece);
       if (n > 0) out += n;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -145,6 +145,55 @@ TEST_F(InterruptTest, SignalToTheProcessGroupStopsEveryModeWithinASecond) {
   }
 }
 
+// `tilepool put` and `get` of a big array: before, they had no handlers, so a signal ended them
+// by its default action with nothing said, and put left its whole unpublished copy
+// (tilepool-PID-...-put, 1 GiB here) in /dev/shm for gc to find.
+TEST_F(InterruptTest, SignalDuringPutOrGetStopsItWithinASecondSaysSoAndLeavesNothing) {
+  // 1 GiB of float64, sparse: written in no time; put and get copy every byte of it.
+  ASSERT_EQ(run_python("import numpy as np\nnp.lib.format.open_memmap('" + in("big.npy") +
+                       "', mode='w+', dtype='f8', shape=(16384, 8192)).flush()\n").status, 0);
+  const std::string name = fmt::format("tptest-interrupt-put-{}", ::getpid());
+  int interrupted = 0;
+  for (const int sig : {SIGINT, SIGTERM}) {
+    for (const auto delay : {60ms, 200ms}) {
+      interrupted += interrupt_and_check({"put", in("big.npy"), name}, delay, sig, "/dev/shm/" + name) ? 1 : 0;
+    }
+  }
+  EXPECT_GE(interrupted, 2) << "put should have been copying when most signals came";
+  // get: the segment to a file, written a piece at a time.
+  RunnerProcess put({"put", in("big.npy"), name}, "", in("put.txt"), Group::own);
+  ASSERT_EQ(put.wait_exit(60s), 0) << read_file(in("put.txt"));
+  interrupted = 0;
+  for (const int sig : {SIGINT, SIGTERM}) {
+    for (const auto delay : {60ms, 200ms}) {
+      interrupted += interrupt_and_check({"get", name, in("got.npy")}, delay, sig, in("got.npy")) ? 1 : 0;
+    }
+  }
+  RunnerProcess rm({"rm", name}, "", in("rm.txt"), Group::own);
+  EXPECT_EQ(rm.wait_exit(10s), 0) << read_file(in("rm.txt"));
+  EXPECT_GE(interrupted, 2) << "get should have been writing when most signals came";
+}
+
+// Threads mode's kernels cannot be stopped inside a tile: before, a signal waited for every
+// running tile to end (9.5 s with 10 s tiles; a second SIGINT and a SIGTERM changed nothing but
+// the exit status, which then named the last signal).
+TEST_F(InterruptTest, SignalInThreadsModeEndsTheRunWithinASecondWhileKernelsAreInsideLongTiles) {
+  const std::string plugin = std::string(TILEPOOL_TEST_PLUGIN_DIR) + "/libtptest_kernels.so";
+  const std::vector<std::string> args{"run", "--plugin", plugin, "-k", "tp_sleep", "-p", "ms=10000", "-i", in("a.npy"),
+                                      "-o", in("out.npy"), "-t", "32,32", "-w", "2", "-m", "threads", "--no-progress"};
+  for (const int sig : {SIGINT, SIGTERM}) {
+    EXPECT_TRUE(interrupt_and_check(args, 400ms, sig, in("out.npy"))) << "the run ended before the signal";
+  }
+  // A second signal does not change the answer: the status is the first one's.
+  RunnerProcess runner(args, "", in("stderr2.txt"), Group::own);
+  std::this_thread::sleep_for(400ms);
+  runner.signal_group(SIGINT);
+  std::this_thread::sleep_for(50ms);
+  runner.signal_group(SIGTERM);
+  EXPECT_EQ(runner.wait_exit(5s), 128 + SIGINT) << read_file(in("stderr2.txt"));
+  EXPECT_FALSE(std::filesystem::exists(in("out.npy")));
+}
+
 // A plugin is loaded first in a child process (a static initializer that throws must not end
 // the runner); one whose static initializer never returns kept the runner waiting for that child
 // for good: the child had inherited the runner's handlers, which only note a signal.

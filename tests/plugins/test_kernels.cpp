@@ -2,12 +2,15 @@
 // crashes its worker on a chosen tile (tp_crash), one that throws on a chosen tile (tp_throw),
 // a box mean whose halo follows its `radius` parameter (tp_box), one that reads a halo of 2
 // but declares 1 (tp_box_lying) and one that reads its right neighbour element by element with
-// ArrayView::at but declares no halo (tp_next_lying). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
+// ArrayView::at but declares no halo (tp_next_lying), and one that holds each tile `ms`
+// milliseconds (tp_sleep: a kernel that cannot be stopped mid-tile in threads mode). tests/runner/plugin_test.cpp and tests/fault/plugin_fault_test.cpp load it.
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <string>
+#include <thread>
 
 #include "tilepool/workers/kernel_api.hpp"
 #include "tilepool/workers/plugin.hpp"
@@ -233,6 +236,38 @@ const KernelDef kWideSpace{
     },
 };
 
+// Copies its input, holding each tile `ms` milliseconds first (a long computation).
+class Sleep final : public BoundKernel {
+ public:
+  Sleep(std::span<const AnyArray> inputs, const AnyArray& output, const Params& params)
+      : in_(inputs[0].as<const double>()), out_(output.as<double>()),
+        hold_(static_cast<std::int64_t>(params.number("ms", "tp_sleep"))) {}
+  void run_tile(const Box& box, TileResult& /*result*/) override {
+    std::this_thread::sleep_for(hold_);
+    const auto in = in_.tile(box);
+    const auto out = out_.tile(box);
+    for (std::int64_t p = 0; p < out.plane_count(); ++p) out.plane(p) = in.plane(p);
+  }
+
+ private:
+  ArrayView<const double> in_;
+  ArrayView<double> out_;
+  std::chrono::milliseconds hold_;
+};
+
+const KernelDef kSleep{
+    .name = "tp_sleep",
+    .summary = "a test kernel: copies, holding each tile ms milliseconds",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .params = {{.name = "ms", .type = ParamType::integer, .default_value = "1000", .meaning = "milliseconds per tile"}},
+    .output_spec = at_least_2d,
+    .iteration_shape = output_shape,
+    .bind = [](std::span<const AnyArray> inputs, const AnyArray& output, const Params& params) -> std::unique_ptr<BoundKernel> {
+      return std::make_unique<Sleep>(inputs, output, params);
+    },
+};
+
 }  // namespace
 
-TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying, kNextLying, kWideSpace)
+TILEPOOL_PLUGIN(kCross5, kCrash, kThrow, kBox, kBoxLying, kNextLying, kWideSpace, kSleep)

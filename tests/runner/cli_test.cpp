@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <set>
 
@@ -117,6 +118,35 @@ TEST_F(CliTest, JsonReportsEachModesOwnSpawnAndCopyFigures) {
   }
 }
 
+// What a command prints is part of its result: before, `--json >/dev/full` and `kernels
+// >/dev/full` exited 0 with the report or listing lost.
+TEST_F(CliTest, AFullStandardOutputFailsTheCommandWithOneLine) {
+  for (const std::string& args : {"run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("out.npy") +
+                                     " -t 4,4 --json --no-progress --force",
+                                 std::string("kernels")}) {
+    const auto r = run_command("{ " + kTilepool + " " + args + " >/dev/full; }");
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.output;
+    EXPECT_EQ(r.output, "tilepool: error: writing to standard output: No space left on device\n") << args;
+  }
+}
+
+// Before: `tilepool rm` of a running job's output segment exited 0 and the job then failed;
+// of its control block, went unnoticed. A live process's job segment is refused (exit 2), and
+// nothing is removed.
+TEST_F(CliTest, RmRefusesASegmentOfARunningJobAndRemovesNothing) {
+  const std::string live = job_segment_name("out");  // this test process's: alive
+  const std::string named = fmt::format("tptest-rm-live-{}", ::getpid());
+  for (const std::string& n : {live, named}) ASSERT_EQ(run_command("echo x > /dev/shm/" + n).status, 0);
+  const auto r = run_command(kTilepool + " rm " + named + " " + live);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(r.output, fmt::format("tilepool: error: segment '{}' belongs to running process {} (a job's own segment: it is "
+                                  "removed when that job ends; tilepool gc removes those of processes that are gone)\n",
+                                  live, ::getpid()));
+  EXPECT_TRUE(std::filesystem::exists("/dev/shm/" + named)) << "removed although the command was refused";
+  EXPECT_TRUE(std::filesystem::exists("/dev/shm/" + live));
+  for (const std::string& n : {live, named}) std::filesystem::remove("/dev/shm/" + n);
+}
+
 TEST_F(CliTest, ExistingOutputFileIsNotOverwrittenWithoutForce) {
   const auto out = path("out.npy");
   ASSERT_EQ(run_command("echo precious > " + out).status, 0);
@@ -183,6 +213,9 @@ TEST_F(CliTest, NamedSegmentWorkflowPutRunLsGetRm) {
   expect_usage_error("run -k add -i shm:" + a + " -i shm:" + b + " -o shm:" + sum + " -t 4,4", "already exists");
   ASSERT_EQ(run_command(kTilepool + " get " + sum + " " + path("sum.npy")).status, 0);
   EXPECT_EQ(run_python("import numpy as np\nprint(np.load('" + path("sum.npy") + "')[1,2,3])").output, "292.0\n");
+  // Again onto the file it wrote: refused, naming the remedy (before: "already exists" alone).
+  expect_usage_error("get " + sum + " " + path("sum.npy"), "already exists (pass --force to overwrite)");
+  EXPECT_EQ(run_command(kTilepool + " get --force " + sum + " " + path("sum.npy")).status, 0);
   EXPECT_EQ(run_command(kTilepool + " rm " + a + " " + b + " " + sum).status, 0);
   EXPECT_FALSE(segment_exists(a));
   EXPECT_FALSE(segment_exists(sum));
@@ -363,6 +396,9 @@ TEST_F(CliTest, TileTimeoutOutOfRangeIsAReadableOneLineError) {
     expect_usage_error(run + " --tile-timeout " + bad, "--tile-timeout: " + std::string(bad) + " is out of range: expected 0 (no timeout) to 1000000000 seconds");
   }
   expect_usage_error(run + " --tile-timeout nan", "--tile-timeout: 'nan' is not a number of seconds");
+  // Before: 1e-400 was read as 0 (no timeout at all) and 0x10 as 16 seconds.
+  expect_usage_error(run + " --tile-timeout 1e-400", "--tile-timeout: 1e-400 is out of range");
+  expect_usage_error(run + " --tile-timeout 0x10", "--tile-timeout: '0x10' is not a number of seconds");
   // Not the largest double written out in full, as CLI11's NonNegativeNumber printed it.
   const auto r = run_command(kTilepool + " " + run + " --tile-timeout -1 --no-progress");
   EXPECT_EQ(r.output.find("1.79769"), std::string::npos) << r.output;
@@ -390,8 +426,14 @@ TEST_F(CliTest, TooFewFileDescriptorsForTheWorkersSaysHowManyTheJobNeeds) {
     const auto r = run_command("ulimit -n 48 && " + kTilepool + " run -k add -i " + path("a.npy") + " -i " + path("b.npy") +
                                " -o " + path("o.npy") + " -t 1,1 -w 100 --no-progress -m " + mode);
     EXPECT_EQ(r.status, 2) << mode << ": " << r.output;
-    EXPECT_TRUE(r.output.starts_with("tilepool: error: 100 " + mode + "-mode workers (2 each, and ")) << r.output;
-    EXPECT_NE(r.output.find(" need "), std::string::npos) << r.output;
+    EXPECT_TRUE(r.output.starts_with("tilepool: error: 100 " + mode + "-mode workers (2 each, 4 more while one starts, and "))
+        << r.output;
+    // The sum it states is the sum of its parts (before: "2 each, and 10 open now" needed 16).
+    int open_now = -1, needed = -1;
+    const auto at = r.output.find("while one starts, and ");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    ASSERT_EQ(std::sscanf(r.output.c_str() + at, "while one starts, and %d open now) need %d", &open_now, &needed), 2) << r.output;
+    EXPECT_EQ(needed, 100 * 2 + 4 + open_now) << r.output;
     EXPECT_NE(r.output.find("file descriptors"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("ulimit -n; hard limit 48"), std::string::npos) << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;

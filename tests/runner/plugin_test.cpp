@@ -140,6 +140,13 @@ TEST_F(PluginCliTest, KernelNameClashingWithABuiltinIsRefused) {
   expect_refused(run_with(plugin("tptest_clash")), {"kernel 'add' clashes with a built-in kernel"});
 }
 
+// Before: both loaded; the first was listed by `tilepool kernels` but no run could use it, the
+// second's line break split the table's row.
+TEST_F(PluginCliTest, KernelOfNoInputsOrWithALineBreakInItsNameIsRefused) {
+  expect_refused(run_with(plugin("tptest_no_inputs")), {"kernel 'tp_no_inputs' takes 0 inputs (a kernel takes at least 1)"});
+  expect_refused(run_with(plugin("tptest_bad_name")), {"kernel name 'bad name\\nwith a line break' has a space or a control character"});
+}
+
 TEST_F(PluginCliTest, KernelNameClashingWithAnotherPluginsIsRefused) {
   const std::string twin = copy_of("tptest_other", "libtwin.so", 0755);
   expect_refused("kernels --plugin " + plugin("tptest_other") + " --plugin " + twin,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -111,6 +112,15 @@ std::vector<const KernelDef*> register_plugin_kernels(const std::string& path, c
     if (k == nullptr || k->name.empty() || k->output_spec == nullptr || k->iteration_shape == nullptr || k->bind == nullptr) {
       refuse(path, fmt::format("kernel {} of {} lacks a name, output_spec, iteration_shape or bind", i + 1, kernels.size()));
     }
+    // A name is typed after -k and printed in tables: a space or a control character in it (a
+    // line break split `tilepool kernels`' table) makes a kernel no one can name.
+    if (std::any_of(k->name.begin(), k->name.end(), [](char c) { return std::isgraph(static_cast<unsigned char>(c)) == 0; })) {
+      refuse(path, fmt::format("kernel name '{}' has a space or a control character (expected a word such as my_filter)",
+                               escape_for_message(k->name)));
+    }
+    // A job has at least one input (`tilepool run` requires -i): a kernel of no inputs could be
+    // listed but never run.
+    if (k->arity < 1) refuse(path, fmt::format("kernel '{}' takes {} inputs (a kernel takes at least 1)", k->name, k->arity));
     for (std::size_t p = 0; p < k->params.size(); ++p) {
       if (k->params[p].name.empty()) refuse(path, fmt::format("kernel '{}': parameter {} has no name", k->name, p + 1));
       for (std::size_t q = 0; q < p; ++q) {

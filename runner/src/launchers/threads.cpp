@@ -125,8 +125,12 @@ class ThreadLauncher final : public Launcher {
   // the tiles they hold (a thread cannot be killed), and the caller's arrays may be freed only
   // once they are out; a finished job's threads still destroy their bound kernels, which is
   // part of the job (LastWords speaks for it).
-  void end_job(bool /*abandoned*/) noexcept override {
-    while (!control_->wait_until_idle(std::chrono::seconds(1))) {
+  void end_job(bool abandoned) noexcept override {
+    const auto since = std::chrono::steady_clock::now();
+    while (!control_->wait_until_idle(std::chrono::milliseconds(50))) {
+      // A kernel thread cannot be stopped inside a tile: a user's stop that has waited for one
+      // long enough ends the process where its front end says so (the command line's does).
+      if (abandoned) end_if_stop_is_stuck(std::chrono::steady_clock::now() - since);
     }
     last_words_.reset();
   }

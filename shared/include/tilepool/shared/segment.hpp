@@ -45,6 +45,11 @@ struct SegmentIdentity {
 
 /// "device 0:26, inode 1234, 4096 bytes".
 std::string to_string(const SegmentIdentity& identity);
+
+/// The file (or segment) mapped at `address` in this process, as /proc/self/maps says: its
+/// device and inode (size 0: not known there); nullopt for memory that maps no file. For memory
+/// a caller mapped itself (a numpy memmap): which object it is, whatever its path names now.
+std::optional<SegmentIdentity> mapped_object_at(const void* address);
 std::ostream& operator<<(std::ostream& out, const SegmentIdentity& identity);
 
 /// Options for Segment::create / Segment::attach.
