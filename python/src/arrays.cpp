@@ -79,6 +79,16 @@ bool is_whole(const py::array& a, const ArrayMemory& m) {
 
 // The .npy file `a` maps, when `a` is an np.memmap (np.load(mmap_mode=...) makes one) of the
 // whole array of that file, sharing the file's pages (not mode 'c', whose writes are private).
+// Whether the file mapped at `start` in this process is the one `path` names now. A file
+// replaced since it was mapped (renamed over, or deleted and made again) is another file: its
+// array is the mapping's, not the path's.
+bool mapping_is_file(const void* start, const std::string& path) {
+  struct stat st {};
+  const std::optional<SegmentIdentity> mapped = mapped_object_at(start);
+  return mapped && ::stat(path.c_str(), &st) == 0 && mapped->device == static_cast<std::uint64_t>(st.st_dev) &&
+         mapped->inode == static_cast<std::uint64_t>(st.st_ino);
+}
+
 std::optional<std::string> npy_file_of(const py::array& a) {
   static auto* memmap_type = new py::object(numpy().attr("memmap"));
   if (PyObject_IsInstance(a.ptr(), memmap_type->ptr()) != 1) return std::nullopt;
@@ -104,6 +114,9 @@ std::optional<std::string> npy_file_of(const py::array& a) {
   static const auto granularity = py::module_::import("mmap").attr("ALLOCATIONGRANULARITY").cast<std::size_t>();
   const py::buffer_info mapped = py::buffer(mm).request();
   if (static_cast<const std::byte*>(mapped.ptr) + off % granularity != a.data()) return std::nullopt;
+  // Before: a file replaced since np.load mapped it was read by its path, so the job read the
+  // new file's data instead of the array it was given (of the same shape and dtype), exit 0.
+  if (!mapping_is_file(mapped.ptr, path)) return std::nullopt;
   return path;
 }
 

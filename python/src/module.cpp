@@ -192,6 +192,13 @@ class PoolHandle {
   }
 
   ~PoolHandle() {
+    if (inherited()) {
+      // A fork's copy: the pool's thread is not in this process (stopping it waited for good)
+      // and its workers are the parent's. Let both be.
+      (void)thread_.release();
+      if (pool_) (void)new Pool(std::move(*pool_));
+      return;
+    }
     stop();
     release_deferred();
   }
@@ -200,6 +207,7 @@ class PoolHandle {
 
   py::object run(const std::string& kernel, const py::tuple& inputs, const py::object& out, const py::object& tile,
                  const py::dict& params, const py::object& progress, bool force, bool check_regions) {
+    refuse_if_inherited();
     std::unique_lock lock(jobs_, std::try_to_lock);
     if (!lock.owns_lock()) {  // another Python thread's job: wait for it without the GIL
       py::gil_scoped_release nogil;
@@ -258,6 +266,7 @@ class PoolHandle {
   /// Stops the workers; the pool refuses jobs afterwards. Waits for a running job (from another
   /// thread) to finish first.
   void close() {
+    if (inherited()) return;  // the parent's to close
     {
       py::gil_scoped_release nogil;
       std::lock_guard lock(jobs_);
@@ -268,7 +277,7 @@ class PoolHandle {
 
   // What Python reads of the pool, kept beside it: the pool itself is touched only on its thread
   // (it is replaced there after Ctrl-C while Python may be reading these).
-  [[nodiscard]] bool closed() const { return closed_.load(); }
+  [[nodiscard]] bool closed() const { return inherited() || closed_.load(); }
   [[nodiscard]] const std::string& last_report() {
     if (last_report_.empty() && last_job_) last_report_ = report_json(*last_job_);
     return last_report_;
@@ -278,6 +287,7 @@ class PoolHandle {
   [[nodiscard]] double spawn_seconds() const { return closed() ? 0.0 : spawn_seconds_.load(); }
   /// Waits for a running job to finish.
   [[nodiscard]] std::vector<pid_t> worker_pids() {
+    refuse_if_inherited();
     py::gil_scoped_release nogil;
     std::lock_guard lock(jobs_);
     if (!thread_) return {};
@@ -286,6 +296,16 @@ class PoolHandle {
   }
 
  private:
+  // A pool does not cross fork: its thread and its workers stay with the process that made it
+  // (before, a forked child that used or dropped one waited for that thread for good).
+  [[nodiscard]] bool inherited() const { return ::getpid() != owner_; }
+  void refuse_if_inherited() const {
+    if (inherited()) {
+      throw Error(Errc::usage, fmt::format("this Pool belongs to process {}, which forked this one: pools do not cross fork "
+                                           "(make a Pool in this process)", owner_));
+    }
+  }
+
   // Waits for the posted task with the GIL released, waking every 50 ms to run Python's signal
   // handlers (Ctrl-C raises KeyboardInterrupt there: the job is cancelled, waited for, and the
   // KeyboardInterrupt propagates) and to report progress. Rethrows the task's error.
@@ -345,6 +365,7 @@ class PoolHandle {
     thread_.reset();
   }
 
+  pid_t owner_ = ::getpid();
   std::mutex jobs_;
   PoolOptions options_;
   std::atomic<bool> closed_{true};
@@ -491,6 +512,9 @@ PYBIND11_MODULE(_core, m) {
   tp::add_segment_functions(m);
   m.def("kernels", &tp::kernels, arg("plugins"));
   m.attr("MAX_WORKERS") = tilepool::kMaxWorkers;
+  std::vector<std::string> modes;
+  for (const std::string_view name : tilepool::mode_names()) modes.emplace_back(name);
+  m.attr("MODES") = modes;
 
   py::class_<tp::PoolHandle>(m, "Pool")
       .def(py::init<int, const std::string&, const py::object&, const std::vector<std::string>&, double, const std::string&, bool>(),

@@ -1,5 +1,8 @@
 #include "segments.hpp"
 
+#include <optional>
+#include <utility>
+
 #include <fmt/format.h>
 #include <pybind11/stl.h>
 
@@ -7,6 +10,7 @@
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/array_segment.hpp"
 #include "tilepool/runner/store.hpp"
+#include "tilepool/shared/interrupt.hpp"
 
 namespace tilepool::python {
 namespace {
@@ -33,6 +37,34 @@ DType dtype_named(const py::object& dtype) {
   return info->dtype;  // a segment is little-endian whatever byte order was asked for
 }
 
+// Runs `work` (a long create or copy under a segment name) with the GIL released, stoppable by
+// Ctrl-C: Python's handler runs only when the interpreter is asked, so the library's looks at
+// the user's stop (between 64 MiB pieces, and just before a name is given) ask it
+// (PyErr_CheckSignals, with the GIL). A KeyboardInterrupt there stops the work, which removes
+// what it made, and is what the call raises. Before, the copy ran to its end, the name was
+// given, and KeyboardInterrupt came after: the user never got the array, and gc never removes
+// a named segment.
+template <class Work>
+ArraySegment stoppable_by_ctrl_c(Work&& work) {
+  std::optional<py::error_already_set> raised;
+  auto asked_to_stop = [&raised] {
+    if (raised) return true;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) raised.emplace();
+    return raised.has_value();
+  };
+  try {
+    py::gil_scoped_release nogil;
+    const CancelScope scope(nullptr, asked_to_stop);
+    ArraySegment segment = work();
+    throw_if_interrupted();  // a signal during the last piece: the name goes with `segment`
+    return segment;
+  } catch (const Error& e) {
+    if (raised) throw std::move(*raised);
+    throw;
+  }
+}
+
 // A named segment's array: the handle gives up the name (the user's, until delete()), the
 // ndarray's ArrayMemory keeps the mapping.
 py::array named_array(ArraySegment segment, bool read_only) {
@@ -44,9 +76,7 @@ py::array create(const std::string& name, const py::object& shape, const py::obj
   const Shape s = shape_of(shape);
   const DType dt = dtype_named(dtype);
   const Backing b = backing_of(backing);
-  py::gil_scoped_release nogil;
-  ArraySegment segment = ArraySegment::create(name, dt, s, b, MapOptions{.populate = false});
-  py::gil_scoped_acquire gil;
+  ArraySegment segment = stoppable_by_ctrl_c([&] { return ArraySegment::create(name, dt, s, b, MapOptions{.populate = false}); });
   return named_array(std::move(segment), false);
 }
 
@@ -61,12 +91,7 @@ py::array put(const py::object& source, const std::string& name, const py::objec
   validate_segment_name(name);
   if (segment_exists(name, b)) throw Error(Errc::exists, fmt::format("segment '{}' already exists (tp.delete('{}') first)", name, name));
   std::string path;
-  if (as_path_text(source, path)) {
-    py::gil_scoped_release nogil;
-    ArraySegment segment = put_npy(path, name, b);
-    py::gil_scoped_acquire gil;
-    return named_array(std::move(segment), false);
-  }
+  if (as_path_text(source, path)) return named_array(stoppable_by_ctrl_c([&] { return put_npy(path, name, b); }), false);
   const py::array a = py::module_::import("numpy").attr("asarray")(source);
   const DType dt = dtype_of(a, "put");
   // Filled under a job-owned name ('gc' collects it if we die midway), then published onto

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The modes a Pool runs in: how workers get at the data.
-MODES = ("share", "fork", "copy", "threads")
+MODES = tuple(_core.MODES)  # the launcher table's names: share, fork, copy, threads
 
 _PACKAGE_DIR = _os.path.dirname(_os.path.abspath(__file__))
 _MAX_WORKERS = _core.MAX_WORKERS
@@ -57,6 +57,27 @@ def _backing(backing):
     return None if backing is None else _os.fspath(backing) if not isinstance(backing, str) else backing
 
 
+def _checked_name(name):
+    """A segment name must be a str; UsageError naming it otherwise (not pybind11's TypeError)."""
+    if not isinstance(name, str):
+        raise UsageError(f"name={name!r}: expected a str, like \"grid\"")
+    return name
+
+
+def _checked_shape(shape):
+    """shape as a tuple of ints >= 0 (an int, numpy integers too); UsageError naming it otherwise."""
+    extents = (shape,) if isinstance(shape, (int, _np.integer)) else shape
+    try:
+        values = tuple(extents)
+    except TypeError:
+        raise UsageError(f"shape={shape!r}: expected an int or a tuple of ints, like (365, 16, 16)") from None
+    if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"shape={shape!r}: expected an int or a tuple of ints, like (365, 16, 16)")
+    if not all(0 <= v < 2**63 for v in values):
+        raise UsageError(f"shape={shape!r}: expected extents from 0 to 2**63 - 1")
+    return tuple(int(v) for v in values)
+
+
 # --- named segments -------------------------------------------------------------------------------
 
 def create(name, shape, dtype=_np.float64, *, backing=None):
@@ -69,7 +90,7 @@ def create(name, shape, dtype=_np.float64, *, backing=None):
     Raises Exists if the name is taken, UsageError for a bad name or dtype, NoSpace if the
     store is too small.
     """
-    return _core.create(name, shape, dtype, backing=_backing(backing))
+    return _core.create(_checked_name(name), _checked_shape(shape), dtype, backing=_backing(backing))
 
 
 def attach(name, *, writable=False, backing=None):
@@ -78,20 +99,20 @@ def attach(name, *, writable=False, backing=None):
     Attaching never removes the name. Raises BadInput if there is no such segment or it is not
     an array of ours.
     """
-    return _core.attach(name, writable=writable, backing=_backing(backing))
+    return _core.attach(_checked_name(name), writable=writable, backing=_backing(backing))
 
 
 def put(array, name, *, backing=None):
     """Copies ``array`` (an ndarray, anything np.asarray takes, or a path to an .npy file) into
     a new named segment and returns the ndarray over it. The name appears only once the whole
     array is in. Raises Exists if the name is taken."""
-    return _core.put(array, name, backing=_backing(backing))
+    return _core.put(array, _checked_name(name), backing=_backing(backing))
 
 
 def delete(name, *, backing=None):
     """Removes a named segment. Arrays over it stay valid until Python drops them.
     Raises BadInput if there is no such segment."""
-    _core.delete(name, backing=_backing(backing))
+    _core.delete(_checked_name(name), backing=_backing(backing))
 
 
 def list(*, backing=None):  # noqa: A001 - the API's name, as `tilepool ls`
@@ -205,12 +226,15 @@ class Pool:
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= _MAX_WORKERS):
             raise UsageError(f"workers={workers!r}: expected an int from 1 to {_MAX_WORKERS:,}, or None (one per core)")
         if not isinstance(mode, str):
-            raise UsageError(f"mode={mode!r}: not a mode (expected share, fork, copy or threads)")
+            raise UsageError(f"mode={mode!r}: not a mode (expected {', '.join(MODES[:-1])} or {MODES[-1]})")
         if mode == "fork":
             _check_fork_is_safe()
         self._progress = progress
+        if isinstance(plugins, (str, bytes)) or hasattr(plugins, "__fspath__"):
+            raise UsageError(f"plugins={plugins!r}: expected a list of plugin files, like [\"libmine.so\"]")
+        self._backing = _backing(backing)
         self._core = _core.Pool(
-            0 if workers is None else workers, mode, _backing(backing), [_os.fspath(p) for p in plugins],
+            0 if workers is None else workers, mode, self._backing, [_os.fspath(p) for p in plugins],
             _seconds("tile_timeout", tile_timeout), _worker_executable(), bool(measure_memory))
         self._report = None
         self._report_json = None
@@ -236,6 +260,8 @@ class Pool:
         Raises UsageError / BadInput / Exists / NoSpace before any work, JobFailed if a kernel or
         worker fails, KeyboardInterrupt on Ctrl-C (the job stopped and cleaned up).
         """
+        if not isinstance(kernel, str):
+            raise UsageError(f"kernel: expected a kernel's name (a str, like \"add\"), not {type(kernel).__name__}")
         if self._core.mode == "fork":
             _check_fork_is_safe()
         tile, params = _checked_tile(tile), _checked_params(params)
@@ -247,7 +273,7 @@ class Pool:
             if isinstance(callback, _ProgressBar):
                 callback.close()
         if result is None and out is not None:
-            return _open_output(out)
+            return _open_output(out, self._backing)
         return result
 
     @property
@@ -306,10 +332,10 @@ def _seconds(keyword, value):
     return float(value)
 
 
-def _open_output(out):
+def _open_output(out, backing):
     text = _os.fsdecode(out)
     if text.startswith("shm:"):
-        return attach(text[4:])
+        return attach(text[4:], backing=backing)  # where the pool's backing put it
     return _np.load(text, mmap_mode="r")
 
 

@@ -160,3 +160,53 @@ def test_a_worker_killed_between_jobs_is_replaced_without_failing_the_next_job()
         time.sleep(0.2)
         for _ in range(3):
             np.testing.assert_array_equal(p.run("negate", a, tile=(4, 4)), -a)
+
+
+# Found by a fresh user's review: a child forked after a Pool was made (os.fork, or
+# multiprocessing's fork start method) that used the pool, or just exited, waited for good for
+# the pool's thread, which is not in the child.
+@pytest.mark.parametrize("mode", ["share", "copy", "threads"])
+def test_a_pool_inherited_by_fork_is_refused_in_the_child_and_the_child_exits(mode):
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(f"""
+        import os, sys, numpy as np, tilepool as tp
+        pool = tp.Pool(workers=2, mode={mode!r})
+        pid = os.fork()
+        if pid == 0:
+            try:
+                pool.run("add", np.ones(4), np.ones(4), tile=(2,))
+                print("ran", flush=True)
+            except tp.UsageError as e:
+                print("refused", "pools do not cross fork" in str(e), pool.closed, flush=True)
+            sys.exit(0)   # the pool's finalizer runs in the child: it must not wait
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status), flush=True)
+        print("parent", pool.run("add", np.ones(4), np.ones(4), tile=(2,)).tolist(), flush=True)
+        pool.close()
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.split("\n")[:3] == ["refused True True", "child 0", "parent [2.0, 2.0, 2.0, 2.0]"], r.stdout + r.stderr
+    assert r.returncode == 0, r.stderr
+
+
+def test_create_and_the_name_functions_refuse_what_is_not_a_shape_or_a_name_with_usage_errors():
+    # Before: pybind11's "Unable to cast Python instance to C++ type" (a RuntimeError) or a
+    # many-line TypeError.
+    for shape in [(2.5, 3), "3", (2**63,), (-1,), [True]]:
+        with pytest.raises(tp.UsageError, match="shape="):
+            tp.create("tptest-never-made", shape)
+    assert tp.create(f"tptest-npint-{os.getpid()}", np.int64(3)).shape == (3,)
+    tp.delete(f"tptest-npint-{os.getpid()}")
+    for call in (lambda: tp.create(5, (3,)), lambda: tp.attach(5), lambda: tp.delete(5), lambda: tp.put(np.ones(3), 5)):
+        with pytest.raises(tp.UsageError, match="name=5: expected a str"):
+            call()
+    with pytest.raises(tp.UsageError, match="plugins='/x.so': expected a list"):
+        tp.Pool(plugins="/x.so")
+
+
+def test_a_kernel_that_is_not_a_name_is_a_usage_error(pool):
+    with pytest.raises(tp.UsageError, match="kernel: expected a kernel's name"):
+        pool.run(None, np.ones(4), tile=(2,))

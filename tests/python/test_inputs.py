@@ -176,3 +176,50 @@ def test_one_shot_run_works_like_the_cli(ab, tmp_path):
     out = tp.run("add", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), out=str(tmp_path / "out.npy"), tile=(4, 4))
     np.testing.assert_array_equal(out, ab[0] + ab[1])
     np.testing.assert_array_equal(tp.run("add", ab[0], ab[1], tile=(4, 4), mode="threads"), ab[0] + ab[1])
+
+
+# Found by a fresh user's review: an np.load(mmap_mode="r") array whose file was replaced since
+# (renamed over with another of the same shape and dtype) was read by its path: the job read
+# the new file instead of the array it was given, with no error, in every mode.
+@pytest.mark.parametrize("mode", tp.MODES)
+def test_a_memmap_whose_file_was_replaced_since_is_read_as_the_array_it_is(mode, tmp_path):
+    import os
+    path = str(tmp_path / "m.npy")
+    base = np.arange(64, dtype=np.float64).reshape(8, 8)
+    np.save(path, base)
+    m = np.load(path, mmap_mode="r")
+    np.save(path + ".new.npy", base * 100)
+    os.rename(path + ".new.npy", path)
+    with tp.Pool(workers=2, mode=mode) as pool:
+        out = pool.run("negate", m, tile=(4, 4))
+        assert np.array_equal(out, -base), "the job read the file that replaced the array's"
+        if mode == "share":
+            assert pool.last_report["bytes_copied"] == base.nbytes  # its memory, copied once into a job segment
+        unchanged = np.load(path, mmap_mode="r")  # the path's file, now: by path, nothing copied
+        assert np.array_equal(pool.run("negate", unchanged, tile=(4, 4)), -100 * base)
+        if mode == "share":
+            assert pool.last_report["bytes_copied"] == 0
+
+
+# Found by a fresh user's review: out= another mapping of an input's segment or file (not the
+# same ndarray) was written in place while tiles still read it: wrong results with exit 0 (share,
+# fork, threads), or a job that failed after it had written over its input file.
+@pytest.mark.parametrize("mode", tp.MODES)
+def test_an_output_that_maps_an_inputs_segment_or_file_is_built_apart(mode, tmp_path):
+    base = np.arange(64, dtype=np.float64).reshape(8, 8)
+    name = unique_name("alias")
+    with tp.Pool(workers=2, mode=mode) as pool:
+        expected = pool.run("blur3x3", base, tile=(2, 2))
+        s = tp.put(base, name)
+        try:
+            out = tp.attach(name, writable=True)  # the same segment, another mapping
+            pool.run("blur3x3", s, tile=(2, 2), out=out)
+            assert np.allclose(out, expected)
+            del out
+        finally:
+            del s
+            tp.delete(name)
+        path = str(tmp_path / "m.npy")
+        np.save(path, base)
+        pool.run("blur3x3", path, tile=(2, 2), out=np.load(path, mmap_mode="r+"))  # the same file
+        assert np.allclose(np.load(path), expected)

@@ -235,3 +235,41 @@ def test_ctrl_c_to_the_interpreter_alone_stops_a_plugin_that_hangs_while_it_load
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"tilepool-{child.pid}-")] == []
+
+
+# Found by a fresh user's review: Ctrl-C during tp.put(path) or tp.create of a big array let the
+# copy or reservation run to its end, gave the name, and then raised KeyboardInterrupt: the user
+# never got the array and the name stayed (gc never removes a named segment).
+@pytest.mark.parametrize("call", ["tp.put(BIG, NAME)", "tp.create(NAME, (2**28,))"])
+def test_ctrl_c_during_put_or_create_raises_keyboard_interrupt_and_leaves_no_name(call, tmp_path):
+    big = tmp_path / "big.npy"
+    np.lib.format.open_memmap(big, mode="w+", dtype="f8", shape=(2**28,)).flush()  # 2 GiB, sparse
+    name = f"tptest-interrupt-{os.getpid()}-{call[3:6]}"
+    code = textwrap.dedent(f"""
+        import time, numpy as np, tilepool as tp
+        BIG, NAME = {str(big)!r}, {name!r}
+        print("ready", flush=True)
+        t0 = time.monotonic()
+        try:
+            {call}
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline().strip()
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    if line == "finished":  # the work was over before the signal: the name is the user's
+        tp.delete(name)
+        pytest.skip("the call finished before the signal")
+    assert line == "interrupted"
+    assert not os.path.exists(f"/dev/shm/{name}"), "the name was given although KeyboardInterrupt was raised"
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"tilepool-{child.pid}-")] == []

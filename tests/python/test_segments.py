@@ -140,3 +140,15 @@ def test_gc_removes_a_dead_owners_job_segments():
     finally:
         if os.path.exists(f"/dev/shm/{dead}"):
             os.unlink(f"/dev/shm/{dead}")
+
+
+# Found by a fresh user's review: the job published DIR/NAME, then reopening it looked in
+# /dev/shm and raised BadInput ("does not exist") for a job that had succeeded.
+def test_an_output_named_under_a_file_backing_is_returned_from_that_backing(tmp_path):
+    name = f"tptest-file-backed-{os.getpid()}"
+    with tp.Pool(workers=2, backing=f"file:{tmp_path}") as p:
+        out = p.run("negate", np.ones((8, 8)), tile=(4, 4), out=f"shm:{name}")
+    assert out.shape == (8, 8) and (out == -1).all()
+    assert os.path.exists(tmp_path / name) and not os.path.exists(f"/dev/shm/{name}")
+    del out
+    tp.delete(name, backing=f"file:{tmp_path}")

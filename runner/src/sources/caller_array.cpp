@@ -77,13 +77,26 @@ class CallerArrayTarget final : public OutputTarget {
   void set_inputs(std::span<const JobArray> inputs) override { inputs_.assign(inputs.begin(), inputs.end()); }
 
  private:
-  bool overlaps_an_input() const noexcept {
+  // The same memory, or another mapping of the same file or segment (tp.attach of an input's
+  // name, np.load(mmap_mode="r+") of an input file: before, a tile read what another had
+  // written, exit 0, or a job that failed had already written over its input).
+  bool overlaps_an_input() const {
     const auto* lo = array_.array.data();
     const auto* hi = lo + array_.array.bytes();
-    return std::any_of(inputs_.begin(), inputs_.end(), [&](const JobArray& in) {
+    const bool same_memory = std::any_of(inputs_.begin(), inputs_.end(), [&](const JobArray& in) {
       const auto* in_lo = in.array.data();
       return in_lo < hi && lo < in_lo + in.array.bytes();
     });
+    if (same_memory) return true;
+    // Which object each maps, where any is one: its pinned identity, else /proc/self/maps
+    // (read only when an input maps an object: plain arrays cost nothing).
+    const auto object_of = [](const JobArray& a) { return a.identity ? a.identity : mapped_object_at(a.array.data()); };
+    if (std::none_of(inputs_.begin(), inputs_.end(), [](const JobArray& in) { return in.identity.has_value(); })) return false;
+    const std::optional<SegmentIdentity> out = object_of(array_);
+    return out && std::any_of(inputs_.begin(), inputs_.end(), [&](const JobArray& in) {
+             const std::optional<SegmentIdentity> object = object_of(in);
+             return object && object->device == out->device && object->inode == out->inode;
+           });
   }
 
   JobArray array_;
