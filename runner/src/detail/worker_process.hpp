@@ -19,7 +19,8 @@
 namespace tilepool::detail {
 
 /// A worker process and our ends of its stdin and stdout pipes. EOF on its stdin tells it the
-/// runner is gone. Move-only; the destructor stops it (see stop) and never throws.
+/// runner is gone. Fixed in place (neither copied nor moved: held by unique_ptr, made by start);
+/// the destructor stops it (see stop) and never throws.
 class WorkerProcess {
  public:
   /// Starts `exe kWorkerFlag args...`. Its pipes are close-on-exec from birth (pipe2), so no
