@@ -44,12 +44,13 @@ class ScopedEnv {
 };
 
 bool process_gone(pid_t pid) {
-  // A zombie still answers kill(pid, 0): look at its state instead.
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return true;
-  const auto close = line.rfind(')');
-  return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
+  // Dead as a whole, so that its parent's waitpid reaps it (WNOWAIT: without reaping it here).
+  // Not "its /proc/PID/stat says Z": a killed worker's thread-group leader is a zombie while its
+  // other thread still exits, and the runner's WNOHANG wait then says "running" (the test
+  // flaked: the job started before the death was reapable, and nothing was replaced).
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0) return info.si_pid == pid;
+  return errno == ECHILD;  // reaped already
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
