@@ -76,6 +76,7 @@ py::array create(const std::string& name, const py::object& shape, const py::obj
   const Shape s = shape_of(shape);
   const DType dt = dtype_named(dtype);
   const Backing b = backing_of(backing);
+  validate_user_segment_name(name);
   ArraySegment segment = stoppable_by_ctrl_c([&] { return ArraySegment::create(name, dt, s, b, MapOptions{.populate = false}); });
   return named_array(std::move(segment), false);
 }
@@ -88,7 +89,7 @@ py::array attach(const std::string& name, bool writable, const py::object& backi
 
 py::array put(const py::object& source, const std::string& name, const py::object& backing) {
   const Backing b = backing_of(backing);
-  validate_segment_name(name);
+  validate_user_segment_name(name);
   if (segment_exists(name, b)) throw Error(Errc::exists, fmt::format("segment '{}' already exists (tp.delete('{}') first)", name, name));
   std::string path;
   if (as_path_text(source, path)) return named_array(stoppable_by_ctrl_c([&] { return put_npy(path, name, b); }), false);

@@ -45,7 +45,7 @@ void add_segment_commands(CLI::App& app) {
     // Measured: at 5, the last open failed midway ("open for writing: out of file descriptors").
     raise_descriptor_limit(6, "tilepool put's files (stdin, stdout, stderr, the .npy file, the new segment and its folder)");
     const Backing backing = backing_option(backing_spec);
-    validate_segment_name(name);
+    validate_user_segment_name(name);
     if (segment_exists(name, backing)) {
       throw Error(Errc::exists, fmt::format("segment '{}' already exists (tilepool rm {} first)", name, name));
     }

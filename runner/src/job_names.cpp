@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <random>
 
+#include "tilepool/shared/backing.hpp"
+#include "tilepool/shared/error.hpp"
+
 namespace tilepool {
 
 std::string job_segment_name(std::string_view role) {
@@ -15,6 +18,16 @@ std::string job_segment_name(std::string_view role) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", r);
   return fmt::format("tilepool-{}-{}-{}-{}", owner.pid, owner.start_time, hex, role);
+}
+
+void validate_user_segment_name(std::string_view name) {
+  validate_segment_name(name);
+  // Before: accepted, and removed by the next gc once no process had that pid.
+  if (parse_job_segment_name(name)) {
+    throw Error(Errc::usage, fmt::format("segment name '{}' has the form of a job's own segment names "
+                                         "(tilepool-PID-START-RANDOM-ROLE), which gc removes: choose another",
+                                         name));
+  }
 }
 
 std::optional<SegmentOwner> parse_job_segment_name(std::string_view name) {

@@ -81,7 +81,7 @@ std::vector<std::string> collect_garbage(const Backing& backing) {
 }
 
 ArraySegment put_npy(const std::filesystem::path& file, const std::string& name, const Backing& backing) {
-  validate_segment_name(name);
+  validate_user_segment_name(name);
   if (segment_exists(name, backing)) throw Error(Errc::exists, fmt::format("segment '{}' already exists", name));
   const npy::Header h = npy::read_file_header(file);
   const std::uint64_t needed = npy::make_header(h.dtype, h.shape).size() + h.data_bytes;

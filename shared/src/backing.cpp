@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 
 namespace tilepool {
 
@@ -64,7 +65,7 @@ void validate_segment_name(std::string_view name) {
   if (!ok) {
     throw Error(Errc::usage, fmt::format("segment name '{}' is invalid (expected 1-{} characters of A-Z a-z 0-9 . _ -, "
                                          "not starting with '.')",
-                                         name, kMaxName));
+                                         escape_for_message(name), kMaxName));
   }
 }
 

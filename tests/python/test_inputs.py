@@ -223,3 +223,18 @@ def test_an_output_that_maps_an_inputs_segment_or_file_is_built_apart(mode, tmp_
         np.save(path, base)
         pool.run("blur3x3", path, tile=(2, 2), out=np.load(path, mmap_mode="r+"))  # the same file
         assert np.allclose(np.load(path), expected)
+
+
+# Found by a fresh user's review: a big-endian .npy path is converted into memory of its own
+# (mapping it in place would give the kernel byte-swapped numbers), but bytes_copied said 0.
+@pytest.mark.parametrize("mode", ["share", "threads"])
+def test_a_big_endian_npy_path_is_converted_and_the_conversion_counted(mode, tmp_path):
+    path = str(tmp_path / "be.npy")
+    base = np.arange(64, dtype=np.float64).reshape(8, 8)
+    np.save(path, base.astype(">f8"))
+    np.save(str(tmp_path / "le.npy"), base)
+    with tp.Pool(workers=2, mode=mode) as pool:
+        assert np.array_equal(pool.run("negate", path, tile=(4, 4)), -base)
+        assert pool.last_report["bytes_copied"] == base.nbytes
+        pool.run("negate", str(tmp_path / "le.npy"), tile=(4, 4))
+        assert pool.last_report["bytes_copied"] == 0  # mapped in place

@@ -152,3 +152,20 @@ def test_an_output_named_under_a_file_backing_is_returned_from_that_backing(tmp_
     assert os.path.exists(tmp_path / name) and not os.path.exists(f"/dev/shm/{name}")
     del out
     tp.delete(name, backing=f"file:{tmp_path}")
+
+
+# Found by a fresh user's review: a segment the user named like a job's own segment
+# (tilepool-PID-START-RANDOM-ROLE) was made, and the next tp.gc() removed it. And a line break
+# in a name gave a two-line message.
+def test_a_user_name_of_a_job_segments_form_is_refused_and_a_bad_name_is_one_line():
+    job_like = f"tilepool-999999999-1-{os.urandom(8).hex()}-out"
+    for make in (lambda: tp.create(job_like, (3,)), lambda: tp.put(np.ones(3), job_like)):
+        with pytest.raises(tp.UsageError, match="has the form of a job's own segment names"):
+            make()
+    assert not os.path.exists(f"/dev/shm/{job_like}")
+    with tp.Pool(workers=2) as pool:
+        with pytest.raises(tp.UsageError, match="has the form of a job's own segment names"):
+            pool.run("negate", np.ones(4), tile=(2,), out=f"shm:{job_like}")
+    with pytest.raises(tp.UsageError) as e:
+        tp.create("two\nlines", (3,))
+    assert "\n" not in str(e.value) and "two\\nlines" in str(e.value)

@@ -227,6 +227,13 @@ TEST_F(CliTest, PutRefusesAnExistingName) {
   ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + a).status, 0);
   expect_usage_error("put " + path("b.npy") + " " + a, "already exists");
   remove_segment(a);
+  // A name of a job segment's form: gc would remove it once no process had that pid (before:
+  // accepted, as put's name and as a run's shm: output).
+  const std::string job_like = "tilepool-999999999-1-0123456789abcdef-out";
+  expect_usage_error("put " + path("a.npy") + " " + job_like, "has the form of a job's own segment names");
+  expect_usage_error("run -k negate -i " + path("a.npy") + " -o shm:" + job_like + " -t 4,4",
+                     "has the form of a job's own segment names");
+  EXPECT_FALSE(segment_exists(job_like));
 }
 
 TEST_F(CliTest, GcRemovesOnlyDeadOwnersJobSegments) {

@@ -37,8 +37,13 @@ class NpyFileSource final : public ArraySource {
     stamp_ = FileStamp::of(path_, escape_for_message(path_));
     JobArray array = placement.load_npy(path_, ArrayRole::input);
     check_same_file(array);
+    // Mapped in place it is the file (named by this process's descriptor); otherwise it was
+    // converted (big-endian, misaligned) into memory of its own: counted (before: 0).
+    copied_ = array.backing.is_descriptors() ? 0 : array.array.bytes();
     return array;
   }
+
+  [[nodiscard]] std::uint64_t bytes_copied() const noexcept override { return copied_; }
 
   [[nodiscard]] JobArray open_ranges(const ArrayPlacement& placement, std::span<const ByteRange> ranges,
                                      std::uint64_t& bytes_read) override {
@@ -69,6 +74,7 @@ class NpyFileSource final : public ArraySource {
   std::string path_;
   std::optional<npy::Header> header_;
   std::optional<FileStamp> stamp_;
+  std::uint64_t copied_ = 0;
 };
 
 class NpyFileTarget final : public OutputTarget {

@@ -91,7 +91,7 @@ std::shared_ptr<ArraySource> segment_source(const std::string& name, const Backi
   return std::make_shared<SegmentSource>(name, backing);
 }
 std::shared_ptr<OutputTarget> segment_target(const std::string& name, const Backing& backing) {
-  validate_segment_name(name);
+  validate_user_segment_name(name);
   return std::make_shared<SegmentTarget>(name, backing);
 }
 

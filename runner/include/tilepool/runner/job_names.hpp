@@ -21,5 +21,9 @@ std::string job_segment_name(std::string_view role);
 /// owner_alive (process_owner.hpp, the one liveness check).
 using SegmentOwner = ProcessOwner;
 std::optional<SegmentOwner> parse_job_segment_name(std::string_view name);
+/// Checks a name a user gives a segment (put, create, an output's shm:NAME): a valid segment
+/// name (validate_segment_name) that is not of the form of a job's own names, which gc removes
+/// once the pid in them is gone. Throws Error(usage).
+void validate_user_segment_name(std::string_view name);
 
 }  // namespace tilepool
