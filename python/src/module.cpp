@@ -223,7 +223,10 @@ class PoolHandle {
     JobSpec spec;
     spec.kernel = kernel;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-      spec.inputs.push_back(source_for(inputs[i], fmt::format("input {}", i + 1), backing_, arrays));
+      // The same object twice (add(x, x)) is one source: the job layer opens it once.
+      std::size_t same = 0;
+      while (same < i && !inputs[same].is(inputs[i])) ++same;
+      spec.inputs.push_back(same < i ? spec.inputs[same] : source_for(inputs[i], fmt::format("input {}", i + 1), backing_, arrays));
     }
     spec.output = target_for(out, backing_, arrays);
     if (!tile.is_none()) spec.tile = shape_from(tile);

@@ -238,3 +238,10 @@ def test_a_big_endian_npy_path_is_converted_and_the_conversion_counted(mode, tmp
         assert pool.last_report["bytes_copied"] == base.nbytes
         pool.run("negate", str(tmp_path / "le.npy"), tile=(4, 4))
         assert pool.last_report["bytes_copied"] == 0  # mapped in place
+
+
+# Found by a fresh user's review: the same array passed twice was copied twice in share mode.
+def test_the_same_array_passed_twice_is_copied_once(share, ab):
+    x = ab[0]
+    assert np.array_equal(share.run("add", x, x, tile=(4, 4)), x + x)
+    assert share.last_report["bytes_copied"] == x.nbytes

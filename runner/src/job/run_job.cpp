@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -115,7 +116,12 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   job.progress = spec.progress;
   job.cancel = spec.cancel;
   job.check_regions = spec.check_regions;
-  for (const auto& source : spec.inputs) job.inputs.push_back(source->open(placement));
+  // A source given twice (the Python module's `add(x, x)`) is opened once: one array, copied
+  // once where its mode copies it (before: twice, and counted twice).
+  for (auto it = spec.inputs.begin(); it != spec.inputs.end(); ++it) {
+    const auto first = std::find(spec.inputs.begin(), it, *it);
+    job.inputs.push_back(first != it ? job.inputs[static_cast<std::size_t>(first - spec.inputs.begin())] : (*it)->open(placement));
+  }
   output.set_inputs(job.inputs);
   job.output = about(JobField::output, output.text(), [&] { return output.create(plan.output, placement); });
   const detail::PreparedJob prepared = detail::prepare_planned(job, *plan.kernel, plan.output, plan.grid);
@@ -156,7 +162,9 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   publish(output, spec.force);
   report.write_s = seconds_since(t_write);
   report.bytes_copied = stats.bytes_copied + output.bytes_copied();
-  for (const auto& source : spec.inputs) report.bytes_copied += source->bytes_copied();
+  for (auto it = spec.inputs.begin(); it != spec.inputs.end(); ++it) {
+    if (std::find(spec.inputs.begin(), it, *it) == it) report.bytes_copied += (*it)->bytes_copied();
+  }
   report.result = output.result();
   report.wall_s = seconds_since(t_start);
   return report;
