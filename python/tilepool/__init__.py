@@ -66,15 +66,22 @@ def _checked_name(name):
 
 def _checked_shape(shape):
     """shape as a tuple of ints >= 0 (an int, numpy integers too); UsageError naming it otherwise."""
-    extents = (shape,) if isinstance(shape, (int, _np.integer)) else shape
+    return _int_tuple("shape", shape, 0, "expected an int or a tuple of ints, like (365, 16, 16)",
+                      "expected extents from 0 to 2**63 - 1")
+
+
+def _int_tuple(keyword, value, lowest, expected, out_of_range):
+    """`value` (an int or an iterable of ints, numpy integers too, not bools) as a tuple of ints
+    from `lowest` to 2**63 - 1; UsageError "keyword=value: expected" / "...: out_of_range"."""
+    extents = (value,) if isinstance(value, (int, _np.integer)) else value
     try:
         values = tuple(extents)
     except TypeError:
-        raise UsageError(f"shape={shape!r}: expected an int or a tuple of ints, like (365, 16, 16)") from None
+        raise UsageError(f"{keyword}={value!r}: {expected}") from None
     if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
-        raise UsageError(f"shape={shape!r}: expected an int or a tuple of ints, like (365, 16, 16)")
-    if not all(0 <= v < 2**63 for v in values):
-        raise UsageError(f"shape={shape!r}: expected extents from 0 to 2**63 - 1")
+        raise UsageError(f"{keyword}={value!r}: {expected}")
+    if not all(lowest <= v < 2**63 for v in values):
+        raise UsageError(f"{keyword}={value!r}: {out_of_range}")
     return tuple(int(v) for v in values)
 
 
@@ -343,16 +350,8 @@ def _checked_tile(tile):
     """tile as a tuple of ints, or None; UsageError naming it otherwise (not a pybind11 cast error)."""
     if tile is None:
         return None
-    extents = (tile,) if isinstance(tile, (int, _np.integer)) else tile
-    try:
-        values = tuple(extents)
-    except TypeError:
-        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)") from None
-    if not all(isinstance(v, (int, _np.integer)) and not isinstance(v, bool) for v in values):
-        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers, like (4, 4)")
-    if not all(0 < v < 2**63 for v in values):
-        raise UsageError(f"tile={tile!r}: expected a tuple of positive integers below 2**63, like (4, 4)")
-    return tuple(int(v) for v in values)
+    return _int_tuple("tile", tile, 1, "expected a tuple of positive integers, like (4, 4)",
+                      "expected a tuple of positive integers below 2**63, like (4, 4)")
 
 
 def _checked_params(params):

@@ -70,6 +70,13 @@ const KernelDef kCross5{
     },
 };
 
+// out = in over `box` (the kernels below that copy).
+void copy_box(const ArrayView<const double>& in, const ArrayView<double>& out, const Box& box) {
+  const auto from = in.tile(box);
+  const auto to = out.tile(box);
+  for (std::int64_t p = 0; p < to.plane_count(); ++p) to.plane(p) = from.plane(p);
+}
+
 // Copies its input, except on the tile that holds element (row, col) of the last two axes
 // (`--param row=R --param col=C`): there it crashes its process (SIGSEGV) or throws.
 template <bool kCrash>
@@ -91,9 +98,7 @@ class Misbehave final : public BoundKernel {
                                           ") is cursed");
       }
     }
-    const auto in = in_.tile(box);
-    const auto out = out_.tile(box);
-    for (std::int64_t p = 0; p < out.plane_count(); ++p) out.plane(p) = in.plane(p);
+    copy_box(in_, out_, box);
   }
 
  private:
@@ -244,9 +249,7 @@ class Sleep final : public BoundKernel {
         hold_(static_cast<std::int64_t>(params.number("ms", "tp_sleep"))) {}
   void run_tile(const Box& box, TileResult& /*result*/) override {
     std::this_thread::sleep_for(hold_);
-    const auto in = in_.tile(box);
-    const auto out = out_.tile(box);
-    for (std::int64_t p = 0; p < out.plane_count(); ++p) out.plane(p) = in.plane(p);
+    copy_box(in_, out_, box);
   }
 
  private:

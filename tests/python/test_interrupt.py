@@ -190,6 +190,21 @@ def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
         tp.Pool(tile_timeout="1")
 
 
+def script_reporting_an_interrupt(prelude, call):
+    """A python3 -c script: `prelude`, then "ready", then `call`, then "finished" or, on
+    KeyboardInterrupt, "interrupted" (one line each, flushed)."""
+    return textwrap.dedent(f"""
+        import numpy as np, tilepool as tp
+        {prelude}
+        print("ready", flush=True)
+        try:
+            {call}
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+
+
 # Before: a plugin whose static initializer never returns kept the interpreter waiting for its
 # probe child for good (Python's SIGINT handler took the signal; tilepool's probe never saw it),
 # and a Pool of hundreds of workers finished starting all of them before Ctrl-C was seen.
@@ -201,16 +216,7 @@ def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
 ])
 def test_ctrl_c_to_the_interpreter_alone_stops_a_plugin_that_hangs_while_it_loads_and_a_pool_that_starts(call):
     hang = os.path.join(PLUGIN_DIR, "libtptest_hang_on_load.so")
-    code = textwrap.dedent(f"""
-        import numpy as np, tilepool as tp
-        HANG = {hang!r}
-        print("ready", flush=True)
-        try:
-            {call}
-            print("finished", flush=True)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-    """)
+    code = script_reporting_an_interrupt(f"HANG = {hang!r}", call)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     # A process group of its own, and the signal to the interpreter's pid alone: what
     # `kill -INT PID` does (a terminal's Ctrl-C would reach the probe child too).
@@ -245,17 +251,7 @@ def test_ctrl_c_during_put_or_create_raises_keyboard_interrupt_and_leaves_no_nam
     big = tmp_path / "big.npy"
     np.lib.format.open_memmap(big, mode="w+", dtype="f8", shape=(2**28,)).flush()  # 2 GiB, sparse
     name = f"tptest-interrupt-{os.getpid()}-{call[3:6]}"
-    code = textwrap.dedent(f"""
-        import time, numpy as np, tilepool as tp
-        BIG, NAME = {str(big)!r}, {name!r}
-        print("ready", flush=True)
-        t0 = time.monotonic()
-        try:
-            {call}
-            print("finished", flush=True)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-    """)
+    code = script_reporting_an_interrupt(f"BIG, NAME = {str(big)!r}, {name!r}", call)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     try:
