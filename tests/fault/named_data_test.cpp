@@ -22,6 +22,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::children_of;
 using testing::kTilepool;
+using testing::kTilepoolWithFaults;
 using testing::run_command;
 using testing::run_python;
 using testing::RunnerProcess;
@@ -161,7 +162,7 @@ TEST_P(NamedDataProcessModesTest, FailedJobWithForceKeepsTheOldNamedOutput) {
   const std::string keep = name("keep");
   put(in("old.npy"), keep);
   // Tile 0 kills its worker every time: the job fails after the retries.
-  const auto r = run_command("TILEPOOL_FAULT=mid_tile:0 " + kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
+  const auto r = run_command("TILEPOOL_FAULT=mid_tile:0 " + kTilepoolWithFaults + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
                              " -o shm:" + keep + " --force -t 8,8 -w 2 --no-progress -m " + GetParam() + " 2>&1");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(one_error_line(r.output)) << r.output;
@@ -285,10 +286,10 @@ TEST_P(NamedDataAllModesTest, InputTruncatedMidJobIsAOneLineJobFailure) {
   EXPECT_TRUE(segments_of(runner.pid()).empty());
 }
 
-// --- 8. the fault hook reaches every process mode --------------------------------------------
+// --- 8. the fault hook (test-only programs) reaches every process mode ------------------------
 
 TEST_P(NamedDataProcessModesTest, WorkerKilledMidTileIsRetriedInEveryProcessMode) {
-  const auto r = run_command("TILEPOOL_FAULT=mid_tile:3:" + (dir_ / "once").string() + " " + kTilepool + " run -k add -i " +
+  const auto r = run_command("TILEPOOL_FAULT=mid_tile:3:" + (dir_ / "once").string() + " " + kTilepoolWithFaults + " run -k add -i " +
                              in("a.npy") + " -i " + in("b.npy") + " -o " + in("out.npy") + " -t 8,8 -w 2 --json --no-progress -m " +
                              GetParam());
   ASSERT_EQ(r.status, 0) << r.output;
@@ -297,8 +298,37 @@ TEST_P(NamedDataProcessModesTest, WorkerKilledMidTileIsRetriedInEveryProcessMode
                        "print(np.array_equal(np.load('" + in("out.npy") + "'), a+1))").output, "True\n");
 }
 
+// The hook lives only in the test-only programs (tests/fault_injection/): the production CLI and
+// its worker run the job as if TILEPOOL_FAULT were unset, and no installed binary carries it.
+TEST_P(NamedDataProcessModesTest, ProductionProgramsIgnoreTheFaultHook) {
+  // This test program runs its pools on the hook's worker (TILEPOOL_WORKER): not the CLI here.
+  const std::string production = "env -u TILEPOOL_WORKER ";
+  const auto r = run_command(production + "TILEPOOL_FAULT=mid_tile:0 " + kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
+                             " -o " + in("out.npy") + " -t 8,8 -w 2 --json --no-progress -m " + GetParam());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output)["retries"].get<int>(), 0);
+  EXPECT_EQ(run_python("import numpy as np\na=np.load('" + in("a.npy") + "')\n"
+                       "print(np.array_equal(np.load('" + in("out.npy") + "'), a+1))").output, "True\n");
+  EXPECT_EQ(run_command(production + "TILEPOOL_FAULT=bogus " + kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
+                        " -o " + in("out2.npy") + " -t 8,8 -w 2 --no-progress -m " + GetParam()).status, 0);
+}
+
+TEST(FaultHookTest, NoProductionBinaryContainsIt) {
+  const std::filesystem::path bin(TILEPOOL_BIN_DIR);
+  int checked = 0;
+  for (const auto& file : {bin / "tilepool", bin / "tilepool-worker", bin / "tilepool-mpi", bin / ".." / "lib" / "libtilepool_shared.so",
+                           bin / ".." / "lib" / "libtilepool_kernels.so", bin / ".." / "lib" / "libtilepool_runner.so"}) {
+    if (!std::filesystem::exists(file)) continue;  // tilepool-mpi: built only where MPI is
+    ++checked;
+    EXPECT_EQ(run_command("grep -c TILEPOOL_FAULT " + file.string()).status, 1) << file;  // 1: no line matched
+  }
+  EXPECT_GE(checked, 5);
+  // ... while the test-only programs do.
+  EXPECT_EQ(run_command("grep -q TILEPOOL_FAULT " + (bin / "tilepool-worker-faults").string()).status, 0);
+}
+
 TEST_P(NamedDataProcessModesTest, WorkerStartFailureIsOneLine) {
-  const auto r = run_command("TILEPOOL_FAULT=bogus " + kTilepool + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
+  const auto r = run_command("TILEPOOL_FAULT=bogus " + kTilepoolWithFaults + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
                              " -o " + in("out.npy") + " -t 8,8 -w 2 --no-progress -m " + GetParam() + " 2>&1");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_TRUE(one_error_line(r.output)) << r.output;

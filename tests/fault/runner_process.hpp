@@ -19,6 +19,9 @@
 namespace tilepool::testing {
 
 inline const std::string kTilepool = std::string(TILEPOOL_BIN_DIR) + "/tilepool";
+/// The CLI built with the fault tests' hook (tests/fault_injection/): TILEPOOL_FAULT= reaches
+/// its workers in every mode. The production `tilepool` ignores the variable.
+inline const std::string kTilepoolWithFaults = std::string(TILEPOOL_BIN_DIR) + "/tilepool-faults";
 
 /// True if `pid` exists and is not a zombie.
 inline bool alive(pid_t pid) {
@@ -72,11 +75,12 @@ class RunnerProcess {
         ::dup2(STDERR_FILENO, STDOUT_FILENO);
       }
       if (!fault.empty()) ::setenv("TILEPOOL_FAULT", fault.c_str(), 1);
+      const std::string& program = fault.empty() ? kTilepool : kTilepoolWithFaults;
       std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(kTilepool.c_str()));
+      argv.push_back(const_cast<char*>(program.c_str()));
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
-      ::execv(kTilepool.c_str(), argv.data());
+      ::execv(program.c_str(), argv.data());
       ::_exit(127);
     }
     // Both sides set the group, as shells do: whichever runs first, it exists before a signal.

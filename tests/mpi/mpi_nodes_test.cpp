@@ -221,7 +221,8 @@ TEST_P(MpiNodesStopTest, StoppedJobLeavesNothingTheNextRunOrGcDoesNotRemove) {
   const std::string tag = testing::unique_name("stop");
   // 16 tiles, 5, 5 and 6 per node. In the compute case every node's worker stops (SIGSTOP) at
   // the second tile of its block.
-  const std::string fault = c.phase == "compute" ? "-x TILEPOOL_FAULT=hang:1" : "";
+  // The hook is in the test-only worker (tests/fault_injection/).
+  const std::string fault = c.phase == "compute" ? fmt::format("-x TILEPOOL_FAULT=hang:1 -x TILEPOOL_WORKER={}/tilepool-worker-faults", kBin) : "";
   const std::string cmd = fmt::format("{} --kernel blur3x3 --input {} --tile 64,64 --workers 1 --output {} > {} 2>&1", mpirun(tag, fault),
                                       (dir_ / "in.npy").string(), out.string(), (dir_ / "log").string());
   const pid_t child = ::fork();

@@ -360,9 +360,9 @@ TEST(MpiKilledRankTest, SigkilledRankEndsTheJobWithNoOutputAndNothingLeftAfterSw
   const fs::path out = dir / "out.npy";
   // Tile 9 (of 16) is rank 1's of 2: its worker stops there (SIGSTOP), so rank 1 is surely
   // mid-job when it is killed, while rank 0 has finished and waits for it.
-  const std::string cmd = fmt::format("TILEPOOL_FAULT=hang:9 {} --kernel blur3x3 --input {} --tile 16,16 --workers 2 --output {} "
+  const std::string cmd = fmt::format("TILEPOOL_WORKER={}/tilepool-worker-faults TILEPOOL_FAULT=hang:9 {} --kernel blur3x3 --input {} --tile 16,16 --workers 2 --output {} "
                                       "> {} 2>&1",
-                                      mpirun(2), in.string(), out.string(), (dir / "log").string());
+                                      kBin, mpirun(2), in.string(), out.string(), (dir / "log").string());
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tilepool as tp
-from conftest import PLUGIN_DIR
+from conftest import BUILD_DIR, PLUGIN_DIR
 
 
 def caught_signals():
@@ -166,7 +166,8 @@ def test_tile_timeout_kills_a_hung_worker_and_its_tile_is_retried(mode, tmp_path
             print(np.array_equal(out, -a), p.last_report["retries"], flush=True)
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
-               TILEPOOL_FAULT=f"hang:5:{tmp_path / 'once'}")
+               TILEPOOL_FAULT=f"hang:5:{tmp_path / 'once'}",
+               TILEPOOL_WORKER=os.path.join(BUILD_DIR, "bin", "tilepool-worker-faults"))  # the hook's worker
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -262,7 +262,7 @@ class CopyWorker {
 
   RequestReader in_;
   ReplyWriter out_;
-  LocalJobHandler::TileObserver observer_;  // the fault-injection test hook (TILEPOOL_FAULT), or empty
+  LocalJobHandler::TileObserver observer_;  // make_tile_observer()'s, or empty
   std::uint64_t last_request_bytes_ = 0;
   std::uint64_t job_id_ = 0;
   std::string kernel_name_;
@@ -282,8 +282,9 @@ int run_copy_worker(pid_t parent) {
   sigaddset(&pipe_signal, SIGPIPE);
   ::sigprocmask(SIG_UNBLOCK, &pipe_signal, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  // Errors before "ready" (a bad TILEPOOL_FAULT) reach the runner through serve_as_worker_if_asked.
-  CopyWorker worker(fault_observer_from_environment());
+  // Errors before "ready" (a tile observer that cannot be made) reach the runner through
+  // serve_as_worker_if_asked.
+  CopyWorker worker(make_tile_observer());
   try {
     return worker.serve();
   } catch (...) {

@@ -253,3 +253,22 @@ std::string format_box(const Box& box) {
 }
 
 }  // namespace tilepool
+
+namespace tilepool {
+namespace {
+
+TileObserverFactory& tile_observer_factory() {
+  static TileObserverFactory factory;
+  return factory;
+}
+
+}  // namespace
+
+void set_tile_observer_factory(TileObserverFactory factory) { tile_observer_factory() = std::move(factory); }
+
+LocalJobHandler::TileObserver make_tile_observer() {
+  const TileObserverFactory& factory = tile_observer_factory();
+  return factory ? factory() : LocalJobHandler::TileObserver{};
+}
+
+}  // namespace tilepool

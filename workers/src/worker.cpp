@@ -70,7 +70,7 @@ int serve_share(const std::string& control_name, int slot, pid_t parent, const s
   // failed the next job ("segment ... was removed since the job started").
   const bool job_over = control.job_complete() || control.job_failed();
   if (!control.job().output_name().empty() && !job_over) (void)job_arrays(control.job());
-  LocalJobHandler handler(job_arrays, fault_observer_from_environment(), [parent] { return ::getppid() == parent; });
+  LocalJobHandler handler(job_arrays, make_tile_observer(), [parent] { return ::getppid() == parent; });
   say_ready();
   serve_jobs(control, slot, handler);
   return 0;
@@ -139,34 +139,5 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
   }
 }
 
-LocalJobHandler::TileObserver fault_observer_from_environment() {
-  const char* env = std::getenv("TILEPOOL_FAULT");
-  if (env == nullptr || *env == '\0') return {};
-  const std::string spec(env);
-  const auto c1 = spec.find(':');
-  const auto c2 = c1 == std::string::npos ? c1 : spec.find(':', c1 + 1);
-  const std::string point = spec.substr(0, c1);
-  const bool hang = point == "hang";
-  if (point != "mid_tile" && point != "before_done" && !hang) {
-    throw Error(Errc::usage, fmt::format("TILEPOOL_FAULT='{}': expected mid_tile|before_done|hang:TILE[:ONCE_FILE]", spec));
-  }
-  std::int64_t tile = 0;
-  try {
-    tile = std::stoll(spec.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1));
-  } catch (const std::exception&) {
-    throw Error(Errc::usage, fmt::format("TILEPOOL_FAULT='{}': expected a tile number after the point", spec));
-  }
-  const TilePoint at = point == "before_done" ? TilePoint::written : TilePoint::claimed;
-  const std::string once_file = c2 == std::string::npos ? std::string() : spec.substr(c2 + 1);
-  return [at, tile, hang, once_file](TilePoint p, std::int64_t t) {
-    if (p != at || t != tile) return;
-    if (!once_file.empty()) {
-      const int fd = ::open(once_file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-      if (fd < 0) return;  // another worker faulted already
-      ::close(fd);
-    }
-    ::raise(hang ? SIGSTOP : SIGKILL);
-  };
-}
 
 }  // namespace tilepool

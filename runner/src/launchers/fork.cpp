@@ -137,7 +137,7 @@ class ForkLauncher final : public Launcher {
       abort_quietly_on_terminate();
       die_with_parent(parent, /*watch_stdin=*/false);
       control_->worker(slot).pid.store(::getpid(), std::memory_order_release);
-      LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, fault_observer_from_environment(),
+      LocalJobHandler handler([this](const JobDescriptor&) { return arrays_; }, make_tile_observer(),
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
     } catch (const std::exception& e) {  // serve_jobs reports kernel errors itself; nothing may escape a child

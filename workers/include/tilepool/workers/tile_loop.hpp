@@ -81,7 +81,8 @@ enum class TilePoint {
 class LocalJobHandler final : public JobHandler {
  public:
   using FindArrays = std::function<JobArrays(const JobDescriptor&)>;
-  /// Called at each TilePoint of each tile (tests install a fault there); may be empty.
+  /// Called at each TilePoint of each tile (tracing; the fault tests kill the worker there);
+  /// may be empty.
   using TileObserver = std::function<void(TilePoint, std::int64_t tile)>;
 
   explicit LocalJobHandler(FindArrays find_arrays, TileObserver observer = {}, std::function<bool()> still_wanted = {});
@@ -102,6 +103,17 @@ class LocalJobHandler final : public JobHandler {
   TileGrid grid_;
   std::int64_t first_tile_ = 0;  // claim index i runs grid tile first_tile_ + i
 };
+
+/// Where the tile observers of this process's workers come from. The workers a program starts
+/// — a share-mode worker (serve_as_worker_if_asked), a copy-mode worker, a fork-mode child —
+/// each call make_tile_observer() once as they start and observe every tile with what it
+/// returns. Unset (the default) they observe nothing: production programs set nothing. A
+/// program sets it before it starts workers (the fault tests' own CLI and worker executables
+/// do, from tests/fault_injection/); not thread-safe against a worker starting meanwhile.
+using TileObserverFactory = std::function<LocalJobHandler::TileObserver()>;
+void set_tile_observer_factory(TileObserverFactory factory);
+/// The observer for a worker starting now: the factory's, or empty. Throws what the factory throws.
+LocalJobHandler::TileObserver make_tile_observer();
 
 /// The segments a worker has attached, by path: each is attached once and reused by later
 /// jobs while it is still the object the job pinned (or, unpinned, the object the name holds).

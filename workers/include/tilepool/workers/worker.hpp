@@ -38,11 +38,4 @@ void die_with_parent(pid_t parent, bool watch_stdin);
 /// the user's terminal; the runner reports the death (SIGABRT) with the kernel and tile.
 void abort_quietly_on_terminate() noexcept;
 
-/// The fault-injection hook of supervision tests, from TILEPOOL_FAULT=
-/// "mid_tile|before_done|hang:TILE[:ONCE_FILE]": the worker kills itself (SIGKILL; hang: stops
-/// itself with SIGSTOP) at that point of that tile; with ONCE_FILE only the first worker to get
-/// there does (it creates the file). Empty when the variable is unset. Throws Error(usage) on a
-/// malformed value.
-LocalJobHandler::TileObserver fault_observer_from_environment();
-
 }  // namespace tilepool
