@@ -2,7 +2,8 @@
 #   bin/      tilepool, tilepool-worker, tilepool-mpi (with MPI); libtilepool_runner finds
 #             tilepool-worker from its own location (lib/../bin/), whatever program loaded it
 #   lib/      libtilepool_{shared,kernels,runner}.so
-#   include/  the public headers: every folder's include/tilepool/<folder>/ tree, no detail/
+#   include/  the public headers: every folder's include/tilepool/<folder>/ tree, without
+#             detail/ and the headers internal to the libraries (below)
 #   lib/cmake/tilepool/  tilepoolConfig.cmake, its version file, the exported targets
 #             tilepool::shared, tilepool::kernels, tilepool::runner, and the plugin helper.
 # A user's project then needs:
@@ -37,11 +38,24 @@ install(TARGETS ${_tilepool_libraries}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS tilepool tilepool-worker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
+# Headers the three libraries share with each other but not with users: the control block and
+# job descriptor (the workers' and runner's wire format), the futex and system-call wrappers,
+# copy mode's protocol and transport, the tile loop. They stay in include/ because a sibling
+# library includes them; no installed header includes them (tests/package/install_test.sh
+# compiles each installed header alone).
+set(_tilepool_internal_headers
+  control_block.hpp futex.hpp posix_call.hpp      # shared/
+  copy_protocol.hpp copy_transport.hpp tile_loop.hpp)  # workers/
+set(_tilepool_header_excludes)
+foreach(_header IN LISTS _tilepool_internal_headers)
+  list(APPEND _tilepool_header_excludes PATTERN ${_header} EXCLUDE)
+endforeach()
 foreach(_folder IN ITEMS shared workers runner)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${_folder}/include/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
     FILES_MATCHING PATTERN "*.hpp"
-    PATTERN "detail" EXCLUDE)
+    PATTERN "detail" EXCLUDE
+    ${_tilepool_header_excludes})
 endforeach()
 
 install(EXPORT tilepoolTargets

@@ -24,7 +24,7 @@
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/plugin.hpp"
-#include "tilepool/workers/tile_loop.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace tilepool::python {
 namespace {

@@ -5,7 +5,7 @@
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/kernel.hpp"
-#include "tilepool/workers/tile_loop.hpp"
+#include "tilepool/workers/worker.hpp"
 
 #include <signal.h>
 #include <unistd.h>

@@ -17,12 +17,12 @@
 #include <string>
 
 #include "tilepool/shared/error.hpp"
-#include "tilepool/workers/tile_loop.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace tilepool {
 namespace {
 
-LocalJobHandler::TileObserver fault_observer_from_environment() {
+TileObserver fault_observer_from_environment() {
   const char* env = std::getenv("TILEPOOL_FAULT");
   if (env == nullptr || *env == '\0') return {};
   const std::string spec(env);

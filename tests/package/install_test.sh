@@ -4,7 +4,8 @@
 #
 # Installs BUILD_DIR into a temporary prefix, then checks that:
 #   - the prefix holds the executables, libraries, CMake package and public headers, and no
-#     header from src/ or detail/;
+#     header from src/ or detail/ nor the libraries' internal ones (cmake/install.cmake); each
+#     installed header compiles alone against the prefix;
 #   - the installed executables (tilepool-mpi too, when MPI was found) find their libraries in
 #     the prefix (install RPATH), and the installed tilepool runs; a copy of the prefix under
 #     another name runs a share-mode job and starts tilepool-mpi with no LD_LIBRARY_PATH or
@@ -60,6 +61,17 @@ for h in $(cd "$prefix/include" && find tilepool -name '*.hpp'); do
   folder=$(cut -d/ -f2 <<<"$h")
   [ -f "$here/../../$folder/include/$h" ] || fail "installed header is not a public one: $h"
 done
+for h in shared/control_block.hpp shared/futex.hpp shared/posix_call.hpp \
+         workers/copy_protocol.hpp workers/copy_transport.hpp workers/tile_loop.hpp; do
+  [ ! -e "$prefix/include/tilepool/$h" ] || fail "internal header installed: $h"
+done
+# Each installed header compiles alone against the prefix: none includes one that was not installed.
+cxx=$(cache_value CMAKE_CXX_COMPILER)
+export cxx prefix
+(cd "$prefix/include" && find tilepool -name '*.hpp') | xargs -P 2 -I{} sh -c \
+  'echo "#include <{}>" | "$cxx" -std=c++23 -fsyntax-only -x c++ -I"$prefix/include" -I/usr/include/eigen3 - \
+     || { echo "install_test: FAIL: installed header {} does not compile alone" >&2; exit 255; }' \
+  || fail "an installed header does not compile alone (see above)"
 
 # --- installed executables use the prefix's libraries -------------------------------------
 executables=("$prefix/bin/tilepool" "$prefix/bin/tilepool-worker")

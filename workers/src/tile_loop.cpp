@@ -266,9 +266,9 @@ TileObserverFactory& tile_observer_factory() {
 
 void set_tile_observer_factory(TileObserverFactory factory) { tile_observer_factory() = std::move(factory); }
 
-LocalJobHandler::TileObserver make_tile_observer() {
+TileObserver make_tile_observer() {
   const TileObserverFactory& factory = tile_observer_factory();
-  return factory ? factory() : LocalJobHandler::TileObserver{};
+  return factory ? factory() : TileObserver{};
 }
 
 }  // namespace tilepool

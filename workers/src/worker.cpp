@@ -21,6 +21,7 @@
 #include "tilepool/shared/posix_call.hpp"
 #include "tilepool/shared/segment.hpp"
 #include "tilepool/workers/plugin.hpp"
+#include "tilepool/workers/tile_loop.hpp"
 
 namespace tilepool {
 namespace {

@@ -19,6 +19,7 @@
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/posix_call.hpp"
+#include "tilepool/workers/tile_loop.hpp"
 #include "tilepool/workers/worker.hpp"
 
 namespace tilepool::detail {

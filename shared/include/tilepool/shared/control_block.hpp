@@ -24,15 +24,13 @@
 #include <string_view>
 
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/limits.hpp"
 #include "tilepool/shared/segment.hpp"
 #include "tilepool/shared/shape.hpp"
+#include "tilepool/shared/tiling.hpp"
 
 namespace tilepool {
 
-inline constexpr std::size_t kMaxInputs = 4;
-/// The most workers a pool may have: a sanity bound on a flag, not a layout limit (a control
-/// block holds as many worker slots as it was made for).
-inline constexpr int kMaxWorkers = 4096;
 /// Worker slots of a control block made without saying how many.
 inline constexpr int kDefaultWorkerSlots = 64;
 inline constexpr std::size_t kNameCapacity = 208;      ///< a segment name (<= 200) and its NUL
@@ -50,12 +48,6 @@ constexpr std::uint32_t tile_claimed_by(int slot) noexcept { return 1u + static_
 constexpr std::uint32_t tile_reserved_by(int slot) noexcept { return 0x40000000u + static_cast<std::uint32_t>(slot); }
 /// The most tiles one claim takes from the cursor (ControlBlock::claim_next_tile).
 inline constexpr std::int64_t kMaxChunk = 64;
-
-/// A per-tile partial result, for reductions (combined by the runner in tile order).
-struct TilePartial {
-  double f64;
-  std::int64_t i64;
-};
 
 /// What a job asks of the workers: kernel, segment names, iteration grid, parameters.
 /// Plain data; written only while no worker is active (see ControlBlock::post_job). Read the

@@ -10,6 +10,14 @@
 
 namespace tilepool {
 
+/// A tile's partial result, for reductions: a kernel's TileResult, combined by the runner in
+/// tile order (sum_in_tile_order). Plain data: it crosses processes in the control block and
+/// copy mode's messages.
+struct TilePartial {
+  double f64;
+  std::int64_t i64;
+};
+
 /// A half-open box [lo, hi) in an N-D index space. Fixed capacity, no allocation, so boxes
 /// are cheap to make on the per-tile hot path.
 struct Box {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "tilepool/shared/array_view.hpp"
-#include "tilepool/shared/control_block.hpp"
+#include "tilepool/shared/limits.hpp"
 #include "tilepool/shared/dtype.hpp"
 #include "tilepool/shared/shape.hpp"
 #include "tilepool/shared/tiling.hpp"

@@ -16,6 +16,7 @@
 #include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/workers/kernel.hpp"
+#include "tilepool/workers/worker.hpp"
 
 namespace tilepool {
 
@@ -43,17 +44,6 @@ class JobHandler {
 /// release it, leave. Errors from the handler become the job's error, naming the worker.
 void serve_jobs(ControlBlock& control, int slot, JobHandler& handler);
 
-/// What ends a kernel thread that called pthread_exit() (its unwinding cannot be caught and
-/// dropped: libgcc aborts with "FATAL: exception not rethrown"). serve_jobs reports the job's
-/// error naming the kernel first, then calls it with how the kernel ended ("called
-/// pthread_exit() on tile 3 [0:4, 0:4]"). Unset (a worker process): the process ends with
-/// status 1. Threads mode sets one for its threads: they are the runner's.
-using ThreadEndHandler = void (*)(const std::string& how);
-/// Sets the calling thread's ThreadEndHandler.
-void set_thread_end_handler(ThreadEndHandler handler) noexcept;
-/// Sets the ThreadEndHandler of threads that have none of their own (the front end's: the CLI's
-/// says so in one line and removes its job segments).
-void set_process_thread_end_handler(ThreadEndHandler handler) noexcept;
 /// Reports `how` as the job's error, then ends the thread's process as its ThreadEndHandler
 /// says. For a catch of abi::__forced_unwind around kernel code that runs in a job.
 [[noreturn]] void end_on_thread_exit(ControlBlock& control, const std::string& how);
@@ -68,12 +58,6 @@ struct JobArrays {
   AnyArray output;
 };
 
-/// Where a tile is on its way through LocalJobHandler, for fault-injection tests.
-enum class TilePoint {
-  claimed,  ///< after claiming the tile, before computing it
-  written,  ///< after writing the tile's output, before marking it done
-};
-
 /// Runs kernels in this process on the arrays `find_arrays` gives for each job: its segments
 /// attached by name (share mode), or arrays this process already holds (fork and threads).
 /// A job with JobDescriptor::check_regions runs each tile on local windows of its declared
@@ -81,9 +65,7 @@ enum class TilePoint {
 class LocalJobHandler final : public JobHandler {
  public:
   using FindArrays = std::function<JobArrays(const JobDescriptor&)>;
-  /// Called at each TilePoint of each tile (tracing; the fault tests kill the worker there);
-  /// may be empty.
-  using TileObserver = std::function<void(TilePoint, std::int64_t tile)>;
+  using TileObserver = tilepool::TileObserver;
 
   explicit LocalJobHandler(FindArrays find_arrays, TileObserver observer = {}, std::function<bool()> still_wanted = {});
   ~LocalJobHandler() override;
@@ -103,17 +85,6 @@ class LocalJobHandler final : public JobHandler {
   TileGrid grid_;
   std::int64_t first_tile_ = 0;  // claim index i runs grid tile first_tile_ + i
 };
-
-/// Where the tile observers of this process's workers come from. The workers a program starts
-/// — a share-mode worker (serve_as_worker_if_asked), a copy-mode worker, a fork-mode child —
-/// each call make_tile_observer() once as they start and observe every tile with what it
-/// returns. Unset (the default) they observe nothing: production programs set nothing. A
-/// program sets it before it starts workers (the fault tests' own CLI and worker executables
-/// do, from tests/fault_injection/); not thread-safe against a worker starting meanwhile.
-using TileObserverFactory = std::function<LocalJobHandler::TileObserver()>;
-void set_tile_observer_factory(TileObserverFactory factory);
-/// The observer for a worker starting now: the factory's, or empty. Throws what the factory throws.
-LocalJobHandler::TileObserver make_tile_observer();
 
 /// The segments a worker has attached, by path: each is attached once and reused by later
 /// jobs while it is still the object the job pinned (or, unpinned, the object the name holds).
