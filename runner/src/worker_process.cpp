@@ -53,8 +53,8 @@ int open_descriptors() {
 
 // A pipe whose both ends are close-on-exec from birth.
 bp::pipe make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
+  PipeEnds ends = make_cloexec_pipe();
+  if (!ends.read) {
     if (errno == EMFILE || errno == ENFILE) {
       rlimit rl{};
       ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -64,7 +64,7 @@ bp::pipe make_pipe() {
     }
     throw system_error("pipe for a worker", errno);
   }
-  return bp::pipe(fds[0], fds[1]);
+  return bp::pipe(ends.read.release(), ends.write.release());
 }
 
 // In the child between vfork and exec. It shares the runner's memory until exec, so no
@@ -143,9 +143,9 @@ std::unique_ptr<WorkerProcess> WorkerProcess::start(const std::filesystem::path&
                           bp::posix::use_vfork, LeaveStopSignalsToTheRunner{});
   }
   // Keep our ends; the bp::pipes close the worker's ends when they go out of scope.
-  w->to_fd_ = to_worker.native_sink();
+  w->to_fd_.reset(to_worker.native_sink());
   to_worker.assign_sink(-1);
-  w->from_fd_ = from_worker.native_source();
+  w->from_fd_.reset(from_worker.native_source());
   from_worker.assign_source(-1);
   w->pid_ = w->child_.id();
   return w;
@@ -161,12 +161,12 @@ void WorkerProcess::await_ready(const std::string& who) {
     throw_if_interrupted();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) throw Error(Errc::system, fmt::format("{} (pid {}) did not say ready within 10 s", who, pid_));
-    pollfd pfd{from_fd_, POLLIN, 0};
+    pollfd pfd{from_fd_.get(), POLLIN, 0};
     const int r = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), kReadySlice.count())));
     if (r < 0 && errno != EINTR) throw system_error(fmt::format("waiting for {} (pid {})", who, pid_), errno);
     if (r <= 0) continue;
     char c = 0;  // byte by byte: what follows the line belongs to the mode's protocol
-    const ssize_t n = retry_on_eintr([&] { return ::read(from_fd_, &c, 1); });
+    const ssize_t n = retry_on_eintr([&] { return ::read(from_fd_.get(), &c, 1); });
     if (n <= 0) {
       throw_if_interrupted();
       std::error_code ec;
@@ -206,9 +206,8 @@ void WorkerProcess::kill() noexcept {
 }
 
 void WorkerProcess::close_pipes() noexcept {
-  if (to_fd_ >= 0) ::close(to_fd_);
-  if (from_fd_ >= 0) ::close(from_fd_);
-  to_fd_ = from_fd_ = -1;
+  to_fd_.reset();
+  from_fd_.reset();
 }
 
 void WorkerProcess::stop(std::chrono::steady_clock::time_point deadline) noexcept {

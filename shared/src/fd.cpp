@@ -8,6 +8,16 @@
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/posix_call.hpp"
 
+namespace tilepool {
+
+PipeEnds make_cloexec_pipe() noexcept {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+}  // namespace tilepool
+
 namespace tilepool::detail {
 
 long read_full(int fd, std::span<std::byte> buf, long long offset) noexcept {

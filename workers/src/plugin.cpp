@@ -26,6 +26,7 @@
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/posix_call.hpp"
+#include "tilepool/shared/unique_fd.hpp"
 
 namespace tilepool {
 namespace {
@@ -48,7 +49,7 @@ FileIdentity identity_of(const struct stat& st) {
 struct Loaded {
   LoadedPlugin plugin;
   FileIdentity identity;  // of what was loaded: the private copy (or the file if none could be made)
-  int fd;                 // open for the life of the process: workers load it through /proc/PID/fd
+  UniqueFd fd;            // open for the life of the process: workers load it through /proc/PID/fd
   FileIdentity source;    // of the user's file, when it was read
 };
 
@@ -185,16 +186,11 @@ std::optional<std::string> probe_failure(int fd) {
   // The child's status when loading went through: not 0, so that a static initializer that
   // calls exit(0) is a failure too.
   constexpr int kLoaded = 75;
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw system_error("pipe2 for a plugin probe", errno);
+  PipeEnds output = make_cloexec_pipe();  // the child's stderr
+  if (!output.read) throw system_error("pipe2 for a plugin probe", errno);
   const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
   const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
-    throw system_error("fork for a plugin probe", err);
-  }
+  if (pid < 0) throw system_error("fork for a plugin probe", errno);
   if (pid == 0) {
     // The child dies of the user's Ctrl-C (the terminal signals the whole process group) even
     // while a static initializer hangs; the runner's own handlers only note a signal.
@@ -206,7 +202,7 @@ std::optional<std::string> probe_failure(int fd) {
     }
     ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
     // What the plugin prints goes to the pipe (stderr) or nowhere (stdout).
-    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::dup2(output.write.get(), STDERR_FILENO);
     const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, STDOUT_FILENO);
     void* handle = ::dlopen(self_path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -221,7 +217,7 @@ std::optional<std::string> probe_failure(int fd) {
     }
     ::_exit(kLoaded);  // no atexit handlers, no static destructors of the parent's state
   }
-  ::close(pipe_fds[1]);
+  output.write.reset();
   std::string said;
   char buf[1024];
   int status = 0;
@@ -236,7 +232,7 @@ std::optional<std::string> probe_failure(int fd) {
       ::kill(pid, sig);
       ::kill(pid, SIGCONT);
     }
-    pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
+    pollfd readable{.fd = output.read.get(), .events = POLLIN, .revents = 0};
     if (!reaped && ::poll(&readable, 1, 50) <= 0) {  // a timeout or EINTR: look at the signal again
       int stopped = 0;
       if (::waitpid(pid, &stopped, WNOHANG | WUNTRACED) != pid) continue;
@@ -247,21 +243,21 @@ std::optional<std::string> probe_failure(int fd) {
         // started may hold the pipe).
         status = stopped;
         reaped = true;
-        (void)::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+        (void)::fcntl(output.read.get(), F_SETFL, O_NONBLOCK);
         continue;
       }
       // Loading it stopped the process: it would wait for good. Ended, and refused as such.
       ::kill(pid, SIGKILL);
-      ::close(pipe_fds[0]);
+      output.read.reset();
       (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
       return fmt::format("loading it stops the process (signal {} ({})): its static initializers stopped it",
                          WSTOPSIG(stopped), ::strsignal(WSTOPSIG(stopped)));
     }
-    const ssize_t n = retry_on_eintr([&] { return ::read(pipe_fds[0], buf, sizeof buf); });
+    const ssize_t n = retry_on_eintr([&] { return ::read(output.read.get(), buf, sizeof buf); });
     if (n <= 0) break;
     if (said.size() < 4096) said.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(pipe_fds[0]);
+  output.read.reset();
   if (!reaped) (void)retry_on_eintr([&] { return ::waitpid(pid, &status, 0); });
   if (WIFEXITED(status) && WEXITSTATUS(status) == kLoaded) return std::nullopt;
   if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGHUP)) {
@@ -282,51 +278,47 @@ std::optional<std::string> probe_failure(int fd) {
 
 // Loads the plugin file open on `fd` (ours from now on) whose path for messages is `path` and
 // whose real path is `canonical`. Called with the registry's mutex held.
-const LoadedPlugin& load_open_file(int fd, const FileIdentity& identity, const FileIdentity& source, const std::string& path,
+const LoadedPlugin& load_open_file(UniqueFd file, const FileIdentity& identity, const FileIdentity& source, const std::string& path,
                                    const std::string& canonical, bool probe) {
   Plugins& p = plugins();
+  const int fd = file.get();
+  if (probe) {
+    if (auto failure = probe_failure(fd)) refuse(path, *failure);
+  }
+  const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
+  void* handle = ::dlopen(self_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) refuse(path, fmt::format("not a loadable shared library: {}", dl_error(self_path)));
   try {
-    if (probe) {
-      if (auto failure = probe_failure(fd)) refuse(path, *failure);
+    struct stat now {};
+    if (::fstat(fd, &now) != 0 || !(identity_of(now) == identity)) refuse(path, "the file changed while it was being loaded");
+    using Entry = const tilepool_plugin* (*)();
+    auto* entry = reinterpret_cast<Entry>(::dlsym(handle, kPluginEntryPoint));
+    if (entry == nullptr) {
+      refuse(path, fmt::format("not a tilepool plugin: no entry point {} (define one with TILEPOOL_PLUGIN(...))",
+                               kPluginEntryPoint));
     }
-    const std::string self_path = fmt::format("/proc/self/fd/{}", fd);
-    void* handle = ::dlopen(self_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) refuse(path, fmt::format("not a loadable shared library: {}", dl_error(self_path)));
+    const tilepool_plugin* plugin = nullptr;
     try {
-      struct stat now {};
-      if (::fstat(fd, &now) != 0 || !(identity_of(now) == identity)) refuse(path, "the file changed while it was being loaded");
-      using Entry = const tilepool_plugin* (*)();
-      auto* entry = reinterpret_cast<Entry>(::dlsym(handle, kPluginEntryPoint));
-      if (entry == nullptr) {
-        refuse(path, fmt::format("not a tilepool plugin: no entry point {} (define one with TILEPOOL_PLUGIN(...))",
-                                 kPluginEntryPoint));
-      }
-      const tilepool_plugin* plugin = nullptr;
-      try {
-        plugin = entry();
-      } catch (...) {
-        refuse(path, fmt::format("its entry point {} threw: {}", kPluginEntryPoint, describe_current_exception()));
-      }
-      if (plugin == nullptr) refuse(path, fmt::format("{} returned nothing", kPluginEntryPoint));
-      if (plugin->abi_version != kPluginAbiVersion) {
-        refuse(path, fmt::format("was built for plugin ABI {}; this tilepool needs {}: rebuild it against this tilepool",
-                                 plugin->abi_version, kPluginAbiVersion));
-      }
-      if (plugin->build == nullptr) refuse(path, "its entry point reports no build facts (define it with TILEPOOL_PLUGIN(...))");
-      if (const std::string differs = build_differences(*plugin->build); !differs.empty()) {
-        refuse(path, fmt::format("its C++ build does not match this tilepool's: {}: rebuild it with this tilepool's compiler "
-                                 "and flags (find_package(tilepool) and tilepool_add_kernel_plugin set them)",
-                                 differs));
-      }
-      std::vector<const KernelDef*> kernels = register_plugin_kernels(path, *plugin);
-      p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, identity, fd, source});
-      return p.loaded.back().plugin;
+      plugin = entry();
     } catch (...) {
-      ::dlclose(handle);
-      throw;
+      refuse(path, fmt::format("its entry point {} threw: {}", kPluginEntryPoint, describe_current_exception()));
     }
+    if (plugin == nullptr) refuse(path, fmt::format("{} returned nothing", kPluginEntryPoint));
+    if (plugin->abi_version != kPluginAbiVersion) {
+      refuse(path, fmt::format("was built for plugin ABI {}; this tilepool needs {}: rebuild it against this tilepool",
+                               plugin->abi_version, kPluginAbiVersion));
+    }
+    if (plugin->build == nullptr) refuse(path, "its entry point reports no build facts (define it with TILEPOOL_PLUGIN(...))");
+    if (const std::string differs = build_differences(*plugin->build); !differs.empty()) {
+      refuse(path, fmt::format("its C++ build does not match this tilepool's: {}: rebuild it with this tilepool's compiler "
+                               "and flags (find_package(tilepool) and tilepool_add_kernel_plugin set them)",
+                               differs));
+    }
+    std::vector<const KernelDef*> kernels = register_plugin_kernels(path, *plugin);
+    p.loaded.push_back(Loaded{LoadedPlugin{canonical, std::move(kernels)}, identity, std::move(file), source});
+    return p.loaded.back().plugin;
   } catch (...) {
-    ::close(fd);
+    ::dlclose(handle);
     throw;
   }
 }
@@ -340,40 +332,35 @@ const Loaded* find_loaded(const FileIdentity& identity, bool as_source) {
   return nullptr;
 }
 
-// A sealed in-memory copy of the plugin file open on `fd` (memfd_create), or -1 if this
+// A sealed in-memory copy of the plugin file open on `fd` (memfd_create), or none if this
 // system cannot make one. This process and the job's workers map the copy, never the user's
 // file: a plugin rewritten in place (cp over it, truncated and written) while loaded would
 // change code under running processes (measured: the runner died of SIGSEGV). Throws if the
 // file changes while it is read.
-int private_copy(int fd, const FileIdentity& identity, const std::string& path) {
-  const int copy = ::memfd_create("tilepool-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (copy < 0) return -1;
-  try {
-    char buf[1 << 16];
-    off_t offset = 0;
-    for (;;) {
-      const ssize_t n = retry_on_eintr([&] { return ::pread(fd, buf, sizeof buf, offset); });
-      if (n < 0) refuse(path, fmt::format("reading it: {}", std::strerror(errno)));
-      if (n == 0) break;
-      for (ssize_t done = 0; done < n;) {
-        const ssize_t w = retry_on_eintr([&] { return ::write(copy, buf + done, static_cast<std::size_t>(n - done)); });
-        if (w < 0) refuse(path, fmt::format("copying it into memory: {}", std::strerror(errno)));
-        done += w;
-      }
-      offset += n;
+UniqueFd private_copy(int fd, const FileIdentity& identity, const std::string& path) {
+  UniqueFd copy(::memfd_create("tilepool-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!copy) return copy;
+  char buf[1 << 16];
+  off_t offset = 0;
+  for (;;) {
+    const ssize_t n = retry_on_eintr([&] { return ::pread(fd, buf, sizeof buf, offset); });
+    if (n < 0) refuse(path, fmt::format("reading it: {}", std::strerror(errno)));
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = retry_on_eintr([&] { return ::write(copy.get(), buf + done, static_cast<std::size_t>(n - done)); });
+      if (w < 0) refuse(path, fmt::format("copying it into memory: {}", std::strerror(errno)));
+      done += w;
     }
-    struct stat after {};
-    if (::fstat(fd, &after) != 0 || !(identity_of(after) == identity) || offset != identity.size) {
-      refuse(path, "the file changed while it was being read");
-    }
-    if (::fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-      refuse(path, fmt::format("sealing its copy: {}", std::strerror(errno)));
-    }
-    return copy;
-  } catch (...) {
-    ::close(copy);
-    throw;
+    offset += n;
   }
+  struct stat after {};
+  if (::fstat(fd, &after) != 0 || !(identity_of(after) == identity) || offset != identity.size) {
+    refuse(path, "the file changed while it was being read");
+  }
+  if (::fcntl(copy.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    refuse(path, fmt::format("sealing its copy: {}", std::strerror(errno)));
+  }
+  return copy;
 }
 
 }  // namespace
@@ -384,20 +371,16 @@ const LoadedPlugin& load_plugin(const std::string& path) {
   // Open first and check what we opened; everything after loads that open file. O_NONBLOCK:
   // opening a FIFO for reading otherwise waits for a writer (it is refused below, as not a
   // regular file); on a regular file the flag changes nothing.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
     const int err = errno;
     refuse(path, err == ENOENT ? std::string("no such file") : std::strerror(err));
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    refuse(path, std::strerror(err));
-  }
+  if (::fstat(fd.get(), &st) != 0) refuse(path, std::strerror(errno));
   const FileIdentity identity = identity_of(st);
   if (const Loaded* l = find_loaded(identity, /*as_source=*/true)) {
-    ::close(fd);
+    fd.reset();
     if (!(l->source == identity)) {
       refuse(path, fmt::format("the file was rewritten in place since it was loaded from '{}' (now {} bytes, was {}); a "
                                "process runs one build of a plugin: start a new one",
@@ -405,40 +388,23 @@ const LoadedPlugin& load_plugin(const std::string& path) {
     }
     return l->plugin;
   }
-  std::string canonical;
-  try {
-    if (!S_ISREG(st.st_mode)) refuse(path, "not a regular file (expected a shared library, lib<name>.so)");
-    std::error_code ec;
-    canonical = std::filesystem::canonical(path, ec).string();
-    if (ec) refuse(path, ec.message());
-    check_not_writable_by_others(path, st, "the file");
-    struct stat folder {};
-    const std::string folder_path = std::filesystem::path(canonical).parent_path().string();
-    if (::stat(folder_path.c_str(), &folder) != 0) refuse(path, std::strerror(errno));
-    check_not_writable_by_others(path, folder, fmt::format("its folder {}", escape_for_message(folder_path)).c_str());
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  int loaded_fd = fd;
+  if (!S_ISREG(st.st_mode)) refuse(path, "not a regular file (expected a shared library, lib<name>.so)");
+  std::error_code ec;
+  const std::string canonical = std::filesystem::canonical(path, ec).string();
+  if (ec) refuse(path, ec.message());
+  check_not_writable_by_others(path, st, "the file");
+  struct stat folder {};
+  const std::string folder_path = std::filesystem::path(canonical).parent_path().string();
+  if (::stat(folder_path.c_str(), &folder) != 0) refuse(path, std::strerror(errno));
+  check_not_writable_by_others(path, folder, fmt::format("its folder {}", escape_for_message(folder_path)).c_str());
   FileIdentity loaded = identity;
-  try {
-    if (const int copy = private_copy(fd, identity, path); copy >= 0) {
-      struct stat cst {};
-      if (::fstat(copy, &cst) != 0) {
-        const int err = errno;
-        ::close(copy);
-        refuse(path, std::strerror(err));
-      }
-      ::close(fd);
-      loaded_fd = copy;
-      loaded = identity_of(cst);
-    }
-  } catch (...) {
-    ::close(fd);
-    throw;
+  if (UniqueFd copy = private_copy(fd.get(), identity, path)) {
+    struct stat cst {};
+    if (::fstat(copy.get(), &cst) != 0) refuse(path, std::strerror(errno));
+    fd = std::move(copy);
+    loaded = identity_of(cst);
   }
-  return load_open_file(loaded_fd, loaded, identity, path, canonical, /*probe=*/true);  // owns loaded_fd from here
+  return load_open_file(std::move(fd), loaded, identity, path, canonical, /*probe=*/true);
 }
 
 std::string plugin_path_of(const KernelDef& kernel) {
@@ -456,7 +422,7 @@ std::string pinned_plugin_of(const KernelDef& kernel) {
   for (const Loaded& l : p.loaded) {
     if (std::find(l.plugin.kernels.begin(), l.plugin.kernels.end(), &kernel) != l.plugin.kernels.end()) {
       const FileIdentity& id = l.identity;
-      return fmt::format("pin:{}:{}:{}:{}:{}:{}:{}", ::getpid(), l.fd, id.device, id.inode, id.size, id.mtime_ns, l.plugin.path);
+      return fmt::format("pin:{}:{}:{}:{}:{}:{}:{}", ::getpid(), l.fd.get(), id.device, id.inode, id.size, id.mtime_ns, l.plugin.path);
     }
   }
   return {};
@@ -502,27 +468,17 @@ const LoadedPlugin& load_pinned_plugin(std::string_view reference) {
   }
   // The runner's open file, not whatever the path holds now.
   const std::string proc = fmt::format("/proc/{}/fd/{}", pid, runner_fd);
-  const int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    refuse(path, fmt::format("cannot open the runner's copy {}: {}", proc, std::strerror(errno)), Errc::job_failed);
-  }
+  UniqueFd fd(::open(proc.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) refuse(path, fmt::format("cannot open the runner's copy {}: {}", proc, std::strerror(errno)), Errc::job_failed);
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    refuse(path, std::strerror(err), Errc::job_failed);
-  }
+  if (::fstat(fd.get(), &st) != 0) refuse(path, std::strerror(errno), Errc::job_failed);
   const FileIdentity now = identity_of(st);
   if (now.device != pinned.device || now.inode != pinned.inode) {
-    ::close(fd);
     refuse(path, fmt::format("{} is not the file the job started with", proc), Errc::job_failed);
   }
-  if (!(now == pinned)) {
-    ::close(fd);
-    changed(now, pinned);
-  }
+  if (!(now == pinned)) changed(now, pinned);
   // The runner probed this very file; loading it again here needs no probe.
-  return load_open_file(fd, pinned, pinned, path, path, /*probe=*/false);
+  return load_open_file(std::move(fd), pinned, pinned, path, path, /*probe=*/false);
 }
 
 }  // namespace tilepool

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tilepool/runner/pool.hpp"
+#include "tilepool/shared/unique_fd.hpp"
 
 namespace tilepool::detail {
 
@@ -35,8 +36,8 @@ class WorkerProcess {
   /// or says nothing for 10 s, Error(interrupted) as soon as the user's signal arrives.
   void await_ready(const std::string& who);
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
-  [[nodiscard]] int stdin_fd() const noexcept { return to_fd_; }
-  [[nodiscard]] int stdout_fd() const noexcept { return from_fd_; }
+  [[nodiscard]] int stdin_fd() const noexcept { return to_fd_.get(); }
+  [[nodiscard]] int stdout_fd() const noexcept { return from_fd_.get(); }
   /// The wait status, once, if the process has exited (it is reaped then).
   std::optional<int> poll_exit();
   /// True once the process has exited (reaped, or reaped now).
@@ -54,8 +55,8 @@ class WorkerProcess {
   WorkerProcess() = default;
   boost::process::child child_;
   pid_t pid_ = 0;
-  int to_fd_ = -1;
-  int from_fd_ = -1;
+  UniqueFd to_fd_;    // our end of its stdin
+  UniqueFd from_fd_;  // our end of its stdout
   bool reaped_ = false;
   int status_ = 0;
 };

@@ -1,5 +1,5 @@
 #pragma once
-// Private to shared/: a move-only file descriptor and full-length read/write loops.
+// Private to shared/: full-length read/write loops and a stoppable fallocate.
 
 #include <unistd.h>
 
@@ -8,37 +8,12 @@
 #include <span>
 #include <utility>
 
+#include "tilepool/shared/unique_fd.hpp"
+
 namespace tilepool::detail {
 
-/// Owns one file descriptor; closes it on destruction. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] explicit operator bool() const noexcept { return fd_ >= 0; }
-  /// Gives up ownership without closing.
-  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+/// The public UniqueFd (unique_fd.hpp), by the name shared/ has used for it.
+using UniqueFd = tilepool::UniqueFd;
 
 /// Reads until `buf` is full or EOF, retrying on EINTR; returns bytes read or -1 (errno set).
 long read_full(int fd, std::span<std::byte> buf, long long offset) noexcept;
