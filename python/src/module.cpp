@@ -84,6 +84,7 @@ std::string message_of(const Error& e) {
       for (const char c : value) extents += c == ',' ? std::string(", ") : std::string(1, c);
       value = value.find(',') == std::string::npos ? fmt::format("=({},)", extents) : fmt::format("=({})", extents);
     }
+    if (spec->field() == JobField::tile_timeout && !value.empty()) value = "=" + value;  // tile_timeout=0.5
     const std::string keyword = keyword_of(spec->field());
     if (text.starts_with(keyword + ":") || text.starts_with(keyword + " (")) {
       // Named already, as the caller wrote it ("out: is float64 (5,); ...").
@@ -163,10 +164,6 @@ class PoolHandle {
       // every tile was "killed after the tile timeout".
       throw Error(Errc::usage, fmt::format("tile_timeout={}: out of range: expected 0 (no timeout) to {:.0f} seconds", tile_timeout_s,
                                            kMaxTileTimeoutSeconds));
-    }
-    if (options.mode == Mode::threads && tile_timeout_s > 0) {
-      throw Error(Errc::usage, fmt::format("tile_timeout={}: threads mode cannot stop a thread that holds a tile too long "
-                                           "(use mode='share', 'fork' or 'copy')", tile_timeout_s));
     }
     options.tile_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(tile_timeout_s * 1000)));
     options.worker_executable = worker_executable;

@@ -120,9 +120,6 @@ JobSpec job_spec(const RunOptions& o) {
   // No --tile: the kernel's iteration space must be 0-d (run_job checks it once the inputs are known).
   if (o.tile) spec.tile = for_flag("--tile", *o.tile, TileGrid::parse_extents);
   spec.workers = o.workers;
-  if (spec.mode == Mode::threads && o.tile_timeout_s > 0) {
-    throw Error(Errc::usage, "--tile-timeout: threads mode cannot stop a thread that holds a tile too long (use --mode share, fork or copy)");
-  }
   for (const std::string& item : o.params) {
     const Params one = for_flag("--param", item, [](std::string_view i) { return Params::parse(std::vector{std::string(i)}); });
     for (const auto& [key, value] : one.values()) {

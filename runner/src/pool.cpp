@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "detail/job_runner.hpp"
+#include "tilepool/runner/job.hpp"
 #include "tilepool/shared/error.hpp"
 
 namespace tilepool {
@@ -36,13 +37,23 @@ Pool::Pool(Pool&&) noexcept = default;
 Pool& Pool::operator=(Pool&&) noexcept = default;
 Pool::~Pool() = default;
 
+namespace detail {
+
+void check_tile_timeout(Mode mode, std::chrono::milliseconds timeout) {
+  if (mode == Mode::threads && timeout.count() > 0) {
+    throw SpecError(JobField::tile_timeout, fmt::format("{}", static_cast<double>(timeout.count()) / 1000),
+                    Error(Errc::usage, "threads mode cannot stop a thread that holds a tile too long (use a mode with "
+                                       "worker processes: share, fork or copy)"));
+  }
+}
+
+}  // namespace detail
+
 Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
   PoolOptions o = options;
   if (o.workers <= 0) o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.workers > kMaxWorkers) throw Error(Errc::usage, fmt::format("{} workers; at most {}", o.workers, kMaxWorkers));
-  if (o.mode == Mode::threads && o.tile_timeout.count() > 0) {
-    throw Error(Errc::usage, "a tile timeout needs worker processes: threads mode cannot stop a thread that holds a tile too long");
-  }
+  detail::check_tile_timeout(o.mode, o.tile_timeout);
   try {
     return Pool(std::make_unique<detail::JobRunner>(o, first_job));
   } catch (...) {

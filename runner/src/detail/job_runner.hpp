@@ -2,6 +2,7 @@
 // Private to runner/: the one job runner. It owns a job's life in every mode — validate, post,
 // supervise, sample memory, collect stats — and asks its Launcher for what differs.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -9,6 +10,11 @@
 #include "detail/supervisor.hpp"
 
 namespace tilepool::detail {
+
+/// Refuses a tile timeout where it cannot be kept: a thread that holds a tile cannot be stopped,
+/// so threads mode takes none. Throws SpecError(JobField::tile_timeout). Pool::start and
+/// run_job (before any input is opened) call it.
+void check_tile_timeout(Mode mode, std::chrono::milliseconds timeout);
 
 /// Runs jobs on one launcher's workers. Not thread-safe: one job at a time, from one thread.
 class JobRunner {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "detail/job_runner.hpp"
 #include "detail/launcher.hpp"
 #include "tilepool/runner/memory_stats.hpp"
 #include "tilepool/runner/store.hpp"
@@ -47,6 +48,7 @@ void check_settings(const JobSpec& spec) {
     throw SpecError(JobField::tile_timeout, fmt::format("{}", spec.tile_timeout.count() / 1000.0),
                     Error(Errc::usage, "expected a number of seconds >= 0"));
   }
+  detail::check_tile_timeout(spec.mode, spec.tile_timeout);
   if (spec.inputs.empty()) throw SpecError(JobField::input, "", Error(Errc::usage, "at least one input is required"));
   if (spec.output == nullptr) throw SpecError(JobField::output, "", Error(Errc::usage, "an output is required"));
 }
