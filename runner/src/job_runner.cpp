@@ -39,7 +39,7 @@ JobStats stats_of(const ControlBlock& control, const PreparedJob& prepared) {
 
 }  // namespace
 
-JobRunner::JobRunner(const PoolOptions& options, const JobRequest* first_job)
+JobRunner::JobRunner(const PoolOptions& options, const StagedJob* first_job)
     : JobRunner(options, [&](Supervisor& supervisor) { return launcher_row(options.mode).make(options, first_job, supervisor); }) {}
 
 JobRunner::JobRunner(const PoolOptions& options, const MakeLauncher& make)

@@ -50,6 +50,13 @@ void check_tile_timeout(Mode mode, std::chrono::milliseconds timeout) {
 }  // namespace detail
 
 Pool Pool::start(const PoolOptions& options, const JobRequest* first_job) {
+  if (first_job == nullptr) return detail::start_pool(options, nullptr);
+  const detail::PreparedJob prepared = detail::prepare(*first_job);
+  const detail::StagedJob staged{*first_job, prepared};
+  return detail::start_pool(options, &staged);
+}
+
+Pool detail::start_pool(const PoolOptions& options, const StagedJob* first_job) {
   PoolOptions o = options;
   if (o.workers <= 0) o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.workers > kMaxWorkers) throw Error(Errc::usage, fmt::format("{} workers; at most {}", o.workers, kMaxWorkers));

@@ -16,11 +16,14 @@ namespace tilepool::detail {
 /// run_job (before any input is opened) call it.
 void check_tile_timeout(Mode mode, std::chrono::milliseconds timeout);
 
+/// Pool::start for a job prepared already (run_job): nothing of it is prepared again.
+Pool start_pool(const PoolOptions& options, const StagedJob* first_job);
+
 /// Runs jobs on one launcher's workers. Not thread-safe: one job at a time, from one thread.
 class JobRunner {
  public:
   /// Starts the launcher for `options.mode`; see Pool::start.
-  JobRunner(const PoolOptions& options, const JobRequest* first_job);
+  JobRunner(const PoolOptions& options, const StagedJob* first_job);
   /// Makes a launcher that runs its workers under the runner's supervisor.
   using MakeLauncher = std::function<std::unique_ptr<Launcher>(Supervisor& supervisor)>;
   /// Runs jobs on the launcher `make` returns instead of `options.mode`'s row (the unit tests'

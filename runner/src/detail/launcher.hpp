@@ -39,6 +39,14 @@ struct PreparedJob {
   std::int64_t tile_count = 0;
 };
 
+/// A job a pool is started for, prepared once (run_job, Pool::start): a share-mode pool's
+/// initializer attaches its arrays before the workers say ready, and no launcher makes more
+/// workers than it has tiles.
+struct StagedJob {
+  const JobRequest& request;
+  const PreparedJob& prepared;
+};
+
 /// One mode's way of running workers. Called from the job runner's thread only, except where
 /// a member says otherwise.
 class Launcher {
@@ -97,7 +105,7 @@ struct LauncherRow {
   std::string_view name;
   ArraysIn arrays;
   Sharing output_sharing;  ///< for ArraysIn::memory: how an output is shared with workers
-  std::unique_ptr<Launcher> (*make)(const PoolOptions& options, const JobRequest* first_job, Supervisor& supervisor);
+  std::unique_ptr<Launcher> (*make)(const PoolOptions& options, const StagedJob* first_job, Supervisor& supervisor);
 };
 /// Every mode's row, in the order `tilepool demo` runs them.
 std::span<const LauncherRow> launcher_table() noexcept;

@@ -144,7 +144,8 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
     // Memory is measured only when it is reported: walking smaps costs time.
     const PoolOptions options{.workers = spec.workers, .mode = mode, .backing = backing, .sample_memory = spec.measure_memory,
                               .tile_timeout = spec.tile_timeout};
-    Pool own = Pool::start(options, &job);
+    const detail::StagedJob staged{job, prepared};
+    Pool own = detail::start_pool(options, &staged);
     stats = detail::run_prepared(own, job, prepared);
     report.workers = own.worker_count();
     report.spawn_s = own.spawn_seconds();  // after the job: fork mode forks its workers inside it

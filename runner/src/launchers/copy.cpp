@@ -263,8 +263,8 @@ void Connection::worker_died(bool timed_out) {
 
 }  // namespace
 
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job) {
-  return std::make_unique<CopyLauncher>(options, supervisor, first_job != nullptr ? prepare(*first_job).tile_count : -1);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const StagedJob* first_job) {
+  return std::make_unique<CopyLauncher>(options, supervisor, first_job != nullptr ? first_job->prepared.tile_count : -1);
 }
 
 }  // namespace tilepool::detail

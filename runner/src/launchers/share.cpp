@@ -18,16 +18,15 @@ namespace {
 
 class ShareLauncher final : public Launcher {
  public:
-  ShareLauncher(const PoolOptions& options, const JobRequest* first_job)
+  ShareLauncher(const PoolOptions& options, const StagedJob* first_job)
       : options_(options), worker_exe_(find_worker_executable(options)) {
     std::optional<JobDescriptor> staged;
     std::int64_t capacity = std::max<std::int64_t>(1, options.tile_capacity);
     int count = options.workers;
     if (first_job != nullptr) {
-      const PreparedJob prepared = prepare(*first_job);
-      staged = describe(*first_job, prepared, 0);
-      capacity = std::max(capacity, prepared.tile_count);
-      count = useful_workers(prepared.tile_count);
+      staged = describe(first_job->request, first_job->prepared, 0);
+      capacity = std::max(capacity, first_job->prepared.tile_count);
+      count = useful_workers(first_job->prepared.tile_count);
     }
     const auto t0 = std::chrono::steady_clock::now();
     start_workers(capacity, staged, count);
@@ -182,7 +181,7 @@ class ShareLauncher final : public Launcher {
 
 }  // namespace
 
-std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job) {
+std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const StagedJob* first_job) {
   return std::make_unique<ShareLauncher>(options, first_job);
 }
 

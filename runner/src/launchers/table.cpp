@@ -9,24 +9,24 @@
 namespace tilepool::detail {
 
 // Each defined in its launcher's file.
-std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const JobRequest* first_job);
+std::unique_ptr<Launcher> make_share_launcher(const PoolOptions& options, const StagedJob* first_job);
 std::unique_ptr<Launcher> make_fork_launcher(const PoolOptions& options);
-std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const JobRequest* first_job);
+std::unique_ptr<Launcher> make_copy_launcher(const PoolOptions& options, Supervisor& supervisor, const StagedJob* first_job);
 std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool first_job_given);
 
 namespace {
 
 const std::array<LauncherRow, 4> kLaunchers{{
     {Mode::share, "share", ArraysIn::segments, Sharing::private_to_process,
-     [](const PoolOptions& o, const JobRequest* first, Supervisor&) { return make_share_launcher(o, first); }},
+     [](const PoolOptions& o, const StagedJob* first, Supervisor&) { return make_share_launcher(o, first); }},
     // Inputs stay in the runner's private memory (children read them copy-on-write); the
     // output is MAP_SHARED memory the children write.
     {Mode::fork, "fork", ArraysIn::memory, Sharing::shared_with_children,
-     [](const PoolOptions& o, const JobRequest*, Supervisor&) { return make_fork_launcher(o); }},
+     [](const PoolOptions& o, const StagedJob*, Supervisor&) { return make_fork_launcher(o); }},
     {Mode::copy, "copy", ArraysIn::memory, Sharing::private_to_process,
-     [](const PoolOptions& o, const JobRequest* first, Supervisor& s) { return make_copy_launcher(o, s, first); }},
+     [](const PoolOptions& o, const StagedJob* first, Supervisor& s) { return make_copy_launcher(o, s, first); }},
     {Mode::threads, "threads", ArraysIn::memory, Sharing::private_to_process,
-     [](const PoolOptions& o, const JobRequest* first_job, Supervisor&) { return make_thread_launcher(o, first_job != nullptr); }},
+     [](const PoolOptions& o, const StagedJob* first_job, Supervisor&) { return make_thread_launcher(o, first_job != nullptr); }},
 }};
 
 }  // namespace

@@ -157,7 +157,9 @@ class Pool;
 namespace detail {
 class JobRunner;
 struct PreparedJob;
+struct StagedJob;
 JobStats run_prepared(Pool& pool, const JobRequest& job, const PreparedJob& prepared);
+Pool start_pool(const PoolOptions& options, const StagedJob* first_job);
 }  // namespace detail
 
 /// A pool of workers. Start once, run many jobs. Move-only; ~Pool stops and reaps every worker
@@ -192,6 +194,7 @@ class Pool {
 
  private:
   friend JobStats detail::run_prepared(Pool& pool, const JobRequest& job, const detail::PreparedJob& prepared);
+  friend Pool detail::start_pool(const PoolOptions& options, const detail::StagedJob* first_job);
   explicit Pool(std::unique_ptr<detail::JobRunner> impl);
   std::unique_ptr<detail::JobRunner> impl_;
 };
