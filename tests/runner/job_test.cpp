@@ -272,6 +272,45 @@ TEST_P(JobTest, NoWorkerWritesTheOutputOnceACancelledJobHasReturned) {
   EXPECT_LT(std::count(after_return.begin(), after_return.end(), 1.0), static_cast<std::ptrdiff_t>(after_return.size()));
 }
 
+// `add`, counting in this process how often its shape hooks are asked: preparing a job (kernel
+// found, inputs checked, grid made) happens once per job, whoever starts the pool.
+std::atomic<int> g_output_specs{0}, g_iteration_shapes{0};
+const KernelDef& counted_add() {
+  static const KernelDef add = find_kernel("add");
+  static const KernelDef def = [] {
+    KernelDef k = add;
+    k.name = "test_counted_add";
+    k.output_spec = [](std::span<const ArraySpec> inputs, const Params& params) {
+      ++g_output_specs;
+      return add.output_spec(inputs, params);
+    };
+    k.iteration_shape = [](std::span<const ArraySpec> inputs, const ArraySpec& output) {
+      ++g_iteration_shapes;
+      return add.iteration_shape != nullptr ? add.iteration_shape(inputs, output) : output.shape;
+    };
+    return k;
+  }();
+  return def;
+}
+const bool kCountedRegistered = (register_kernel(counted_add()), true);
+
+TEST_P(JobTest, AJobIsPreparedOnceInTheRunner) {
+  ASSERT_TRUE(kCountedRegistered);
+  // Share and copy workers are this program (serve_as_worker_if_asked in test_main), which
+  // knows the kernel; their own calls are in their processes, not counted here.
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  ASSERT_EQ(::setenv("TILEPOOL_WORKER", self.c_str(), 1), 0);
+  JobSpec spec = spec_for({array_source(caller_array(a_)), array_source(caller_array(b_))}, new_array_target());
+  spec.kernel = "test_counted_add";
+  g_output_specs = 0;
+  g_iteration_shapes = 0;
+  const JobReport r = run_job(spec);
+  ::unsetenv("TILEPOOL_WORKER");
+  EXPECT_EQ(values_of(r.result), sum_of(a_, b_));
+  EXPECT_EQ(g_output_specs.load(), 1);
+  EXPECT_EQ(g_iteration_shapes.load(), 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, JobTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
                          [](const ::testing::TestParamInfo<Mode>& param) { return std::string(mode_name(param.param)); });
 
