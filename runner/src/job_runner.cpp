@@ -180,7 +180,9 @@ JobDescriptor describe(const JobRequest& job, const PreparedJob& prepared, std::
     JobDescriptor::set_text(desc.inputs[i], kNameCapacity, job.inputs[i].segment, "input segment name");
     JobDescriptor::set_text(desc.input_backings[i], kBackingCapacity, job.inputs[i].backing.spec(), "input backing");
     desc.input_identities[i] = job.inputs[i].identity.value_or(SegmentIdentity{});
+    desc.input_arrays[i] = ArrayDescription::of(job.inputs[i].array.dtype(), job.inputs[i].array.shape());
   }
+  desc.output_array = ArrayDescription::of(prepared.output.dtype, prepared.output.shape);
   JobDescriptor::set_text(desc.output, kNameCapacity, job.output.segment, "output segment name");
   JobDescriptor::set_text(desc.output_backing, kBackingCapacity, job.output.backing.spec(), "output backing");
   desc.output_identity = job.output.identity.value_or(SegmentIdentity{});

@@ -39,6 +39,31 @@ void JobDescriptor::set_text(char* dest, std::size_t capacity, std::string_view 
   dest[text.size()] = '\0';
 }
 
+ArrayDescription ArrayDescription::of(DType dtype, const Shape& shape) {
+  if (shape.size() > static_cast<std::size_t>(kMaxDims)) {
+    throw Error(Errc::usage, fmt::format("an array of {} axes; at most {}", shape.size(), kMaxDims));
+  }
+  ArrayDescription d;
+  d.dtype_code = static_cast<std::int32_t>(dtype);
+  d.ndim = static_cast<std::int32_t>(shape.size());
+  std::copy(shape.begin(), shape.end(), d.extents);
+  return d;
+}
+
+DType ArrayDescription::dtype() const {
+  if (dtype_code < 0 || dtype_code >= kDTypeCount) {
+    throw Error(Errc::bad_input, fmt::format("job descriptor: dtype code {} is no dtype", dtype_code));
+  }
+  return static_cast<DType>(dtype_code);
+}
+
+Shape ArrayDescription::shape() const {
+  if (ndim < 0 || ndim > kMaxDims) throw Error(Errc::bad_input, fmt::format("job descriptor: an array of {} axes", ndim));
+  Shape s(extents, extents + ndim);
+  if (!element_count(s)) throw Error(Errc::bad_input, fmt::format("job descriptor: bad shape {}", format_shape(s)));
+  return s;
+}
+
 std::size_t ControlBlock::bytes_for(std::int64_t tile_capacity, int worker_capacity) noexcept {
   return header_bytes() + slots_bytes(worker_capacity) + states_bytes(tile_capacity) +
          static_cast<std::size_t>(tile_capacity) * sizeof(TilePartial);

@@ -349,6 +349,25 @@ TEST_F(JobRunnerTest, ReductionPartialsComeBackInTileOrderAndTheirTotalFillsTheO
   EXPECT_EQ(*reinterpret_cast<const double*>(total.data()), 64.0 * 65.0 / 2.0);
 }
 
+TEST_F(JobRunnerTest, PostedDescriptorDescribesEachArraysDtypeAndShape) {
+  auto runner = make_runner();
+  AnyArray total = allocate_array(DType::float64, {}, Sharing::private_to_process);
+  JobRequest sum = job();
+  sum.kernel = "sum";
+  sum.output = JobArray{total, "", {}, std::nullopt};
+
+  run_within(*runner, sum);
+
+  // What a copy-mode worker builds its plan from: the arrays' specs, not only their names.
+  const JobDescriptor& posted = launcher_of(*runner).control().job();
+  ASSERT_EQ(posted.input_count, 1u);
+  EXPECT_EQ(posted.input_arrays[0].dtype(), DType::float64);
+  EXPECT_EQ(posted.input_arrays[0].shape(), (Shape{8, 8}));
+  EXPECT_EQ(posted.output_array.dtype(), DType::float64);
+  EXPECT_EQ(posted.output_array.shape(), Shape{});
+  EXPECT_EQ(posted.shape_vector(), (Shape{8, 8}));
+}
+
 TEST_F(JobRunnerTest, StatsCarryTheBytesTheLauncherCopied) {
   auto runner = make_runner();
   launcher_of(*runner).bytes_copied_value = 4242;

@@ -425,5 +425,31 @@ TEST(JobDescriptorTest, SetTextRefusesTextThatLeavesNoRoomForItsNul) {
   EXPECT_EQ(d.kernel_name().size(), sizeof d.kernel - 1);
 }
 
+TEST(ArrayDescriptionTest, GivesBackTheDtypeAndShapeItDescribes) {
+  const ArrayDescription d = ArrayDescription::of(DType::int16, Shape{365, 16, 0});
+
+  EXPECT_EQ(d.dtype(), DType::int16);
+  EXPECT_EQ(d.shape(), (Shape{365, 16, 0}));
+  EXPECT_EQ(ArrayDescription::of(DType::float64, Shape{}).shape(), Shape{});
+}
+
+TEST(ArrayDescriptionTest, RefusesMoreAxesThanAnArrayMayHave) {
+  EXPECT_THROW((void)ArrayDescription::of(DType::uint8, Shape(kMaxDims + 1, 1)), Error);
+}
+
+TEST(ArrayDescriptionTest, AccessorsRefuseWhatNoRunnerWrites) {
+  // What another process may have written.
+  ArrayDescription bad_dtype = ArrayDescription::of(DType::float32, Shape{4});
+  bad_dtype.dtype_code = kDTypeCount;
+  ArrayDescription bad_ndim = ArrayDescription::of(DType::float32, Shape{4});
+  bad_ndim.ndim = kMaxDims + 1;
+  ArrayDescription bad_extent = ArrayDescription::of(DType::float32, Shape{4, 4});
+  bad_extent.extents[1] = -4;
+
+  EXPECT_THROW((void)bad_dtype.dtype(), Error);
+  EXPECT_THROW((void)bad_ndim.shape(), Error);
+  EXPECT_THROW((void)bad_extent.shape(), Error);
+}
+
 }  // namespace
 }  // namespace tilepool

@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "tilepool/shared/dtype.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/limits.hpp"
 #include "tilepool/shared/segment.hpp"
@@ -49,7 +50,25 @@ constexpr std::uint32_t tile_reserved_by(int slot) noexcept { return 0x40000000u
 /// The most tiles one claim takes from the cursor (ControlBlock::claim_next_tile).
 inline constexpr std::int64_t kMaxChunk = 64;
 
-/// What a job asks of the workers: kernel, segment names, iteration grid, parameters.
+/// An array's element type and shape as a JobDescriptor holds it. Plain data; another process
+/// may have written it, so the accessors check it.
+struct ArrayDescription {
+  std::int32_t dtype_code = 0;  ///< a DType's value
+  std::int32_t ndim = 0;
+  std::int64_t extents[kMaxDims] = {};
+
+  /// The description of a `dtype` array of `shape`; throws Error(usage) past kMaxDims axes.
+  static ArrayDescription of(DType dtype, const Shape& shape);
+  /// The element type; throws Error(bad_input) if dtype_code is no DType.
+  [[nodiscard]] DType dtype() const;
+  /// The shape; throws Error(bad_input) if ndim or an extent is out of range.
+  [[nodiscard]] Shape shape() const;
+};
+
+/// What a job asks of the workers: kernel, segment names, the arrays' dtypes and shapes,
+/// iteration grid, parameters. The one description of a job, made once by the runner: the
+/// control block holds it (share, fork, threads) and copy mode sends it down each worker's
+/// pipe as it is (workers/include/tilepool/workers/copy_protocol.hpp).
 /// Plain data; written only while no worker is active (see ControlBlock::post_job). Read the
 /// text fields through the accessors: they never read past a field, NUL or not.
 struct JobDescriptor {
@@ -62,6 +81,10 @@ struct JobDescriptor {
   /// "file:DIR", or "fd:PID" for a file the runner mapped in place.
   char input_backings[kMaxInputs][kBackingCapacity] = {};
   char output_backing[kBackingCapacity] = {};
+  /// Each input's dtype and shape (at and past input_count: zero), and the output's. Share-mode
+  /// workers read their segments' headers; copy-mode workers, which have no segments, these.
+  ArrayDescription input_arrays[kMaxInputs] = {};
+  ArrayDescription output_array = {};
   std::int32_t ndim = 0;  ///< of the iteration space (the grid's shape)
   std::int64_t shape[kMaxDims] = {};
   std::int32_t tile_ndim = 0;  ///< number of tiled (trailing) axes
@@ -160,7 +183,7 @@ static_assert(sizeof(WorkerSlot) == 64);
 class ControlBlock {
  public:
   static constexpr char kMagic[8] = {'T', 'P', 'C', 'T', 'R', 'L', '1', '\0'};
-  static constexpr std::uint32_t kVersion = 4;
+  static constexpr std::uint32_t kVersion = 5;
 
   /// Bytes needed for a control block that can run jobs of up to `tile_capacity` tiles on up to
   /// `worker_capacity` workers (slots 0 .. worker_capacity-1).
