@@ -160,6 +160,7 @@ void ControlBlock::post_job(const JobDescriptor& desc, const std::function<void(
   last_done_ns_.store(0, std::memory_order_relaxed);
   error_state_.store(0, std::memory_order_relaxed);
   error_code_ = 0;
+  error_errno_ = 0;
   error_[0] = '\0';
   WorkerSlot* slots = worker_slots();
   for (int i = 0; i < worker_capacity_; ++i) {
@@ -327,10 +328,11 @@ void ControlBlock::report_done(int slot) noexcept {
   }
 }
 
-void ControlBlock::report_error(std::string_view message, Errc code) noexcept {
+void ControlBlock::report_error(std::string_view message, Errc code, int sys_errno) noexcept {
   std::uint32_t expected = 0;
   if (error_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     error_code_ = static_cast<std::int32_t>(code);
+    error_errno_ = sys_errno;
     // Cut at a character boundary, with "..." to show it was cut (as cut_message does).
     const bool cut = message.size() > kMessageCapacity - 1;
     const std::size_t n = cut ? utf8_cut_length(message, kMessageCapacity - 4) : message.size();

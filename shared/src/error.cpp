@@ -15,10 +15,11 @@ Error system_error(const std::string& context, int err) {
     (void)::getrlimit(RLIMIT_NOFILE, &rl);
     return Error(Errc::usage, fmt::format("{}: out of file descriptors: this process may open {} (ulimit -n; hard limit {}); "
                                           "raise the limit",
-                                          context, rl.rlim_cur, rl.rlim_max));
+                                          context, rl.rlim_cur, rl.rlim_max),
+                 err);
   }
   const Errc code = (err == ENOSPC || err == EDQUOT || err == EFBIG) ? Errc::no_space : Errc::system;
-  return Error(code, fmt::format("{}: {}", context, std::strerror(err)));
+  return Error(code, fmt::format("{}: {}", context, std::strerror(err)), err);
 }
 
 }  // namespace tilepool

@@ -1,8 +1,12 @@
-// A worker's error reaches the runner with its kind, not only its words: a full store met while
-// a worker sets up a job is Errc::no_space (exit 2 from the CLI), not a failed job (exit 1).
+// A worker's error reaches the runner with its kind and errno, not only its words, in every
+// mode: a full store met while a worker sets up a job is Errc::no_space (exit 2 from the CLI),
+// not a failed job (exit 1).
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include "support/test_support.hpp"
 #include "tilepool/runner/pool.hpp"
@@ -25,7 +29,19 @@ const KernelDef kFullStoreOnBind{
     },
 };
 
-const bool kRegistered = (register_kernel(kFullStoreOnBind), true);
+const KernelDef kFailedCallOnBind{
+    .name = "test_failed_call_on_bind",
+    .summary = "a kernel whose bind meets a failed system call, as creating a scratch file can",
+    .arity = 1,
+    .dtypes = {DType::float64},
+    .output_spec = [](std::span<const ArraySpec> inputs, const Params&) { return inputs[0]; },
+    .iteration_shape = [](std::span<const ArraySpec>, const ArraySpec& output) { return output.shape; },
+    .bind = [](std::span<const AnyArray>, const AnyArray&, const Params&) -> std::unique_ptr<BoundKernel> {
+      throw system_error("test scratch file", EDQUOT);
+    },
+};
+
+const bool kRegistered = (register_kernel(kFullStoreOnBind), register_kernel(kFailedCallOnBind), true);
 
 TEST(ControlBlockErrorTest, TheFirstErrorKeepsItsKindAndLaterOnesAreDropped) {
   const std::size_t bytes = ControlBlock::bytes_for(4, 1);
@@ -40,23 +56,43 @@ TEST(ControlBlockErrorTest, TheFirstErrorKeepsItsKindAndLaterOnesAreDropped) {
   EXPECT_STREQ(control.error().what(), "store full");
 }
 
-class ErrorKindTest : public ::testing::TestWithParam<Mode> {};
+class ErrorKindTest : public ::testing::TestWithParam<Mode> {
+ protected:
+  /// The error that running `kernel` over a 16x16 float64 array on a pool of this mode throws.
+  static std::optional<Error> error_of(const std::string& kernel) {
+    Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam(),
+                                        .worker_executable = std::filesystem::read_symlink("/proc/self/exe")});
+    const ArrayPlacement placement = pool.placement();
+    JobRequest job{kernel, {placement.make(DType::float64, {16, 16}, ArrayRole::input)}, {}, {8, 8}, {}};
+    job.output = placement.make(DType::float64, {16, 16}, ArrayRole::output);
+    try {
+      (void)pool.run(job);
+    } catch (const Error& e) {
+      return e;
+    }
+    return std::nullopt;
+  }
+};
 
 TEST_P(ErrorKindTest, AWorkersFullStoreIsNoSpaceInTheRunner) {
   ASSERT_TRUE(kRegistered);
-  Pool pool = Pool::start(PoolOptions{.workers = 2, .mode = GetParam(),
-                                      .worker_executable = std::filesystem::read_symlink("/proc/self/exe")});
-  const ArrayPlacement placement = pool.placement();
-  JobRequest job{"test_full_store_on_bind", {placement.make(DType::float64, {16, 16}, ArrayRole::input)}, {}, {8, 8}, {}};
-  job.output = placement.make(DType::float64, {16, 16}, ArrayRole::output);
 
-  try {
-    (void)pool.run(job);
-    ADD_FAILURE() << "the job succeeded";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), Errc::no_space) << e.what();
-    EXPECT_NE(std::string(e.what()).find("not enough space"), std::string::npos) << e.what();
-  }
+  const std::optional<Error> e = error_of("test_full_store_on_bind");
+
+  ASSERT_TRUE(e) << "the job succeeded";
+  EXPECT_EQ(e->code(), Errc::no_space) << e->what();
+  EXPECT_NE(std::string(e->what()).find("not enough space"), std::string::npos) << e->what();
+}
+
+TEST_P(ErrorKindTest, AWorkersFailedSystemCallKeepsItsKindAndErrnoInTheRunner) {
+  ASSERT_TRUE(kRegistered);
+
+  const std::optional<Error> e = error_of("test_failed_call_on_bind");
+
+  ASSERT_TRUE(e) << "the job succeeded";
+  EXPECT_EQ(e->code(), Errc::no_space) << e->what();
+  EXPECT_EQ(e->sys_errno(), EDQUOT) << e->what();
+  EXPECT_NE(std::string(e->what()).find("test scratch file: "), std::string::npos) << e->what();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ErrorKindTest, ::testing::Values(Mode::share, Mode::fork, Mode::threads),

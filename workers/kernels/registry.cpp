@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <typeinfo>
 
 #include <fmt/format.h>
@@ -79,6 +80,19 @@ Errc current_error_code() noexcept {
     return e.code();
   } catch (...) {
     return Errc::job_failed;
+  }
+}
+
+int current_error_errno() noexcept {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e.sys_errno();
+  } catch (const std::system_error& e) {
+    const std::error_category& c = e.code().category();
+    return c == std::generic_category() || c == std::system_category() ? e.code().value() : 0;
+  } catch (...) {
+    return 0;
   }
 }
 

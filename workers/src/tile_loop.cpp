@@ -84,7 +84,7 @@ void serve_jobs(ControlBlock& control, int slot, JobHandler& handler) {
         // to the runner as it is.
         control.report_error(
             fmt::format("{} could not set up kernel {}: {}", worker_name(slot), kernel, describe_current_exception()),
-            current_error_code());
+            current_error_code(), current_error_errno());
       }
       if (bound) {
         try {
@@ -186,7 +186,8 @@ void LocalJobHandler::run(ControlBlock& control, int slot) {
                                                 "return or throw)", kernel_->name, tile, format_box(box), worker_name(slot)));
       }
       control.report_error(fmt::format("kernel {} failed on tile {} {} in {}: {}", kernel_->name, tile, format_box(box),
-                                       worker_name(slot), describe_current_exception()));
+                                       worker_name(slot), describe_current_exception()),
+                           Errc::job_failed, current_error_errno());
       return;
     }
     if (kernel_->reduction != Reduction::none) control.partial(t) = TilePartial{result.f64, result.i64};

@@ -238,8 +238,10 @@ class ControlBlock {
   [[nodiscard]] std::string error_message() const;
   /// The first error's kind (valid when job_failed()).
   [[nodiscard]] Errc error_code() const noexcept { return static_cast<Errc>(error_code_); }
-  /// The first error as the Error to throw in the runner: its kind and message.
-  [[nodiscard]] Error error() const { return Error(error_code(), error_message()); }
+  /// The first error's errno, or 0 (valid when job_failed()).
+  [[nodiscard]] int error_errno() const noexcept { return error_errno_; }
+  /// The first error as the Error to throw in the runner: its kind, message and errno.
+  [[nodiscard]] Error error() const { return Error(error_code(), error_message(), error_errno()); }
   /// Sleeps until the job completes, fails, or `timeout` passes (the runner checks its workers
   /// between waits).
   void wait_for_progress(std::chrono::nanoseconds timeout) const noexcept;
@@ -277,11 +279,12 @@ class ControlBlock {
   /// per chunk and when nothing is left).
   void report_done(int slot) noexcept;
   /// Records the job's first error (later ones are dropped) and wakes the runner. `code` is
-  /// the error's kind (an Errc), kept across the process boundary so the runner rethrows the
-  /// same kind (a worker's full store is Errc::no_space, not a failed job).
-  void report_error(std::string_view message, Errc code = Errc::job_failed) noexcept;
-  /// Records `error`'s message and kind (report_error).
-  void report_error(const Error& error) noexcept { report_error(error.what(), error.code()); }
+  /// the error's kind (an Errc) and `sys_errno` the errno behind it (or 0), kept across the
+  /// process boundary so the runner rethrows the same kind (a worker's full store is
+  /// Errc::no_space, not a failed job).
+  void report_error(std::string_view message, Errc code = Errc::job_failed, int sys_errno = 0) noexcept;
+  /// Records `error`'s message, kind and errno (report_error).
+  void report_error(const Error& error) noexcept { report_error(error.what(), error.code(), error.sys_errno()); }
 
  private:
   ControlBlock() = default;
@@ -306,7 +309,8 @@ class ControlBlock {
   std::atomic<std::int64_t> requeued_total_{0};
   std::atomic<std::int64_t> first_claim_ns_{0};
   std::atomic<std::int64_t> last_done_ns_{0};
-  std::int32_t error_code_ = 0;  // an Errc, written before error_state_ becomes 2
+  std::int32_t error_code_ = 0;   // an Errc, written before error_state_ becomes 2
+  std::int32_t error_errno_ = 0;  // its errno, or 0, likewise
   char error_[kMessageCapacity] = {};
   JobDescriptor job_;
 };

@@ -22,18 +22,23 @@ enum class Errc {
   interrupted, ///< the job was stopped by a signal                                      -> 128+signal
 };
 
-/// tilepool's exception: a message a user can act on (what, where, expected vs found) and an Errc.
-/// Thread-safe to copy; carries no OS resources.
+/// tilepool's exception: a message a user can act on (what, where, expected vs found), an Errc
+/// and, for a failed system call, its errno. Thread-safe to copy; carries no OS resources.
 class Error : public std::runtime_error {
  public:
-  Error(Errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(Errc code, const std::string& message, int sys_errno = 0)
+      : std::runtime_error(message), code_(code), sys_errno_(sys_errno) {}
   [[nodiscard]] Errc code() const noexcept { return code_; }
+  /// The errno of the system call that failed (system_error), or 0. A worker's reaches the
+  /// runner with its kind (ControlBlock::report_error).
+  [[nodiscard]] int sys_errno() const noexcept { return sys_errno_; }
 
  private:
   Errc code_;
+  int sys_errno_;
 };
 
-/// Builds an Error for a failed system call: "<context>: <strerror(err)>", Errc::no_space for
+/// Builds an Error for a failed system call: "<context>: <strerror(err)>" with sys_errno() `err`, Errc::no_space for
 /// a full store (ENOSPC, EDQUOT, EFBIG), else Errc::system; EMFILE (the descriptor limit) is
 /// Errc::usage, naming the limit and how to raise it.
 Error system_error(const std::string& context, int err);

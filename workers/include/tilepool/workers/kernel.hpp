@@ -184,6 +184,10 @@ bool catching_thread_exit() noexcept;
 /// The kind of the exception in flight: a tilepool Error's own code, Errc::job_failed for
 /// anything else. Call only inside a catch block.
 Errc current_error_code() noexcept;
+/// The errno behind the exception in flight: a tilepool Error's sys_errno(), a
+/// std::system_error's value when it is an errno (generic or system category), else 0. Call
+/// only inside a catch block.
+int current_error_errno() noexcept;
 
 /// `box` grown by `by` elements on each side of its last two axes, clamped to `shape`: the
 /// region of a kernel that reads a halo around its tile.
