@@ -95,7 +95,7 @@ TEST_P(ErrorKindTest, AWorkersFailedSystemCallKeepsItsKindAndErrnoInTheRunner) {
   EXPECT_NE(std::string(e->what()).find("test scratch file: "), std::string::npos) << e->what();
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ErrorKindTest, ::testing::Values(Mode::share, Mode::fork, Mode::threads),
+INSTANTIATE_TEST_SUITE_P(Modes, ErrorKindTest, ::testing::Values(Mode::share, Mode::fork, Mode::copy, Mode::threads),
                          [](const ::testing::TestParamInfo<Mode>& param) { return std::string(mode_name(param.param)); });
 
 }  // namespace

@@ -140,20 +140,27 @@ class CopyChannelTest : public ::testing::Test {
     if (peer_.joinable()) peer_.join();
   }
 
-  /// Makes `job_` a job of `kernel` (id `id`) and posts its tiles to the control block.
+  /// Makes `job_` a job of `kernel` (id `id`) and posts it, described as the runner describes
+  /// it, to the control block.
   void post(std::string_view kernel = "negate", std::uint64_t id = 7, const Shape& output_shape = {8, 8}) {
     const KernelDef& k = find_kernel(kernel);
     const std::vector<ArraySpec> specs{ArraySpec{DType::float64, {8, 8}}};
     const ArraySpec out{DType::float64, output_shape};
     if (output_shape.empty()) output_ = allocate_array(DType::float64, {}, Sharing::private_to_process);
     const TileGrid grid = TileGrid::make({8, 8}, Shape{4, 4});
-    job_.job_id = id;
     job_.plan = CopyPlan::make(k, specs, out, grid, Params{});
-    job_.setup = CopyPlan::setup(id, k, specs, out, Shape{4, 4}, Params{});
     job_.inputs = {input_};
     job_.output = output_;
     JobDescriptor desc;
     desc.job_id = id;
+    JobDescriptor::set_text(desc.kernel, sizeof desc.kernel, kernel, "kernel name");
+    desc.input_count = 1;
+    desc.input_arrays[0] = ArrayDescription::of(DType::float64, {8, 8});
+    desc.output_array = ArrayDescription::of(DType::float64, output_shape);
+    desc.ndim = 2;
+    desc.shape[0] = desc.shape[1] = 8;
+    desc.tile_ndim = 2;
+    desc.tile[0] = desc.tile[1] = 4;
     desc.tile_count = grid.tile_count();
     control_->post_job(desc);
   }
@@ -194,6 +201,7 @@ class CopyChannelTest : public ::testing::Test {
   struct Recording {
     std::mutex mutex;
     int setups = 0;
+    std::vector<std::byte> last_job;  // the last `job` message's payload
     std::map<std::int64_t, std::vector<std::byte>> requests;
   };
   static std::function<void(Peer&)> answer_with_tile_numbers(Recording& rec) {
@@ -203,11 +211,13 @@ class CopyChannelTest : public ::testing::Test {
       std::vector<std::byte> payload;
       while (peer.read(m, payload)) {
         if (m.kind == CopyKind::job) {
-          CopyJobSetup setup;
-          std::memcpy(&setup, payload.data(), sizeof setup);
-          plan = CopyPlan::from_setup(setup);
+          auto job = std::make_unique<JobDescriptor>();
+          if (payload.size() != sizeof *job) return;  // the runner sees EOF: a worker's death
+          std::memcpy(job.get(), payload.data(), sizeof *job);
+          plan = CopyPlan::from_job(*job);
           const std::lock_guard lock(rec.mutex);
           ++rec.setups;
+          rec.last_job = payload;
           continue;
         }
         const std::size_t reply_bytes = plan->regions(m.tile).reply_bytes;
@@ -299,7 +309,20 @@ TEST_F(CopyChannelTest, CountsEveryArrayByteThatCrossesThePipesBothWays) {
   EXPECT_EQ(bytes_copied_.load(), expected);
 }
 
-TEST_F(CopyChannelTest, SendsTheJobSetupOncePerJobAndAgainAfterReset) {
+TEST_F(CopyChannelTest, JobMessageIsTheControlBlocksDescriptorByteForByte) {
+  post("blur3x3", 9);
+  Recording& rec = rec_;
+  start_peer(answer_with_tile_numbers(rec));
+  CopyChannel channel;
+
+  ASSERT_EQ(transfer(channel), CopyChannel::Outcome::drained);
+
+  const std::lock_guard lock(rec.mutex);
+  ASSERT_EQ(rec.last_job.size(), sizeof(JobDescriptor));
+  EXPECT_EQ(std::memcmp(rec.last_job.data(), &control().job(), sizeof(JobDescriptor)), 0);
+}
+
+TEST_F(CopyChannelTest, SendsTheJobDescriptorOncePerJobAndAgainAfterReset) {
   Recording& rec = rec_;
   start_peer(answer_with_tile_numbers(rec));
   CopyChannel channel;
@@ -412,6 +435,40 @@ TEST_F(CopyChannelTest, WorkersErrorReplyFailsTheJobWithItsText) {
   EXPECT_EQ(transfer(channel), CopyChannel::Outcome::job_failed);
 
   EXPECT_EQ(control().error_message(), text);
+}
+
+TEST_F(CopyChannelTest, WorkersErrorReplyKeepsItsKindAndErrno) {
+  post();
+  const std::string text = "worker pid 4321 could not set up kernel negate: store full";
+  std::vector<std::byte> payload(text.size());
+  std::memcpy(payload.data(), text.data(), text.size());
+  start_peer(answer_first_tile_with(
+      [n = text.size()](const CopyMessage& request) {
+        return CopyMessage{.kind = CopyKind::error, .job_id = request.job_id, .tile = request.tile, .payload_bytes = n,
+                           .error_code = static_cast<std::int32_t>(Errc::no_space), .error_errno = ENOSPC};
+      },
+      payload));
+  CopyChannel channel;
+
+  EXPECT_EQ(transfer(channel), CopyChannel::Outcome::job_failed);
+
+  const Error error = control().error();
+  EXPECT_EQ(error.code(), Errc::no_space);
+  EXPECT_EQ(error.sys_errno(), ENOSPC);
+  EXPECT_EQ(std::string(error.what()), text);
+}
+
+TEST_F(CopyChannelTest, ErrorOfAnUnknownKindIsTheWorkersDeath) {
+  post();
+  start_peer(answer_first_tile_with([](const CopyMessage& request) {
+    return CopyMessage{.kind = CopyKind::error, .job_id = request.job_id, .tile = request.tile, .error_code = 9999};
+  }));
+  CopyChannel channel;
+
+  EXPECT_EQ(transfer(channel), CopyChannel::Outcome::worker_gone);
+
+  ASSERT_TRUE(control().job_failed());
+  EXPECT_NE(control().error_message().find("sent an error of unknown kind 9999"), std::string::npos) << control().error_message();
 }
 
 TEST_F(CopyChannelTest, TileOutlivingTheTimeoutEndsTheTransferOverdue) {

@@ -1,8 +1,8 @@
 #include "tilepool/workers/copy_protocol.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -10,18 +10,21 @@
 #include "tilepool/workers/plugin.hpp"
 
 namespace tilepool {
-namespace {
 
-std::string text_of(const char* field, std::size_t capacity) { return std::string(field, strnlen(field, capacity)); }
-
-ArraySpec spec_from(std::int32_t dtype, std::int32_t ndim, const std::int64_t* shape, const char* what) {
-  if (dtype < 0 || dtype >= kDTypeCount || ndim < 0 || ndim > kMaxDims) {
-    throw Error(Errc::bad_input, fmt::format("copy-mode job setup: bad {} (dtype {}, {} axes)", what, dtype, ndim));
+std::optional<Errc> errc_from_wire(std::int32_t code) noexcept {
+  // Every enumerator is listed: a new one that is not is a -Wswitch warning here.
+  switch (const auto e = static_cast<Errc>(code)) {
+    case Errc::usage:
+    case Errc::bad_input:
+    case Errc::exists:
+    case Errc::no_space:
+    case Errc::system:
+    case Errc::job_failed:
+    case Errc::interrupted:
+      return e;
   }
-  return ArraySpec{static_cast<DType>(dtype), Shape(shape, shape + ndim)};
+  return std::nullopt;
 }
-
-}  // namespace
 
 CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                         const TileGrid& grid, const Params& params) {
@@ -36,45 +39,20 @@ CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inpu
   return p;
 }
 
-CopyJobSetup CopyPlan::setup(std::uint64_t job_id, const KernelDef& kernel, std::span<const ArraySpec> inputs,
-                             const ArraySpec& output, std::span<const std::int64_t> tile, const Params& params) {
-  if (inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", inputs.size(), kMaxInputs));
-  CopyJobSetup s;
-  s.job_id = job_id;
-  JobDescriptor::set_text(s.kernel, sizeof s.kernel, kernel.name, "kernel name");
-  JobDescriptor::set_text(s.params, sizeof s.params, params.to_text(), "parameter list");
-  JobDescriptor::set_text(s.plugin, sizeof s.plugin, pinned_plugin_of(kernel), "plugin path");
-  s.input_count = static_cast<std::uint32_t>(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    s.input_dtype[i] = static_cast<std::int32_t>(inputs[i].dtype);
-    s.input_ndim[i] = static_cast<std::int32_t>(inputs[i].shape.size());
-    std::copy(inputs[i].shape.begin(), inputs[i].shape.end(), s.input_shape[i]);
+CopyPlan CopyPlan::from_job(const JobDescriptor& job) {
+  if (job.input_count > kMaxInputs || job.ndim < 0 || job.ndim > kMaxDims || job.tile_ndim < 0 || job.tile_ndim > kMaxDims) {
+    throw Error(Errc::bad_input, fmt::format("copy-mode job: {} inputs, {} axes, {} tile extents", job.input_count, job.ndim,
+                                             job.tile_ndim));
   }
-  s.output_dtype = static_cast<std::int32_t>(output.dtype);
-  s.output_ndim = static_cast<std::int32_t>(output.shape.size());
-  std::copy(output.shape.begin(), output.shape.end(), s.output_shape);
-  if (tile.size() > static_cast<std::size_t>(kMaxDims)) {
-    throw Error(Errc::usage, fmt::format("{} tile extents; at most {}", tile.size(), kMaxDims));
-  }
-  s.tile_ndim = static_cast<std::int32_t>(tile.size());
-  std::copy(tile.begin(), tile.end(), s.tile);
-  return s;
-}
-
-CopyPlan CopyPlan::from_setup(const CopyJobSetup& setup) {
-  if (setup.plugin[0] != '\0') (void)load_pinned_plugin(text_of(setup.plugin, sizeof setup.plugin));
-  const KernelDef& kernel = find_kernel(text_of(setup.kernel, sizeof setup.kernel));
-  if (setup.input_count > kMaxInputs || setup.tile_ndim < 0 || setup.tile_ndim > kMaxDims) {
-    throw Error(Errc::bad_input, "copy-mode job setup: bad input count or tile");
-  }
+  if (!job.plugin_path().empty()) (void)load_pinned_plugin(job.plugin_path());
+  const KernelDef& kernel = find_kernel(job.kernel_name());
   std::vector<ArraySpec> inputs;
-  for (std::uint32_t i = 0; i < setup.input_count; ++i) {
-    inputs.push_back(spec_from(setup.input_dtype[i], setup.input_ndim[i], setup.input_shape[i], "input"));
+  for (std::uint32_t i = 0; i < job.input_count; ++i) {
+    inputs.push_back(ArraySpec{job.input_arrays[i].dtype(), job.input_arrays[i].shape()});
   }
-  const ArraySpec output = spec_from(setup.output_dtype, setup.output_ndim, setup.output_shape, "output");
-  const Shape tile(setup.tile, setup.tile + setup.tile_ndim);
-  const Params params = Params::from_text(text_of(setup.params, sizeof setup.params));
-  return make(kernel, inputs, output, TileGrid::make(iteration_shape_of(kernel, inputs, output), tile), params);
+  const ArraySpec output{job.output_array.dtype(), job.output_array.shape()};
+  const Params params = Params::from_text(job.params_text());
+  return make(kernel, inputs, output, TileGrid::make(job.shape_vector(), job.tile_vector()), params);
 }
 
 TileRegions CopyPlan::regions(std::int64_t tile) const {

@@ -176,10 +176,11 @@ struct CopyChannel::State {
   ControlBlock* control_ = nullptr;
   int slot_ = 0;
   const CopyJob* job_ = nullptr;
+  const JobDescriptor* desc_ = nullptr;  // the control block's: stable while inside the job
   int to_fd_ = -1;    // the worker's stdin
   int from_fd_ = -1;  // the worker's stdout
   std::atomic<std::uint64_t>* bytes_copied_ = nullptr;
-  std::uint64_t setup_job_ = 0;  // the job whose setup this worker has been sent
+  std::uint64_t told_job_ = 0;  // the job whose descriptor this worker has been sent
 
   Outbox out_;
   std::deque<InFlight> in_flight_;
@@ -213,16 +214,18 @@ CopyChannel::Outcome CopyChannel::transfer(ControlBlock& control, int slot, cons
   s.control_ = &control;
   s.slot_ = slot;
   s.job_ = &job;
+  s.desc_ = &control.job();
   s.to_fd_ = to_fd;
   s.from_fd_ = from_fd;
   s.bytes_copied_ = &bytes_copied;
   s.reset_transfers();
-  if (s.setup_job_ != job.job_id) {
-    const CopyMessage m{.kind = CopyKind::job, .job_id = job.job_id, .payload_bytes = sizeof(CopyJobSetup)};
+  const JobDescriptor& desc = *s.desc_;
+  if (s.told_job_ != desc.job_id) {
+    const CopyMessage m{.kind = CopyKind::job, .job_id = desc.job_id, .payload_bytes = sizeof desc};
     s.out_.stage(&m, sizeof m);
-    s.out_.stage(&job.setup, sizeof job.setup);
+    s.out_.stage(&desc, sizeof desc);
     s.out_.seal();
-    s.setup_job_ = job.job_id;
+    s.told_job_ = desc.job_id;
   }
   bool exhausted = false;
   for (;;) {
@@ -248,7 +251,7 @@ std::int64_t CopyChannel::oldest_tile() const noexcept { return s_->in_flight_.e
 
 void CopyChannel::reset() noexcept {
   s_->reset_transfers();
-  s_->setup_job_ = 0;
+  s_->told_job_ = 0;
 }
 
 // Claims tiles for this worker and stages their requests. Returns false once no tile is left.
@@ -263,8 +266,9 @@ bool CopyChannel::State::fill_batch() {
       more = false;
       break;
     }
-    const TileRegions r = plan.regions(job.first_tile + t);
-    const CopyMessage m{.kind = CopyKind::tile, .job_id = job.job_id, .tile = job.first_tile + t, .payload_bytes = r.request_bytes};
+    const std::int64_t tile = desc_->grid_tile(t);
+    const TileRegions r = plan.regions(tile);
+    const CopyMessage m{.kind = CopyKind::tile, .job_id = desc_->job_id, .tile = tile, .payload_bytes = r.request_bytes};
     out_.stage(&m, sizeof m);
     const auto specs = plan.inputs();
     for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -350,14 +354,16 @@ bool CopyChannel::State::start_reply() {
   const CopyJob& job = *job_;
   const CopyMessage& m = msg_;
   std::string problem;
-  if (m.magic != kCopyMagic || m.job_id != job.job_id) {
+  if (m.magic != kCopyMagic || m.job_id != desc_->job_id) {
     problem = "a reply that is not of this job";
-  } else if (in_flight_.empty() || m.tile != job.first_tile + in_flight_.front().tile) {
+  } else if (in_flight_.empty() || m.tile != desc_->grid_tile(in_flight_.front().tile)) {
     problem = fmt::format("a reply for tile {} out of order", m.tile);
   } else if (m.kind == CopyKind::result && m.payload_bytes != in_flight_.front().reply_bytes) {
     problem = fmt::format("a result of {} bytes for tile {}, expected {}", m.payload_bytes, m.tile, in_flight_.front().reply_bytes);
   } else if (m.kind == CopyKind::error && m.payload_bytes > kMaxErrorText) {
     problem = fmt::format("an error message of {} bytes", m.payload_bytes);
+  } else if (m.kind == CopyKind::error && !errc_from_wire(m.error_code)) {
+    problem = fmt::format("an error of unknown kind {}", m.error_code);
   } else if (m.kind != CopyKind::result && m.kind != CopyKind::error) {
     problem = fmt::format("a message of kind {}", static_cast<unsigned>(m.kind));
   }
@@ -392,7 +398,7 @@ void CopyChannel::State::finish_reply() {
   front_since_ns_ = monotonic_ns();
   ControlBlock& control = *control_;
   if (msg_.kind == CopyKind::error) {
-    control.report_error(error_text_);
+    control.report_error(error_text_, *errc_from_wire(msg_.error_code), msg_.error_errno);  // checked in start_reply
     return;
   }
   if (job_->plan->kernel().reduction != Reduction::none) control.partial(f.tile) = msg_.partial;

@@ -181,17 +181,17 @@ class CopyWorker {
 
  private:
   void start_job(const CopyMessage& m) {
-    if (m.payload_bytes != sizeof(CopyJobSetup)) protocol_error(fmt::format("job setup of {} bytes", m.payload_bytes));
-    auto setup = std::make_unique<CopyJobSetup>();
-    in_.read_exact(setup.get(), sizeof *setup, [this] { out_.flush(); });
-    job_id_ = setup->job_id;
-    kernel_name_ = std::string(setup->kernel, strnlen(setup->kernel, sizeof setup->kernel));
+    if (m.payload_bytes != sizeof(JobDescriptor)) protocol_error(fmt::format("job descriptor of {} bytes", m.payload_bytes));
+    auto job = std::make_unique<JobDescriptor>();
+    in_.read_exact(job.get(), sizeof *job, [this] { out_.flush(); });
+    job_id_ = job->job_id;
+    kernel_name_ = std::string(job->kernel_name());
     plan_.reset();
-    setup_error_.clear();
+    setup_error_ = {};
     try {
-      plan_ = CopyPlan::from_setup(*setup);
+      plan_ = CopyPlan::from_job(*job);
     } catch (...) {
-      setup_error_ = describe_current_exception();
+      setup_error_ = {describe_current_exception(), current_error_code(), current_error_errno()};
     }
   }
 
@@ -200,7 +200,8 @@ class CopyWorker {
     if (m.job_id != job_id_) protocol_error(fmt::format("tile of job {} during job {}", m.job_id, job_id_));
     if (!plan_) {
       discard(m.payload_bytes);
-      reply_error(m.tile, fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel_name_, setup_error_));
+      reply_error(m.tile, {fmt::format("worker pid {} could not set up kernel {}: {}", ::getpid(), kernel_name_, setup_error_.text),
+                           setup_error_.code, setup_error_.sys_errno});
       return;
     }
     if (m.tile < 0 || m.tile >= plan_->grid().tile_count()) protocol_error(fmt::format("tile {} out of range", m.tile));
@@ -224,18 +225,24 @@ class CopyWorker {
                                 : AnyArray(output_buffer_.data, out_data, out.dtype, out.shape);
     TileResult result;
     if (observer_) observer_(TilePoint::claimed, m.tile);
+    bool bound = false;
     try {
-      bind_checked(plan_->kernel(), inputs, output, plan_->params())->run_tile(r.tile, result);
+      const std::unique_ptr<BoundKernel> kernel = bind_checked(plan_->kernel(), inputs, output, plan_->params());
+      bound = true;
+      kernel->run_tile(r.tile, result);
     } catch (...) {  // a std::exception, or whatever else a plugin throws ("text", 42)
       if (catching_thread_exit()) {
         // pthread_exit(): its unwinding may not be dropped, and this thread is the process's.
-        reply_error(m.tile, fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must return "
-                                        "or throw)", kernel_name_, m.tile, format_box(r.tile), ::getpid()));
+        reply_error(m.tile, {fmt::format("kernel {} called pthread_exit() on tile {} {} in worker pid {} (a kernel must return "
+                                         "or throw)", kernel_name_, m.tile, format_box(r.tile), ::getpid())});
         out_.flush();
         std::_Exit(1);
       }
-      reply_error(m.tile, fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
-                                      format_box(r.tile), ::getpid(), describe_current_exception()));
+      // As in the other modes: binding (the kernel's setup) keeps its error's kind; a tile that
+      // fails is a failed job.
+      reply_error(m.tile, {fmt::format("kernel {} failed on tile {} {} in worker pid {}: {}", kernel_name_, m.tile,
+                                       format_box(r.tile), ::getpid(), describe_current_exception()),
+                           bound ? Errc::job_failed : current_error_code(), current_error_errno()});
       return;
     }
     if (observer_) observer_(TilePoint::written, m.tile);
@@ -244,10 +251,18 @@ class CopyWorker {
     out_.send(reply, out_data, r.reply_bytes);
   }
 
+  // An error as it crosses the pipe: its words, its kind and its errno.
+  struct WorkerError {
+    std::string text;
+    Errc code = Errc::job_failed;
+    int sys_errno = 0;
+  };
+
   // Cut to what the runner's control block holds: a longer message would only be cut there.
-  void reply_error(std::int64_t tile, const std::string& message) {
-    const std::string text = cut_message(message, kMessageCapacity - 1);
-    const CopyMessage reply{.kind = CopyKind::error, .job_id = job_id_, .tile = tile, .payload_bytes = text.size()};
+  void reply_error(std::int64_t tile, const WorkerError& error) {
+    const std::string text = cut_message(error.text, kMessageCapacity - 1);
+    const CopyMessage reply{.kind = CopyKind::error, .job_id = job_id_, .tile = tile, .payload_bytes = text.size(),
+                            .error_code = static_cast<std::int32_t>(error.code), .error_errno = error.sys_errno};
     out_.send(reply, reinterpret_cast<const std::byte*>(text.data()), text.size());
   }
 
@@ -267,7 +282,7 @@ class CopyWorker {
   std::uint64_t job_id_ = 0;
   std::string kernel_name_;
   std::optional<CopyPlan> plan_;
-  std::string setup_error_;
+  WorkerError setup_error_;  // why plan_ is empty
   std::array<LocalBuffer, kMaxInputs> input_buffers_;
   LocalBuffer output_buffer_;
 };

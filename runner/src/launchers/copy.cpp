@@ -101,11 +101,8 @@ class CopyLauncher final : public Launcher {
     const std::vector<ArraySpec> specs = input_specs(job);
     job_.inputs.clear();
     for (const JobArray& in : job.inputs) job_.inputs.push_back(in.array);
-    job_.job_id = control_->job().job_id;
     job_.plan = CopyPlan::make(*prepared.kernel, specs, prepared.output, prepared.grid, job.params);
-    job_.setup = CopyPlan::setup(job_.job_id, *prepared.kernel, specs, prepared.output, job.tile, job.params);
     job_.output = job.output.array;
-    job_.first_tile = prepared.first_tile;
     bytes_copied_.store(0, std::memory_order_relaxed);
   }
 
@@ -216,7 +213,8 @@ void Connection::start_worker() {
   owner_.control_->worker(slot_).pid.store(worker_->pid(), std::memory_order_release);
 }
 
-void Connection::bind(const JobDescriptor& /*job*/) {}  // the setup message goes with the first batch
+// The job's descriptor goes to the worker with the first batch (CopyChannel::transfer).
+void Connection::bind(const JobDescriptor& /*job*/) {}
 
 void Connection::run(ControlBlock& control, int /*slot*/) {
   if (control.job_failed()) return;  // nothing in flight here: nothing to do

@@ -6,19 +6,23 @@
 ///
 /// The wire format: every message is a fixed CopyMessage header followed by
 /// `payload_bytes` raw bytes, after the worker's "ready\n" line. Runner -> worker: `job`
-/// (payload: one CopyJobSetup), then `tile` messages (payload: the bytes of the region of each
-/// input that the kernel declares the tile reads, input after input, C order). Worker -> runner:
-/// one `result` per tile, in the order the tiles arrived (payload: the tile's output bytes, C
-/// order; a reduction's partial rides in the header) or `error` (payload: the message text).
+/// (payload: the job's JobDescriptor, the same bytes the control block holds, made once by the
+/// runner), then `tile` messages (payload: the bytes of the region of each input that the
+/// kernel declares the tile reads, input after input, C order). Worker -> runner: one `result`
+/// per tile, in the order the tiles arrived (payload: the tile's output bytes, C order; a
+/// reduction's partial rides in the header) or `error` (payload: the message text; the error's
+/// kind, an Errc, and its errno ride in the header, so the runner rethrows the same kind).
 /// Both ends are one machine: native byte order.
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/dtype.hpp"
+#include "tilepool/shared/error.hpp"
 #include "tilepool/shared/shape.hpp"
 #include "tilepool/shared/tiling.hpp"
 #include "tilepool/workers/kernel.hpp"
@@ -38,26 +42,13 @@ struct CopyMessage {
   std::int64_t tile = -1;
   std::uint64_t payload_bytes = 0;
   TilePartial partial{};  ///< a reduction's partial (result)
+  std::int32_t error_code = static_cast<std::int32_t>(Errc::job_failed);  ///< the error's kind, an Errc (error)
+  std::int32_t error_errno = 0;  ///< the errno behind the error, or 0 (error)
 };
-static_assert(sizeof(CopyMessage) == 48);
+static_assert(sizeof(CopyMessage) == 56);
 
-/// A job as a copy-mode worker needs it: kernel, parameters, the arrays' dtypes and shapes and
-/// the tiling. Sent once per job to each worker, as the payload of a `job` message. Plain data.
-struct CopyJobSetup {
-  std::uint64_t job_id = 0;
-  char kernel[64] = {};
-  char params[kParamsCapacity] = {};
-  std::uint32_t input_count = 0;
-  std::int32_t input_dtype[kMaxInputs] = {};
-  std::int32_t input_ndim[kMaxInputs] = {};
-  std::int64_t input_shape[kMaxInputs][kMaxDims] = {};
-  std::int32_t output_dtype = 0;
-  std::int32_t output_ndim = 0;
-  std::int64_t output_shape[kMaxDims] = {};
-  std::int32_t tile_ndim = 0;
-  std::int64_t tile[kMaxDims] = {};
-  char plugin[kPluginPathCapacity] = {};  ///< the kernel's plugin file (loaded first), or empty
-};
+/// The Errc whose value an `error` message carries, or nullopt if `code` is none.
+std::optional<Errc> errc_from_wire(std::int32_t code) noexcept;
 
 /// Where one tile's data lives: the region of each input it reads (KernelDef::input_region).
 /// A map's tile writes its own box of the output; a reduction's, nothing (its partial rides in
@@ -69,23 +60,21 @@ struct TileRegions {
   std::size_t reply_bytes = 0;              ///< the tile's output bytes: a `result` message's payload
 };
 
-/// A job's geometry in copy mode: which bytes each tile needs and returns. The runner and the
-/// worker build it from the same CopyJobSetup, so they agree on every message's size. The worker
-/// computes each tile on windows (AnyArray::window) holding exactly those regions. Immutable;
-/// safe to share across threads.
+/// A job's geometry in copy mode: which bytes each tile needs and returns. The runner builds it
+/// from its prepared job and the worker from that job's JobDescriptor (the `job` message), so
+/// they agree on every message's size. The worker computes each tile on windows
+/// (AnyArray::window) holding exactly those regions. Immutable; safe to share across threads.
 class CopyPlan {
  public:
   /// `grid` covers the kernel's iteration space (iteration_shape_of: a map's is its output's shape).
   /// `params` are the job's, checked and with defaults (check_params): input regions follow them.
   static CopyPlan make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                        const TileGrid& grid, const Params& params);
-  /// The setup message's contents (the runner's side).
-  static CopyJobSetup setup(std::uint64_t job_id, const KernelDef& kernel, std::span<const ArraySpec> inputs,
-                            const ArraySpec& output, std::span<const std::int64_t> tile, const Params& params);
-  /// Rebuilds the plan from a setup message (the worker's side), loading the kernel's plugin
-  /// first if it has one (the runner's file: load_pinned_plugin). Throws Error as make() and
-  /// load_pinned_plugin().
-  static CopyPlan from_setup(const CopyJobSetup& setup);
+  /// Rebuilds the plan from the job's descriptor (the worker's side): its kernel, arrays, grid
+  /// and parameters, loading the kernel's plugin first if it has one (the runner's file:
+  /// load_pinned_plugin). Throws Error as make() and load_pinned_plugin(), and Error(bad_input)
+  /// for a descriptor no runner writes.
+  static CopyPlan from_job(const JobDescriptor& job);
 
   [[nodiscard]] TileRegions regions(std::int64_t tile) const;
   [[nodiscard]] const KernelDef& kernel() const noexcept { return *kernel_; }

@@ -19,14 +19,13 @@
 
 namespace tilepool {
 
-/// A copy-mode job as the runner's transport sees it: its geometry and arrays.
+/// A copy-mode job as the runner's transport sees it: its geometry and arrays. What the job
+/// is (its id, its range of tiles, what its worker is told) is the control block's
+/// JobDescriptor.
 struct CopyJob {
-  std::uint64_t job_id = 0;
   std::optional<CopyPlan> plan;
   std::vector<AnyArray> inputs;
   AnyArray output;
-  CopyJobSetup setup;
-  std::int64_t first_tile = 0;  ///< claim index i is grid tile first_tile + i (the job's range)
 };
 
 /// The runner's end of one copy-mode worker's non-blocking stdin/stdout pipes. Several tiles
@@ -51,8 +50,9 @@ class CopyChannel {
   CopyChannel(const CopyChannel&) = delete;
   CopyChannel& operator=(const CopyChannel&) = delete;
 
-  /// Moves `job`'s tiles, claimed for `slot` from `control`, through the worker on `to_fd` and
-  /// `from_fd` until one of the Outcomes. `overdue(since_ns)` says whether a tile in flight
+  /// Moves the tiles of `control`'s current job, claimed for `slot`, through the worker on
+  /// `to_fd` and `from_fd` until one of the Outcomes; `job` is that job's plan and arrays. A
+  /// worker not yet told about the job is first sent its JobDescriptor (a `job` message). `overdue(since_ns)` says whether a tile in flight
   /// since then has waited too long. Array bytes sent and received are added to `bytes_copied`.
   /// Throws Error(system) if poll fails.
   Outcome transfer(ControlBlock& control, int slot, const CopyJob& job, int to_fd, int from_fd,
