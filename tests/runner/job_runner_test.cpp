@@ -281,6 +281,13 @@ class JobRunnerTest : public ::testing::Test {
   [[nodiscard]] JobRequest job() const {
     return JobRequest{"negate", {JobArray{input_, "", {}, std::nullopt}}, JobArray{output_, "", {}, std::nullopt}, {2, 2}, {}};
   }
+  /// The input's sum into `total`, a 0-d float64 array, in 2x2 tiles.
+  [[nodiscard]] JobRequest sum_job(const AnyArray& total) const {
+    JobRequest sum = job();
+    sum.kernel = "sum";
+    sum.output = JobArray{total, "", {}, std::nullopt};
+    return sum;
+  }
   double& in(int i) { return reinterpret_cast<double*>(input_.data())[i]; }
   double& out(int i) { return reinterpret_cast<double*>(output_.data())[i]; }
   bool output_is_negated_input() {
@@ -331,9 +338,7 @@ TEST_F(JobRunnerTest, RangedJobWritesOnlyTheOutputOfItsTiles) {
 TEST_F(JobRunnerTest, ReductionPartialsComeBackInTileOrderAndTheirTotalFillsTheOutput) {
   auto runner = make_runner();
   AnyArray total = allocate_array(DType::float64, {}, Sharing::private_to_process);
-  JobRequest sum = job();
-  sum.kernel = "sum";
-  sum.output = JobArray{total, "", {}, std::nullopt};
+  JobRequest sum = sum_job(total);
   sum.tile = {4, 4};  // tile t covers rows 4*(t/2).., columns 4*(t%2)..
 
   const JobStats stats = run_within(*runner, sum);
@@ -352,11 +357,8 @@ TEST_F(JobRunnerTest, ReductionPartialsComeBackInTileOrderAndTheirTotalFillsTheO
 TEST_F(JobRunnerTest, PostedDescriptorDescribesEachArraysDtypeAndShape) {
   auto runner = make_runner();
   AnyArray total = allocate_array(DType::float64, {}, Sharing::private_to_process);
-  JobRequest sum = job();
-  sum.kernel = "sum";
-  sum.output = JobArray{total, "", {}, std::nullopt};
 
-  run_within(*runner, sum);
+  run_within(*runner, sum_job(total));
 
   // What a copy-mode worker builds its plan from: the arrays' specs, not only their names.
   const JobDescriptor& posted = launcher_of(*runner).control().job();
