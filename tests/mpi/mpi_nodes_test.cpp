@@ -163,9 +163,9 @@ TEST_F(MpiNodesTest, OutputDirectoryMissingOnOneNodeIsOneLineNamingThatNodeInSec
   EXPECT_EQ(r.status, 2) << r.output;
   const std::vector<std::string> lines = lines_of(r.output);
   ASSERT_EQ(lines.size(), 1u) << r.output;
-  EXPECT_EQ(lines[0], fmt::format("tilepool-mpi: error: rank 1 (node tpnode2): {}: this node cannot create the output there: no such "
+  EXPECT_EQ(lines[0], fmt::format("tilepool-mpi: error: rank 1 (node tpnode2): {}: cannot create a file in {}: No such file or "
                                   "directory",
-                                  (dir_ / "out" / "sub").string()));
+                                  (dir_ / "out" / "sub" / "res.npy").string(), (dir_ / "out" / "sub").string()));
   EXPECT_LT(seconds, 40.0) << "mpirun's timeout (50 s) is what ended it: a hang";
   EXPECT_TRUE(fs::is_empty(dir_ / "out" / "sub"));
 }
@@ -183,7 +183,7 @@ TEST_F(MpiNodesTest, ReadOnlyOutputDirectoryOnOneNodeIsOneLineNamingThatNode) {
   const std::vector<std::string> lines = lines_of(r.output);
   ASSERT_EQ(lines.size(), 1u) << r.output;
   EXPECT_EQ(lines[0],
-            fmt::format("tilepool-mpi: error: rank 2 (node tpnode3): {}: this node cannot create the output there: Read-only file system", out));
+            fmt::format("tilepool-mpi: error: rank 2 (node tpnode3): {0}/res.npy: cannot create a file in {0}: Read-only file system", out));
   EXPECT_TRUE(fs::is_empty(dir_ / "out"));
 }
 
@@ -243,7 +243,7 @@ TEST_P(MpiNodesStopTest, StoppedJobLeavesNothingTheNextRunOrGcDoesNotRemove) {
     for (int i = 0; i < 20000 && !seen; ++i) {
       for (const auto& e : fs::directory_iterator(dir_ / "out")) {
         std::error_code ec;
-        if (e.path().filename().string().starts_with(".res.npy.tilepool-mpi-tpnode1-") && fs::file_size(e.path(), ec) > 1) seen = true;
+        if (e.path().filename().string().starts_with(".res.npy.tilepool-tpnode1-") && fs::file_size(e.path(), ec) > 1) seen = true;
       }
       if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
