@@ -42,17 +42,23 @@ void step(const Cluster& cluster, std::string_view backing_spec, F&& part, const
   // and the others leave their agreement when their own signal comes.
   throw_if_interrupted();
   std::optional<Error> mine;
+  bool about_node = false;
   try {
     part();
   } catch (const SpecError& e) {
     mine = cli::for_command_line(e, backing_spec);
+  } catch (const NodeError& e) {
+    // Said here: held in `mine` as a plain Error, it is no longer a NodeError (before, rank 0's
+    // node errors were told without its rank and node).
+    mine = e;
+    about_node = true;
   } catch (const Error& e) {
     if (e.code() == Errc::interrupted) throw;
     mine = e;
   } catch (const std::exception& e) {
     mine = Error(Errc::system, e.what());
   }
-  if (std::optional<Failure> failure = agree(cluster, mine, idle)) throw StepFailed(std::move(*failure));
+  if (std::optional<Failure> failure = agree(cluster, mine, about_node, idle)) throw StepFailed(std::move(*failure));
 }
 
 /// What one node did, as rank 0 gathers it (plain bytes over MPI).
@@ -113,14 +119,6 @@ void bcast_spec(ArraySpec& spec, MPI_Comm comm) {
   check_mpi(MPI_Bcast(fields, 2 + kMaxDims, MPI_INT64_T, 0, comm), "MPI_Bcast");
   spec.dtype = static_cast<DType>(fields[0]);
   spec.shape.assign(fields + 2, fields + 2 + fields[1]);
-}
-
-std::string bcast_text(std::string text, MPI_Comm comm) {
-  int length = static_cast<int>(text.size());
-  check_mpi(MPI_Bcast(&length, 1, MPI_INT, 0, comm), "MPI_Bcast");
-  text.resize(static_cast<std::size_t>(length));
-  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, 0, comm), "MPI_Bcast");
-  return text;
 }
 
 // Rank 0's view of the whole job's progress: the other leaders send their tile counts now and
@@ -480,8 +478,8 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   // ... every leader checks it can write that very file (no collective open before all can) ...
   step(cluster, o.backing, [&] {
     if (!leader) return;
-    temp_name = bcast_text(temp_name, leaders);
-    const std::string root_host = bcast_text(cluster.host(), leaders);
+    temp_name = bcast_text(temp_name, 0, leaders);
+    const std::string root_host = bcast_text(cluster.host(), 0, leaders);
     if (!root) check_temp_writable(temp_name, root_host);
   });
   // ... every leader writes its tiles into it with MPI-IO ...
