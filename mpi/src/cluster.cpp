@@ -88,7 +88,16 @@ void wait_polling(MPI_Request& request, const std::function<void()>& idle) {
   }
 }
 
-std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>& mine, const std::function<void()>& idle) {
+std::string bcast_text(std::string text, int root, MPI_Comm comm) {
+  int length = static_cast<int>(text.size());
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, root, comm), "MPI_Bcast");
+  text.resize(static_cast<std::size_t>(length));
+  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, root, comm), "MPI_Bcast");
+  return text;
+}
+
+std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>& mine, bool about_node,
+                             const std::function<void()>& idle) {
   const int me = mine ? cluster.rank() : INT_MAX;
   int first = INT_MAX;
   MPI_Request request = MPI_REQUEST_NULL;
@@ -99,21 +108,18 @@ std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>&
   // with 'N' for a NodeError.
   std::string text;
   if (cluster.rank() == first) {
-    text = fmt::format("{}{}", dynamic_cast<const NodeError*>(&*mine) != nullptr ? "N" : "", static_cast<int>(mine->code()));
+    text = fmt::format("{}{}", about_node ? "N" : "", static_cast<int>(mine->code()));
     text.push_back('\0');
     text += cluster.host();
     text.push_back('\0');
     text += mine->what();
   }
-  int length = static_cast<int>(text.size());
-  check_mpi(MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD), "MPI_Bcast");
-  text.resize(static_cast<std::size_t>(length));
-  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
+  text = bcast_text(std::move(text), first, MPI_COMM_WORLD);
   const std::size_t a = text.find('\0');
   const std::size_t b = text.find('\0', a + 1);
-  const bool about_node = text.starts_with('N');
-  const std::string code = text.substr(about_node ? 1 : 0, a - (about_node ? 1 : 0));
-  return Failure{first, text.substr(a + 1, b - a - 1), Error(static_cast<Errc>(std::stoi(code)), text.substr(b + 1)), about_node};
+  const bool node = text.starts_with('N');
+  const std::string code = text.substr(node ? 1 : 0, a - (node ? 1 : 0));
+  return Failure{first, text.substr(a + 1, b - a - 1), Error(static_cast<Errc>(std::stoi(code)), text.substr(b + 1)), node};
 }
 
 }  // namespace tilepool::mpi

@@ -66,13 +66,18 @@ struct Failure {
 /// lowest failing rank, or nullopt if none failed. Collective over MPI_COMM_WORLD. Polls
 /// rather than blocks, calling `idle` between polls, so that SIGINT/SIGTERM (what mpirun sends
 /// when another rank dies) ends the wait with Error(interrupted) and RAII cleans up.
-std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>& mine, const std::function<void()>& idle = {});
+/// `about_node`: `mine` was a NodeError (an optional holds a plain Error: the caller says).
+std::optional<Failure> agree(const Cluster& cluster, const std::optional<Error>& mine, bool about_node,
+                             const std::function<void()>& idle = {});
 
 /// Throws Error(interrupted) if SIGINT/SIGTERM arrived (mpirun stopping the job).
 void throw_if_interrupted();
 
 /// Waits for `request` to complete, polling as agree() does.
 void wait_polling(MPI_Request& request, const std::function<void()>& idle = {});
+
+/// `root`'s `text` on every rank of `comm` (the others' argument is ignored). Collective.
+std::string bcast_text(std::string text, int root, MPI_Comm comm);
 
 /// Throws Error(system) naming `what` and MPI's text for `code` unless it is MPI_SUCCESS.
 void check_mpi(int code, std::string_view what);

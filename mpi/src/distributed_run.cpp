@@ -5,8 +5,6 @@
 #include "distributed_run.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,17 +12,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "node_share.hpp"
 #include "node_sources.hpp"
+#include "tilepool/runner/report_json.hpp"
 #include "tilepool/runner/store.hpp"
-#include "tilepool/runner/memory_stats.hpp"
-#include "tilepool/shared/array_segment.hpp"
 #include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool::mpi {
 namespace {
@@ -34,7 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kProgressTag = 101;
 constexpr int kInputTag = 200;  // + input index
-constexpr std::string_view kTempMarker = ".tilepool-mpi-";
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -46,17 +42,23 @@ void step(const Cluster& cluster, std::string_view backing_spec, F&& part, const
   // and the others leave their agreement when their own signal comes.
   throw_if_interrupted();
   std::optional<Error> mine;
+  bool about_node = false;
   try {
     part();
   } catch (const SpecError& e) {
     mine = cli::for_command_line(e, backing_spec);
+  } catch (const NodeError& e) {
+    // Said here: held in `mine` as a plain Error, it is no longer a NodeError (before, rank 0's
+    // node errors were told without its rank and node).
+    mine = e;
+    about_node = true;
   } catch (const Error& e) {
     if (e.code() == Errc::interrupted) throw;
     mine = e;
   } catch (const std::exception& e) {
     mine = Error(Errc::system, e.what());
   }
-  if (std::optional<Failure> failure = agree(cluster, mine, idle)) throw StepFailed(std::move(*failure));
+  if (std::optional<Failure> failure = agree(cluster, mine, about_node, idle)) throw StepFailed(std::move(*failure));
 }
 
 /// What one node did, as rank 0 gathers it (plain bytes over MPI).
@@ -80,82 +82,20 @@ struct NodeFigures {
   char host[64] = {};
 };
 
-// The job's output under a temporary name beside the output, removed unless published.
-class TempOutput {
- public:
-  TempOutput() = default;
-  TempOutput(const TempOutput&) = delete;
-  TempOutput& operator=(const TempOutput&) = delete;
-  ~TempOutput() {
-    if (!path_.empty()) ::unlink(path_.c_str());
+// A leader's part in the output before any work: it sweeps what dead processes of its host
+// left in the output's directory (temporaries and their MPI-IO locks record their owner's host,
+// pid and start time: only on that host can they be judged), then proves that its node can
+// create and write there the named temporary rank 0 will make (removed at once). MPI-IO's
+// collective open, if one node could not, hangs for good (OMPIO) or fails blaming rank 0
+// (ROMIO). Each node has its own view of the filesystem: what it refuses is the node's error.
+void prepare_output_directory(const fs::path& out, bool force) {
+  (void)remove_stale_file_temporaries(out.has_parent_path() ? out.parent_path() : fs::path("."));
+  try {
+    PendingFile probe = PendingFile::create(out, PublishOptions{.replace = force, .temporary = TemporaryKind::named});
+    probe.allocate(1);
+  } catch (const Error& e) {
+    throw NodeError(e.code(), e.what());
   }
-  // Creates the file with the NPY header tilepool run writes, at the data's full size.
-  void create(fs::path path, const ArraySpec& spec) {
-    const std::string header = npy::make_header(spec.dtype, spec.shape);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) throw system_error(fmt::format("{}: cannot create", path.string()), errno);
-    path_ = std::move(path);
-    const auto data_bytes = byte_count(spec.shape, dtype_size(spec.dtype));
-    const bool ok = ::pwrite(fd, header.data(), header.size(), 0) == static_cast<ssize_t>(header.size()) &&
-                    ::ftruncate(fd, static_cast<off_t>(header.size() + data_bytes.value_or(0))) == 0;
-    const int err = errno;
-    ::close(fd);
-    if (!ok) throw system_error(fmt::format("{}: write", path_.string()), err);
-  }
-  // Hands the file over (to a Publication): this object no longer removes it.
-  fs::path release() { return std::exchange(path_, fs::path()); }
-
- private:
-  fs::path path_;
-};
-
-// ".OUT.npy.tilepool-mpi-HOST-PID": a hidden name beside the output that says whose it is.
-fs::path temp_path(const fs::path& out, const std::string& host, pid_t pid) {
-  return out.parent_path() / fmt::format(".{}{}{}-{}", out.filename().string(), kTempMarker, host, pid);
-}
-
-// Removes what runs on this host that were SIGKILLed (their pid is gone) left beside this
-// output: rank 0's temporary, a leader's directory probe, and the `.lock` files that Open MPI's
-// "lockedfile" component makes next to the temporary (`TEMP-JOBID-PID.lock`) when it is
-// selected (see main.cpp). Each node's leader sweeps its own host's names: only there does
-// the pid mean something. The file-system counterpart of the segment sweep.
-void sweep_stale_temps(const fs::path& out, const std::string& host) {
-  const std::string prefix = fmt::format(".{}{}{}-", out.filename().string(), kTempMarker, host);
-  fs::path dir = out.parent_path();
-  if (dir.empty()) dir = ".";
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!name.starts_with(prefix)) continue;
-    const std::string rest = name.substr(prefix.size());
-    const std::size_t digits = std::min(rest.find_first_not_of("0123456789"), rest.size());
-    if (digits == 0) continue;
-    const std::string tail = rest.substr(digits);
-    const bool lock = tail.starts_with("-") && tail.ends_with(".lock") &&
-                      tail.find_first_not_of("0123456789-") == tail.size() - 5;
-    if (!tail.empty() && !lock) continue;
-    if (::kill(static_cast<pid_t>(std::stol(rest.substr(0, digits))), 0) != 0 && errno == ESRCH) ::unlink(e.path().c_str());
-  }
-}
-
-// A leader's proof, before any work, that its node can create and write a file in the output's
-// directory. MPI-IO's collective open, if one node could not, hangs for good (OMPIO) or fails
-// blaming rank 0 (ROMIO). The probe has the name a temporary of this host and pid would have,
-// so a leader killed between create and unlink leaves a name the next run's sweep removes.
-void probe_output_directory(const fs::path& out, const std::string& host) {
-  fs::path dir = fs::absolute(out).parent_path();
-  const fs::path probe = temp_path(fs::absolute(out), host, ::getpid());
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    throw NodeError(Errc::bad_input, fmt::format("{}: this node cannot create the output there: {}", dir.string(),
-                                                 err == ENOENT ? "no such directory" : std::strerror(err)));
-  }
-  const bool wrote = ::pwrite(fd, "x", 1, 0) == 1;
-  const int err = errno;
-  ::close(fd);
-  ::unlink(probe.c_str());
-  if (!wrote) throw NodeError(Errc::bad_input, fmt::format("{}: this node cannot write the output there: {}", dir.string(), std::strerror(err)));
 }
 
 // A leader's proof, before the collective open, that the file rank 0 made is the one this node
@@ -179,14 +119,6 @@ void bcast_spec(ArraySpec& spec, MPI_Comm comm) {
   check_mpi(MPI_Bcast(fields, 2 + kMaxDims, MPI_INT64_T, 0, comm), "MPI_Bcast");
   spec.dtype = static_cast<DType>(fields[0]);
   spec.shape.assign(fields + 2, fields + 2 + fields[1]);
-}
-
-std::string bcast_text(std::string text, MPI_Comm comm) {
-  int length = static_cast<int>(text.size());
-  check_mpi(MPI_Bcast(&length, 1, MPI_INT, 0, comm), "MPI_Bcast");
-  text.resize(static_cast<std::size_t>(length));
-  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, 0, comm), "MPI_Bcast");
-  return text;
 }
 
 // Rank 0's view of the whole job's progress: the other leaders send their tile counts now and
@@ -327,7 +259,7 @@ std::string report_text(const Cluster& cluster, bool json, JobReport r, std::spa
                         {"bytes_written", f.bytes_written}, {"peak_pss_bytes", f.peak_pss_bytes}});
   }
   if (json) {
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(report_json(r));
+    nlohmann::ordered_json j = report_json_object(r);
     j["ranks"] = cluster.size();
     j["nodes"] = cluster.nodes();
     j["bytes_read"] = read;
@@ -342,34 +274,14 @@ std::string report_text(const Cluster& cluster, bool json, JobReport r, std::spa
 
 }  // namespace
 
-Publication::Publication(Publication&& other) noexcept
-    : temp_(std::exchange(other.temp_, fs::path())),
-      out_(std::move(other.out_)),
-      force_(other.force_),
-      host_(std::move(other.host_)),
-      report_(std::move(other.report_)) {}
-
-Publication::~Publication() {
-  if (!temp_.empty()) ::unlink(temp_.c_str());
-}
+fs::path Publication::temporary() const { return fs::absolute(file_.segment().pending_file()->temporary_path()); }
 
 void Publication::publish() {
-  if (force_) {
-    if (::rename(temp_.c_str(), out_.c_str()) != 0) throw system_error(fmt::format("{}: cannot rename into place", out_.string()), errno);
-  } else {
-    // Atomic "create if absent": link fails with EEXIST if the name appeared meanwhile.
-    if (::link(temp_.c_str(), out_.c_str()) != 0) {
-      if (errno == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists (pass --force to overwrite)", out_.string()));
-      throw system_error(fmt::format("{}: cannot link into place", out_.string()), errno);
-    }
-    ::unlink(temp_.c_str());
-  }
-  temp_.clear();
-  fs::path dir = out_.parent_path();
-  if (dir.empty()) dir = ".";
-  if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-    (void)::fsync(fd);
-    ::close(fd);
+  const fs::path target = file_.segment().pending_file()->target();
+  try {
+    file_.publish_npy_file(target, force_);
+  } catch (const Error& e) {
+    throw cli::for_command_line(SpecError(JobField::output, target.string(), e), {});
   }
   std::fputs(report_.c_str(), stdout);
   std::fflush(stdout);
@@ -397,8 +309,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
     // Every node first: a directory one node cannot write is that node's error, named as such.
     if (leader) {
       (void)collect_garbage(spec.backing);  // leftovers of this node's killed runs
-      sweep_stale_temps(fs::absolute(o.output), cluster.host());
-      probe_output_directory(o.output, cluster.host());
+      prepare_output_directory(o.output, o.force);
     }
     if (root) {
       try {
@@ -446,7 +357,8 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   const auto t_load = Clock::now();
   std::vector<std::vector<ByteRange>> in_ranges(n_inputs);
   std::vector<std::shared_ptr<RangedSource>> ranged(n_inputs);
-  std::shared_ptr<NodeOutput> node_output;
+  JobArray node_output;  // full size, holding only what this node's tiles write
+  std::vector<ByteRange> out_ranges;
   step(cluster, o.backing, [&] {
     if (!leader) return;
     const ArrayPlacement placement(spec.mode, spec.backing);
@@ -458,9 +370,17 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
         spec.inputs[i] = ranged[i] = std::make_shared<RangedSource>(spec.inputs[i], in_ranges[i]);
       }  // else rank 0 works on the segment itself
     }
+    // Kept in this process after the job: the nodes write their shares into one file with
+    // MPI-IO afterwards. A node with no tiles still writes (nothing): a full-size empty share.
     const auto whole = byte_count(plan.output.shape, dtype_size(plan.output.dtype));
-    spec.output = node_output = std::make_shared<NodeOutput>(
-        o.output, reduction ? std::vector{ByteRange{0, whole.value_or(0)}} : output_ranges(plan.output, plan.grid, range));
+    if (!reduction) out_ranges = output_ranges(plan.output, plan.grid, range);
+    try {
+      node_output = placement.make_sparse(plan.output.dtype, plan.output.shape, ArrayRole::output,
+                                          reduction ? std::vector{ByteRange{0, whole.value_or(0)}} : out_ranges);
+    } catch (const Error& e) {
+      throw SpecError(JobField::output, o.output, e);
+    }
+    spec.output = array_target(node_output, o.output);
   });
   // shm: inputs travel from rank 0 to each leader: just the bytes that leader's tiles read.
   if (leader) {
@@ -519,15 +439,11 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   for (const auto& r : ranged) {
     if (r) fig.bytes_read += r->bytes_read();
   }
-  // A node with no tiles still writes (nothing) into the file: a full-size empty share.
-  const AnyArray output = leader && node_output && node_output->result().data() != nullptr
-                              ? node_output->result()
-                              : (leader ? node_output->create(plan.output, ArrayPlacement(spec.mode, spec.backing)).array : AnyArray{});
+  const AnyArray& output = node_output.array;
 
   // 6. A reduction's partials, all tiles in tile order on rank 0: the same total, bit for bit,
   // whatever the number of nodes.
-  std::vector<ByteRange> write_ranges_here;
-  if (leader && !reduction) write_ranges_here = output_ranges(plan.output, plan.grid, range);
+  std::vector<ByteRange> write_ranges_here = std::move(out_ranges);
   if (leader && reduction) {
     const int bytes = static_cast<int>(node_report.partials.size() * sizeof(TilePartial));
     std::vector<int> counts(static_cast<std::size_t>(cluster.nodes()));
@@ -544,22 +460,26 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
     }
   }
 
-  // 7. One output file: rank 0 makes it (header written once) under a temporary name ...
+  // 7. One output file: rank 0 makes it (the header tilepool run writes, the data's space
+  // reserved) under a hidden temporary name that the other leaders open by path ...
   const auto t_write = Clock::now();
-  TempOutput temp;
-  const fs::path out_path = o.output;
+  std::optional<ArraySegment> file;
   std::string temp_name;
   step(cluster, o.backing, [&] {
     if (!root) return;
-    // Absolute: the other leaders open it from their own working directories.
-    temp_name = temp_path(fs::absolute(out_path), cluster.host(), ::getpid()).string();
-    temp.create(temp_name, plan.output);
+    try {
+      file.emplace(ArraySegment::create_npy_file(o.output, plan.output.dtype, plan.output.shape,
+                                                 PublishOptions{.replace = o.force, .temporary = TemporaryKind::named}));
+    } catch (const Error& e) {
+      throw SpecError(JobField::output, o.output, e);
+    }
+    temp_name = fs::absolute(file->segment().pending_file()->temporary_path()).string();
   });
   // ... every leader checks it can write that very file (no collective open before all can) ...
   step(cluster, o.backing, [&] {
     if (!leader) return;
-    temp_name = bcast_text(temp_name, leaders);
-    const std::string root_host = bcast_text(cluster.host(), leaders);
+    temp_name = bcast_text(temp_name, 0, leaders);
+    const std::string root_host = bcast_text(cluster.host(), 0, leaders);
     if (!root) check_temp_writable(temp_name, root_host);
   });
   // ... every leader writes its tiles into it with MPI-IO ...
@@ -587,7 +507,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   r.shape = plan.inputs.front().shape;
   r.tile = spec.tile.value_or(Shape{});
   r.wall_s = seconds_since(t_start);
-  return Publication(temp.release(), out_path, o.force, cluster.host(), report_text(cluster, o.json, r, figures));
+  return Publication(std::move(*file), o.force, report_text(cluster, o.json, r, figures));
 }
 
 }  // namespace tilepool::mpi

@@ -8,6 +8,7 @@
 
 #include "cluster.hpp"
 #include "commands.hpp"
+#include "tilepool/shared/array_segment.hpp"
 
 namespace tilepool::mpi {
 
@@ -23,31 +24,26 @@ class StepFailed : public std::exception {
 };
 
 /// Rank 0's finished job, not yet under the output's name: the output file under its hidden
-/// temporary name beside it, and the report to print once it is published. It is published
+/// temporary name beside it (the publication module's named temporary, which the other nodes
+/// opened by path for MPI-IO), and the report to print once it is published. It is published
 /// only after MPI_Finalize (see main.cpp: the commit); destroyed unpublished, it removes the
 /// temporary. Move-only.
 class Publication {
  public:
-  Publication(std::filesystem::path temp, std::filesystem::path out, bool force, std::string host, std::string report)
-      : temp_(std::move(temp)), out_(std::move(out)), force_(force), host_(std::move(host)), report_(std::move(report)) {}
-  Publication(Publication&& other) noexcept;
-  Publication& operator=(Publication&&) = delete;
-  Publication(const Publication&) = delete;
-  ~Publication();
+  Publication(ArraySegment file, bool force, std::string report)
+      : file_(std::move(file)), force_(force), report_(std::move(report)) {}
 
   /// The temporary's absolute path (a signal handler removes it if the job is stopped first).
-  [[nodiscard]] const std::filesystem::path& temp() const noexcept { return temp_; }
-  [[nodiscard]] const std::string& host() const noexcept { return host_; }
-  /// Moves the temporary onto the output (`link`, which refuses an existing name, or `rename`
-  /// with --force, as tilepool run does), syncs the directory, then prints the report on stdout.
-  /// Throws Error(exists) or Error(system); the temporary is then removed by the destructor.
+  [[nodiscard]] std::filesystem::path temporary() const;
+  /// Gives the file the output's name in one step (PendingFile::publish: never over an existing
+  /// file unless --force), syncs the directory, then prints the report on stdout. Throws Error
+  /// in the command line's words (exists, system); the temporary is then removed when this
+  /// object is destroyed.
   void publish();
 
  private:
-  std::filesystem::path temp_;
-  std::filesystem::path out_;
+  ArraySegment file_;
   bool force_ = false;
-  std::string host_;
   std::string report_;
 };
 

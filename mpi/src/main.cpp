@@ -52,7 +52,7 @@ extern "C" void stop_before_commit(int sig) {
 
 // Rank 0, from here until the commit: a signal stops it (above); one that came before stops it now.
 void guard_commit(const tilepool::mpi::Publication& publication) {
-  std::snprintf(g_commit_temp, sizeof g_commit_temp, "%s", publication.temp().c_str());
+  std::snprintf(g_commit_temp, sizeof g_commit_temp, "%s", publication.temporary().c_str());
   const char* names[3] = {"SIGINT", "SIGTERM", "SIGHUP"};
   for (int i = 0; i < 3; ++i) {
     std::snprintf(g_stop_message[i], sizeof g_stop_message[i],
@@ -68,8 +68,9 @@ void guard_commit(const tilepool::mpi::Publication& publication) {
 // One rank's whole run; returns its exit status.
 int run_rank(int argc, char** argv) {
   // Open MPI's MPI-IO (OMPIO) opens a shared-file-pointer component with every file. Across
-  // hosts the only one that works, "lockedfile", creates FILE-JOBID-PID.lock beside the output,
-  // which a stopped job leaves behind; "individual" makes FILE.data.R / FILE.metadata.R files.
+  // hosts the only one that works, "lockedfile", creates FILE-JOBID-PID.lock beside the output's
+  // temporary, which a stopped job leaves behind (the next run's sweep removes it once the
+  // temporary's owner is dead); "individual" makes FILE.data.R / FILE.metadata.R files.
   // tilepool-mpi never uses a shared file pointer, so it allows only "sm", which works on one
   // host (its file lives in Open MPI's session directory) and elsewhere declines: no file
   // at all beside the output. An explicit OMPI_MCA_sharedfp (or --mca sharedfp) wins.
@@ -124,9 +125,11 @@ int run_rank(int argc, char** argv) {
   if (::getppid() != launcher) (void)::raise(SIGTERM);
   int code = 0;
   std::optional<tilepool::mpi::Publication> publication;
+  std::string host;
   try {
     const tilepool::mpi::Cluster cluster = tilepool::mpi::Cluster::make(rank_per_node);
-    tilepool::set_last_words_prefix(fmt::format("tilepool-mpi: error: rank {} (node {}): ", rank, cluster.host()));
+    host = cluster.host();
+    tilepool::set_last_words_prefix(fmt::format("tilepool-mpi: error: rank {} (node {}): ", rank, host));
     if (auto finished = tilepool::mpi::run_distributed(cluster, options)) publication.emplace(std::move(*finished));
   } catch (const tilepool::mpi::StepFailed& e) {
     const tilepool::mpi::Failure& f = e.failure();
@@ -149,7 +152,7 @@ int run_rank(int argc, char** argv) {
   try {
     publication->publish();
   } catch (const tilepool::Error& e) {
-    const tilepool::mpi::Failure f{0, publication->host(), e, false};
+    const tilepool::mpi::Failure f{0, host, e, false};
     std::fprintf(stderr, "tilepool-mpi: error: %s%s\n", origin(f).c_str(), tilepool::one_line(e.what()).c_str());
     return tilepool::cli::exit_status(e);
   }

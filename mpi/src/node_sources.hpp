@@ -1,7 +1,7 @@
 #pragma once
-// Private to mpi/: the array sources and the output target of one node's part of a job. They
-// adapt the job layer's sources to a node that holds only the bytes its tiles need; the job
-// itself is run_job's, as on one machine.
+// Private to mpi/: the array sources of one node's part of a job. They adapt the job layer's
+// sources to a node that holds only the bytes its tiles need; the job itself is run_job's, as
+// on one machine (its output is the job layer's array_target over a sparse array).
 
 #include <memory>
 #include <optional>
@@ -46,27 +46,6 @@ class ShippedSource final : public ArraySource {
   std::string text_;
   ArraySpec spec_;
   std::optional<JobArray> array_;
-};
-
-/// This node's share of the output: a full-size array holding only the bytes its tiles write
-/// (`ranges`), kept in this process after the job (publish() publishes nothing): the nodes
-/// write their shares into one file with MPI-IO afterwards.
-class NodeOutput final : public OutputTarget {
- public:
-  NodeOutput(std::string text, std::vector<ByteRange> ranges) : text_(std::move(text)), ranges_(std::move(ranges)) {}
-  [[nodiscard]] std::string text() const override { return text_; }
-  void check(bool /*force*/) override {}
-  [[nodiscard]] JobArray create(const ArraySpec& spec, const ArrayPlacement& placement) override {
-    array_ = placement.make_sparse(spec.dtype, spec.shape, ArrayRole::output, ranges_);
-    return array_;
-  }
-  void publish(bool /*force*/) override {}
-  [[nodiscard]] AnyArray result() const override { return array_.array; }
-
- private:
-  std::string text_;
-  std::vector<ByteRange> ranges_;
-  JobArray array_;
 };
 
 }  // namespace tilepool::mpi

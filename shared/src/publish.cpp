@@ -195,13 +195,38 @@ std::optional<ProcessOwner> parse_hidden_temporary_name(const std::string& file_
   return owner;
 }
 
+namespace {
+
+// The owner of a hidden temporary, or of a lock file named after one: the temporary's name
+// followed by "-N-N.lock", which Open MPI's "lockedfile" MPI-IO component makes beside a file
+// it opens (FILE-JOBID-PID.lock) and leaves when its job is killed. The lock is the
+// temporary's: it goes when the temporary's owner is dead, whoever made it.
+std::optional<ProcessOwner> leftover_owner(const std::string& name) {
+  if (auto owner = parse_hidden_temporary_name(name)) return owner;
+  constexpr std::string_view kLock = ".lock";
+  std::string_view rest(name);
+  if (!rest.ends_with(kLock)) return std::nullopt;
+  rest.remove_suffix(kLock.size());
+  for (int field = 0; field < 2; ++field) {
+    const auto dash = rest.rfind('-');
+    if (dash == std::string_view::npos || dash + 1 == rest.size() ||
+        rest.substr(dash + 1).find_first_not_of("0123456789") != std::string_view::npos) {
+      return std::nullopt;
+    }
+    rest.remove_suffix(rest.size() - dash);
+  }
+  return parse_hidden_temporary_name(std::string(rest));
+}
+
+}  // namespace
+
 std::size_t remove_stale_file_temporaries(const fs::path& dir) noexcept {
   std::size_t removed = 0;
   std::error_code ec;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
     try {
       const std::string name = it->path().filename().string();
-      const auto owner = parse_hidden_temporary_name(name);
+      const auto owner = leftover_owner(name);
       if (!owner || owner_alive(*owner)) continue;
       struct stat st {};
       if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;

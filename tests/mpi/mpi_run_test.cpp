@@ -19,6 +19,7 @@
 #include "support/test_support.hpp"
 #include "tilepool/shared/allocation.hpp"
 #include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool {
 namespace {
@@ -312,6 +313,30 @@ TEST_P(MpiRunTest, ExistingOutputIsKeptWithoutForceAndReplacedWithIt) {
   EXPECT_TRUE(slurp(out).starts_with("\x93NUMPY"));
 }
 
+// Before: each leader judged the temporaries beside the output by kill(pid, 0), which a pid
+// that a live process took over fools, and no sweep knew Open MPI's lock files named after a
+// temporary (TEMPORARY-JOBID-PID.lock, from its "lockedfile" MPI-IO component).
+TEST_P(MpiRunTest, TemporariesAndLocksOfDeadOwnersBesideTheOutputAreSweptAndALiveOwnersAreKept) {
+  const fs::path in = dir_ / "in.npy";
+  write_random_npy(in, DType::float64, {20, 20}, 9);
+  const fs::path out = dir_ / "out.npy";
+  const std::string lock = "-3735879681-4242.lock";
+  // This process's pid with another start time: an owner that died, its pid now a live process's.
+  const fs::path stale = hidden_temporary_path(dir_.path(), "out.npy", ProcessOwner{::getpid(), this_process().start_time + 1});
+  const fs::path live = hidden_temporary_path(dir_.path(), "out.npy");  // this process's: alive
+  const std::vector<fs::path> stale_files = {stale, stale.string() + lock};
+  const std::vector<fs::path> live_files = {live, live.string() + lock};
+  for (const auto& p : {stale_files[0], stale_files[1], live_files[0], live_files[1]}) std::ofstream(p) << "x";
+
+  const CommandResult r = run_command(fmt::format("{} --kernel negate --input {} --tile 4,4 --workers 1 --output {} 2>&1",
+                                                  mpirun(GetParam()), in.string(), out.string()));
+
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const auto& p : stale_files) EXPECT_FALSE(fs::exists(p)) << p;
+  for (const auto& p : live_files) EXPECT_TRUE(fs::exists(p)) << p;
+  for (const auto& p : live_files) fs::remove(p);
+}
+
 TEST_P(MpiRunTest, SegmentOutputIsRefusedInOneLine) {
   const CommandResult r = run_command(fmt::format("{} --kernel negate --input x.npy --tile 4 --output shm:{} 2>&1", mpirun(GetParam()),
                                                   testing::unique_name("mpiout")));
@@ -384,7 +409,7 @@ TEST(MpiKilledRankTest, SigkilledRankEndsTheJobWithNoOutputAndNothingLeftAfterSw
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << slurp(dir / "log");
   EXPECT_FALSE(fs::exists(out));
   for (const auto& e : fs::directory_iterator(dir.path())) {
-    EXPECT_EQ(e.path().filename().string().find(".tilepool-mpi-"), std::string::npos) << e.path();
+    EXPECT_EQ(e.path().filename().string().find(".tilepool-"), std::string::npos) << e.path();
   }
   // Only the killed rank can have left segments; the next run's sweep (gc) removes them.
   for (const std::string& s : dead_owner_segments()) {

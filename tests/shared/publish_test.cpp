@@ -338,6 +338,26 @@ TEST_F(PublishTest, TheSweepRemovesOnlyTheTemporariesOfDeadOwners) {
   EXPECT_TRUE(fs::exists(users));
 }
 
+TEST_F(PublishTest, TheSweepRemovesTheLockFilesOfADeadOwnersTemporaryAndKeepsALiveOwners) {
+  // Open MPI's "lockedfile" MPI-IO component names its lock TEMPORARY-JOBID-PID.lock; the
+  // temporary itself may be gone already (removed by its owner's signal handler).
+  const std::string lock_suffix = "-3735879681-4242.lock";
+  // This process's pid with another start time: a process that had the pid before us.
+  const fs::path dead = hidden_temporary_path(dir_.path(), "a.npy", ProcessOwner{::getpid(), this_process().start_time + 1});
+  const fs::path dead_lock = dead.string() + lock_suffix;
+  const fs::path live_lock = hidden_temporary_path(dir_.path(), "b.npy").string() + lock_suffix;
+  const fs::path not_a_lock = dead.string() + "-x-4242.lock";
+  const fs::path other_suffix = dead.string() + lock_suffix + ".bak";
+  for (const auto& p : {dead_lock, live_lock, not_a_lock, other_suffix}) write_text(p, "x");
+
+  EXPECT_EQ(remove_stale_file_temporaries(dir_.path()), 1U);
+
+  EXPECT_FALSE(fs::exists(dead_lock));
+  EXPECT_TRUE(fs::exists(live_lock));
+  EXPECT_TRUE(fs::exists(not_a_lock));
+  EXPECT_TRUE(fs::exists(other_suffix));
+}
+
 TEST_F(PublishTest, TheSweepLeavesADirectoryAndASymlinkWithATemporarysName) {
   const fs::path dead_dir = hidden_temporary_path(dir_.path(), "a.npy", ProcessOwner{::getpid(), 1});
   const fs::path dead_link = hidden_temporary_path(dir_.path(), "b.npy", ProcessOwner{::getpid(), 1});

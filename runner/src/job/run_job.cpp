@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "detail/job_runner.hpp"
 #include "detail/launcher.hpp"
 #include "tilepool/runner/memory_stats.hpp"
+#include "tilepool/runner/report_json.hpp"
 #include "tilepool/runner/store.hpp"
 #include "tilepool/shared/control_block.hpp"
 #include "tilepool/shared/error.hpp"
@@ -173,7 +173,7 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   return report;
 }
 
-std::string report_json(const JobReport& r) {
+nlohmann::ordered_json report_json_object(const JobReport& r) {
   nlohmann::ordered_json j;
   j["mode"] = std::string(mode_name(r.mode));
   j["kernel"] = r.kernel;
@@ -186,7 +186,9 @@ std::string report_json(const JobReport& r) {
   j["bytes_copied"] = r.bytes_copied;
   j["peak_pss_bytes"] = r.peak_pss_bytes;
   j["retries"] = r.retries;
-  return j.dump();
+  return j;
 }
+
+std::string report_json(const JobReport& r) { return report_json_object(r).dump(); }
 
 }  // namespace tilepool

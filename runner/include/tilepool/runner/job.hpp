@@ -203,7 +203,7 @@ JobPlan plan_job(const JobSpec& spec);
 /// user's existing output is as it was.
 JobReport run_job(const JobSpec& spec, Pool* pool = nullptr);
 
-/// The report as one JSON object (the `--json` fields).
+/// The report as one JSON object (the `--json` fields), as text (report_json.hpp: as an object).
 std::string report_json(const JobReport& report);
 
 }  // namespace tilepool

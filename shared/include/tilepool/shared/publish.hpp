@@ -145,9 +145,11 @@ std::filesystem::path hidden_temporary_path(const std::filesystem::path& dir, co
 std::optional<ProcessOwner> parse_hidden_temporary_name(const std::string& file_name);
 
 /// Removes from directory `dir` the hidden temporaries (hidden_temporary_path) whose owner on
-/// this host is dead (owner_alive: pid and start time): regular files of this uid. What a
-/// killed run left (a named temporary, or the instant between linking and renaming). Returns
-/// how many it removed; never throws.
+/// this host is dead (owner_alive: pid and start time), and the lock files named after them
+/// ("TEMPORARY-N-N.lock": what Open MPI's "lockedfile" MPI-IO component makes beside a file it
+/// opens): regular files of this uid. What a killed run left (a named temporary, its MPI-IO
+/// lock, or the instant between linking and renaming). Returns how many it removed; never
+/// throws.
 std::size_t remove_stale_file_temporaries(const std::filesystem::path& dir) noexcept;
 
 }  // namespace tilepool
