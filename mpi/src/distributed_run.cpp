@@ -347,7 +347,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   step(cluster, o.backing, [&] {
     if (!leader) return;
     plan = plan_job(spec);
-    range = node_tiles(plan.grid.tile_count(), cluster.nodes(), cluster.node());
+    range = spec.dispatch.node_block(plan.grid.tile_count(), cluster.nodes(), cluster.node());
   });
   fig.first_tile = range.first;
   fig.tiles = range.count;
@@ -391,7 +391,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
         const AnyArray segment = spec.inputs[i]->open(ArrayPlacement(spec.mode, spec.backing)).array;
         for (int node = 1; node < cluster.nodes(); ++node) {
           const std::vector<ByteRange> theirs =
-              input_ranges(*plan.kernel, i, plan.inputs, plan.grid, node_tiles(plan.grid.tile_count(), cluster.nodes(), node),
+              input_ranges(*plan.kernel, i, plan.inputs, plan.grid, spec.dispatch.node_block(plan.grid.tile_count(), cluster.nodes(), node),
                            spec.params);
           if (theirs.empty()) continue;
           const RangesType type(theirs);
@@ -412,7 +412,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
   // 5. Compute: each leader runs its block as one job of the job layer, on its node's pool.
   std::vector<std::int64_t> node_counts(static_cast<std::size_t>(cluster.nodes()));
   for (int n = 0; n < cluster.nodes() && leader; ++n) {
-    node_counts[static_cast<std::size_t>(n)] = node_tiles(plan.grid.tile_count(), cluster.nodes(), n).count;
+    node_counts[static_cast<std::size_t>(n)] = spec.dispatch.node_block(plan.grid.tile_count(), cluster.nodes(), n).count;
   }
   JobProgress progress(cluster, progress_on != 0, plan.grid.tile_count());
   JobReport node_report;

@@ -7,12 +7,6 @@
 
 namespace tilepool::mpi {
 
-TileRange node_tiles(std::int64_t tile_count, int nodes, int node) {
-  const std::int64_t first = tile_count * node / nodes;
-  const std::int64_t end = tile_count * (node + 1) / nodes;
-  return TileRange{.first = first, .count = end - first};
-}
-
 std::vector<ByteRange> input_ranges(const KernelDef& kernel, std::size_t input, std::span<const ArraySpec> inputs,
                                     const TileGrid& grid, TileRange range, const Params& params) {
   const ArraySpec& spec = inputs[input];

@@ -1,5 +1,6 @@
 #pragma once
-// Private to mpi/: which tiles a node runs and which bytes of each array it needs for them.
+// Private to mpi/: which bytes of each array a node needs for its tiles (which tiles: the job's
+// DispatchPolicy::node_block).
 
 #include <mpi.h>
 
@@ -11,11 +12,6 @@
 #include "tilepool/workers/kernel.hpp"
 
 namespace tilepool::mpi {
-
-/// The tiles node `node` of `nodes` runs: a contiguous block in tile order. Blocks differ by
-/// at most one tile (static split: every node must read its inputs' regions before it starts,
-/// so a node cannot take tiles from another mid-job).
-TileRange node_tiles(std::int64_t tile_count, int nodes, int node);
 
 /// The byte ranges (of the data, merged) of input `input` that the tiles `range` of `grid`
 /// read: each tile's KernelDef input region (its halo, its row or column block), for the job's

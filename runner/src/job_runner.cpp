@@ -64,6 +64,7 @@ JobStats JobRunner::run(const JobRequest& job, const PreparedJob& prepared) {
   if (launcher_->runner_supervises()) Supervisor::replace_idle_deaths(*launcher_, control);
   JobDescriptor desc = describe(job, prepared, next_job_id_++);
   desc.stamp_claims = options_.tile_timeout.count() > 0 ? 1 : 0;
+  desc.dispatch = options_.dispatch;
   desc.check_regions = job.check_regions ? 1 : 0;
   control.post_job(desc, [&] { launcher_->bind(job, prepared); });
   std::uint64_t peak = 0;

@@ -61,6 +61,7 @@ Pool detail::start_pool(const PoolOptions& options, const StagedJob* first_job) 
   if (o.workers <= 0) o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.workers > kMaxWorkers) throw Error(Errc::usage, fmt::format("{} workers; at most {}", o.workers, kMaxWorkers));
   detail::check_tile_timeout(o.mode, o.tile_timeout);
+  o.dispatch.check();
   try {
     return Pool(std::make_unique<detail::JobRunner>(o, first_job));
   } catch (...) {

@@ -275,7 +275,7 @@ std::int64_t ControlBlock::claim_next_tile(int slot) noexcept {
     // A new chunk from the cursor: guided, so that the last tiles are spread over the workers.
     const std::int64_t left = n - cursor_.load(std::memory_order_relaxed);
     if (left <= 0) break;
-    const std::int64_t size = std::clamp<std::int64_t>(left / (4 * std::max(worker_capacity_, 1)), 1, kMaxChunk);
+    const std::int64_t size = job_.dispatch.chunk_size(left, worker_capacity_);
     const std::int64_t first = cursor_.fetch_add(size, std::memory_order_relaxed);
     if (first >= n) break;
     const std::int64_t end = std::min(first + size, n);

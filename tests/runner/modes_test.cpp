@@ -101,9 +101,10 @@ std::string case_name(const KernelCase& c) {
 
 class ModesTest : public ::testing::TestWithParam<std::tuple<Mode, int>> {};
 
-TEST_P(ModesTest, EveryKernelMatchesInlineReferenceBitwise) {
-  const auto [mode, workers] = GetParam();
-  Pool pool = Pool::start(PoolOptions{.workers = workers, .mode = mode});
+// Every kernel on a pool of `options`, bitwise against the same job run inline.
+void expect_every_kernel_matches_inline_reference(const PoolOptions& options) {
+  const Mode mode = options.mode;
+  Pool pool = Pool::start(options);
   unsigned seed = 1;
   for (const KernelCase& c : kernel_cases()) {
     SCOPED_TRACE(case_name(c));
@@ -128,6 +129,19 @@ TEST_P(ModesTest, EveryKernelMatchesInlineReferenceBitwise) {
     EXPECT_EQ(stats.retries, 0);
     EXPECT_EQ(stats.bytes_copied > 0, mode == Mode::copy);
   }
+}
+
+TEST_P(ModesTest, EveryKernelMatchesInlineReferenceBitwise) {
+  const auto [mode, workers] = GetParam();
+  expect_every_kernel_matches_inline_reference(PoolOptions{.workers = workers, .mode = mode});
+}
+
+// The dispatch policy changes who runs which tile, never the result: one tile per claim and one
+// tile (one byte) in flight per copy-mode worker give the same bytes.
+TEST_P(ModesTest, EveryKernelMatchesUnderTheNarrowestDispatchPolicy) {
+  const auto [mode, workers] = GetParam();
+  const DispatchPolicy narrowest{.chunk_divisor = 1024, .max_chunk = 1, .copy_tiles_in_flight = 1, .copy_bytes_in_flight = 1};
+  expect_every_kernel_matches_inline_reference(PoolOptions{.workers = workers, .mode = mode, .dispatch = narrowest});
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ModesTest,

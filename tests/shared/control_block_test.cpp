@@ -158,6 +158,30 @@ TEST_F(ChunkedControlBlockTest, AClaimReservesAChunkAndTheDoneCountIsReportedPer
   EXPECT_EQ(control_->tiles_done(), 1);
 }
 
+// The job's dispatch policy sizes the chunks: one tile per claim leaves the next tile to the
+// other worker; a larger chunk reserves that many.
+TEST(ControlBlockDispatchTest, TheJobsDispatchPolicySizesEachClaim) {
+  constexpr std::int64_t kTiles = 1000;
+  for (const std::int32_t max_chunk : {1, 7}) {
+    SCOPED_TRACE(max_chunk);
+    const std::size_t bytes = ControlBlock::bytes_for(kTiles, 2);
+    std::vector<std::byte> memory(bytes + 64);
+    void* aligned = memory.data() + (64 - reinterpret_cast<std::uintptr_t>(memory.data()) % 64) % 64;
+    ControlBlock* control = ControlBlock::create_in(aligned, bytes, kTiles, 2);
+    JobDescriptor d;
+    d.job_id = 1;
+    d.tile_count = kTiles;
+    d.dispatch.max_chunk = max_chunk;
+    control->post_job(d);
+    ASSERT_TRUE(control->enter_job(0));
+    ASSERT_TRUE(control->enter_job(1));
+    EXPECT_EQ(control->claim_next_tile(0), 0);
+    EXPECT_EQ(control->claim_next_tile(1), max_chunk);  // slot 0 holds [0, max_chunk)
+    control->leave_job(0);
+    control->leave_job(1);
+  }
+}
+
 TEST_F(ChunkedControlBlockTest, ADeadWorkersReservedTilesComeBackWithoutCountingAsRetries) {
   // Slot 0 finishes one tile, starts a second and dies holding it and the rest of its chunk.
   const std::int64_t a = control_->claim_next_tile(0);

@@ -20,8 +20,6 @@ namespace {
 constexpr std::size_t kDirectRun = 1024;                    // input runs this long are written from the array itself
 constexpr std::size_t kDirectRead = std::size_t{64} << 10;  // payload remainders this big are read in place
 constexpr std::size_t kReadBuffer = std::size_t{256} << 10;
-constexpr std::size_t kInflightBytes = std::size_t{2} << 20;  // request bytes queued per worker
-constexpr std::size_t kMaxInflight = 1024;                    // tiles queued per worker
 constexpr std::size_t kMaxErrorText = std::size_t{64} << 10;
 
 // A list of memory pieces consumed front to back by writev/readv or memcpy, with partial
@@ -227,12 +225,14 @@ CopyChannel::Outcome CopyChannel::transfer(ControlBlock& control, int slot, cons
     s.out_.seal();
     s.told_job_ = desc.job_id;
   }
+  const auto max_tiles = static_cast<std::size_t>(desc.dispatch.copy_tiles_in_flight);
+  const auto max_bytes = static_cast<std::size_t>(desc.dispatch.copy_bytes_in_flight);
   bool exhausted = false;
   for (;;) {
     // Refill when the batch is written and the pipeline has drained to half: batches, not
     // single tiles, so the syscalls per tile stay few.
-    if (s.out_.empty() && !exhausted && s.in_flight_.size() <= kMaxInflight / 2 &&
-        (s.in_flight_.empty() || s.in_flight_bytes_ <= kInflightBytes / 2)) {
+    if (s.out_.empty() && !exhausted && s.in_flight_.size() <= max_tiles / 2 &&
+        (s.in_flight_.empty() || s.in_flight_bytes_ <= max_bytes / 2)) {
       exhausted = !s.fill_batch();
     }
     if (s.out_.empty() && s.in_flight_.empty()) return Outcome::drained;
@@ -260,7 +260,10 @@ bool CopyChannel::State::fill_batch() {
   const CopyPlan& plan = *job.plan;
   out_.reset();
   bool more = true;
-  while (in_flight_.size() < kMaxInflight && (in_flight_.empty() || in_flight_bytes_ < kInflightBytes)) {
+  // How far ahead of the worker's results: the job's dispatch policy.
+  const auto max_tiles = static_cast<std::size_t>(desc_->dispatch.copy_tiles_in_flight);
+  const auto max_bytes = static_cast<std::size_t>(desc_->dispatch.copy_bytes_in_flight);
+  while (in_flight_.size() < max_tiles && (in_flight_.empty() || in_flight_bytes_ < max_bytes)) {
     const std::int64_t t = control_->claim_next_tile(slot_);
     if (t < 0) {
       more = false;

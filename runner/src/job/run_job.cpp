@@ -49,6 +49,7 @@ void check_settings(const JobSpec& spec) {
                     Error(Errc::usage, "expected a number of seconds >= 0"));
   }
   detail::check_tile_timeout(spec.mode, spec.tile_timeout);
+  spec.dispatch.check();
   if (spec.inputs.empty()) throw SpecError(JobField::input, "", Error(Errc::usage, "at least one input is required"));
   if (spec.output == nullptr) throw SpecError(JobField::output, "", Error(Errc::usage, "an output is required"));
 }
@@ -143,7 +144,7 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   } else {
     // Memory is measured only when it is reported: walking smaps costs time.
     const PoolOptions options{.workers = spec.workers, .mode = mode, .backing = backing, .sample_memory = spec.measure_memory,
-                              .tile_timeout = spec.tile_timeout};
+                              .tile_timeout = spec.tile_timeout, .dispatch = spec.dispatch};
     const detail::StagedJob staged{job, prepared};
     Pool own = detail::start_pool(options, &staged);
     stats = detail::run_prepared(own, job, prepared);

@@ -149,6 +149,8 @@ struct JobSpec {
   int workers = 0;  ///< 0: one per core
   Backing backing;  ///< where job segments go (control block, converted inputs, shm: outputs)
   std::chrono::milliseconds tile_timeout{0};
+  /// How the job's tiles are handed out within the pool (and, for tilepool-mpi, between nodes).
+  DispatchPolicy dispatch;
   // --- options -------------------------------------------------------------------------
   bool force = false;           ///< replace an existing output (in the publish step, never before)
   bool measure_memory = false;  ///< fill JobReport::peak_pss_bytes (walks page tables: costs time)

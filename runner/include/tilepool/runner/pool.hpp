@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tilepool/shared/array_segment.hpp"
+#include "tilepool/shared/dispatch.hpp"
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/workers/kernel.hpp"
 
@@ -87,13 +88,6 @@ class ArrayPlacement {
   Backing backing_;
 };
 
-/// A contiguous run of a tile grid's tiles, in tile order: tiles [first, first + count).
-/// count < 0 means every tile from `first` to the end; the default is the whole grid.
-struct TileRange {
-  std::int64_t first = 0;
-  std::int64_t count = -1;
-};
-
 /// A job: a kernel over inputs into an output, cut into tiles.
 struct JobRequest {
   std::string kernel;
@@ -151,6 +145,8 @@ struct PoolOptions {
   bool sample_memory = true;
   /// A worker that holds one tile longer than this is killed and the tile retried (0: never).
   std::chrono::milliseconds tile_timeout{0};
+  /// How the pool's jobs hand out their tiles (chunk sizes, copy mode's tiles in flight).
+  DispatchPolicy dispatch;
 };
 
 class Pool;

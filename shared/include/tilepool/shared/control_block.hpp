@@ -4,8 +4,9 @@
 /// memory that the runner and every worker map (a segment in share mode, a MAP_SHARED anonymous
 /// mapping in fork mode, plain memory in threads mode).
 ///
-/// Dispatch: an atomic tile cursor hands out chunks of tiles (guided: a quarter of what is left
-/// per worker, at most kMaxChunk, shrinking to 1 at the end); each tile's state goes
+/// Dispatch: an atomic tile cursor hands out chunks of tiles (sized by the job's DispatchPolicy,
+/// dispatch.hpp: by default guided, a quarter of what is left per worker, at most 64, shrinking
+/// to 1 at the end); each tile's state goes
 /// free -> reserved(slot) -> claimed(slot) -> done; a done counter, which each worker adds to
 /// once per chunk, tells the runner when the job is complete. So the words every worker writes
 /// (cursor, done counter) are touched once per chunk, not once per tile; the rest sits on the
@@ -23,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "tilepool/shared/dispatch.hpp"
 #include "tilepool/shared/dtype.hpp"
 #include "tilepool/shared/error.hpp"
 #include "tilepool/shared/limits.hpp"
@@ -47,8 +49,6 @@ inline constexpr std::uint32_t kTileDone = 0xFFFFFFFFu;
 constexpr std::uint32_t tile_claimed_by(int slot) noexcept { return 1u + static_cast<std::uint32_t>(slot); }
 /// A reserved tile's state: taken from the cursor in a worker's chunk, not yet started.
 constexpr std::uint32_t tile_reserved_by(int slot) noexcept { return 0x40000000u + static_cast<std::uint32_t>(slot); }
-/// The most tiles one claim takes from the cursor (ControlBlock::claim_next_tile).
-inline constexpr std::int64_t kMaxChunk = 64;
 
 /// An array's element type and shape as a JobDescriptor holds it. Plain data; another process
 /// may have written it, so the accessors check it.
@@ -101,6 +101,8 @@ struct JobDescriptor {
   /// The grid tile that claim index 0 runs: workers claim i in [0, tile_count) and run grid
   /// tile first_tile + i (a job over a range of the grid's tiles; 0 for the whole grid).
   std::int64_t first_tile = 0;
+  /// How the job's tiles are handed out: claims' chunk sizes, copy mode's tiles in flight.
+  DispatchPolicy dispatch;
   char params[kParamsCapacity] = {};
   char plugin[kPluginPathCapacity] = {};  ///< the file of the kernel's plugin; empty for others
   /// The objects the job pinned when it started (Segment::identity), by input and for the

@@ -10,6 +10,13 @@
 
 namespace tilepool {
 
+/// A contiguous run of a tile grid's tiles, in tile order: tiles [first, first + count).
+/// count < 0 means every tile from `first` to the end; the default is the whole grid.
+struct TileRange {
+  std::int64_t first = 0;
+  std::int64_t count = -1;
+};
+
 /// A tile's partial result, for reductions: a kernel's TileResult, combined by the runner in
 /// tile order (sum_in_tile_order). Plain data: it crosses processes in the control block and
 /// copy mode's messages.
