@@ -3,13 +3,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstddef>
+#include <mutex>
 #include <string_view>
 
 #include <fmt/format.h>
 
 #include "detail/fd.hpp"
+#include "tilepool/shared/error.hpp"
 
 namespace tilepool {
 namespace {
@@ -58,12 +61,46 @@ std::optional<unsigned long long> process_start_time(pid_t pid) {
   return fields ? std::optional(fields->start_time) : std::nullopt;
 }
 
+namespace {
+
+// This process's owner, cached per pid (a forked child is another process with its own start
+// time). A failed read is never cached: an owner with start time 0 would look dead to every
+// sweep, which would then remove this live process's segments and temporaries.
+struct OwnerCache {
+  std::mutex mutex;
+  ProcessOwner owner{};
+  // Fills the cache for this pid if it can; false (errno set) if /proc could not tell.
+  bool fill_locked() {
+    const pid_t pid = ::getpid();
+    if (owner.pid == pid) return true;
+    const auto start = process_start_time(pid);
+    if (!start) return false;
+    owner = ProcessOwner{pid, *start};
+    return true;
+  }
+};
+OwnerCache& owner_cache() {
+  static OwnerCache cache;
+  return cache;
+}
+// Read when the library loads, while the program has descriptors to spare: a command that
+// then runs at its descriptor limit (`tilepool get` needs exactly its files) still names its
+// temporaries with its real start time.
+[[maybe_unused]] const bool g_owner_read_early = [] {
+  OwnerCache& cache = owner_cache();
+  const std::lock_guard lock(cache.mutex);
+  return cache.fill_locked();
+}();
+
+}  // namespace
+
 ProcessOwner this_process() {
-  // Cached per pid: a forked child is another process with its own start time.
-  thread_local ProcessOwner cached{};
-  const pid_t pid = ::getpid();
-  if (cached.pid != pid) cached = ProcessOwner{pid, process_start_time(pid).value_or(0)};
-  return cached;
+  OwnerCache& cache = owner_cache();
+  const std::lock_guard lock(cache.mutex);
+  if (!cache.fill_locked()) {
+    throw system_error(fmt::format("reading this process's start time from /proc/{}/stat", ::getpid()), errno != 0 ? errno : EIO);
+  }
+  return cache.owner;
 }
 
 bool owner_alive(const ProcessOwner& owner) {

@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fcntl.h>
+
+#include "shared/child_process.hpp"
+#include "tilepool/shared/error.hpp"
 
 namespace tilepool {
 namespace {
@@ -127,6 +131,23 @@ TEST(ProcessOwnerTest, NoProcessHasPidZeroOrANegativePid) {
   EXPECT_EQ(process_start_time(0), std::nullopt);
   EXPECT_EQ(process_start_time(-1), std::nullopt);
   EXPECT_FALSE(owner_alive(ProcessOwner{0, 0}));
+}
+
+// A process that cannot read its own start time (no descriptor left to open /proc with) does
+// not name things as an owner with start time 0: every sweep would take that owner for dead and
+// remove a live process's segments and temporaries. It is an error instead.
+TEST(ProcessOwnerTest, ThisProcessIsAnErrorWhenProcCannotTellItsStartTime) {
+  const int status = testing::run_in_child([] {
+    const rlimit none{0, 0};  // the forked child has a new pid: this_process() must read /proc
+    if (::setrlimit(RLIMIT_NOFILE, &none) != 0) return 3;
+    try {
+      const ProcessOwner me = this_process();
+      return me.start_time == 0 ? 1 : 2;  // 1: the failure was taken for a start time
+    } catch (const Error& e) {
+      return e.code() == Errc::usage ? 0 : 4;  // EMFILE: system_error says the limit
+    }
+  });
+  EXPECT_TRUE(testing::exited_cleanly(status)) << testing::describe_wait_status(status);
 }
 
 }  // namespace

@@ -27,7 +27,9 @@ struct ProcessOwner {
 std::optional<unsigned long long> process_start_time(pid_t pid);
 
 /// This process as an owner (its pid and start time; computed once per process, and again
-/// after a fork, whose child has its own). Thread-safe.
+/// after a fork, whose child has its own). Thread-safe. Throws Error (system, or usage at the
+/// descriptor limit) if /proc cannot tell the start time: a name made with a wrong owner would
+/// be swept as a dead process's.
 ProcessOwner this_process();
 
 /// True if the process `owner` names is running: a process has that pid and started at that
