@@ -20,12 +20,15 @@
 #include <boost/process/pipe.hpp>
 #include <boost/process/posix.hpp>
 #include <algorithm>
+#include <charconv>
+#include <optional>
 #include <cstdlib>
 #include <thread>
 #include <fmt/format.h>
 
 #include "detail/supervisor.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/posix_call.hpp"
 #include "tilepool/workers/worker.hpp"
 
@@ -179,13 +182,26 @@ void WorkerProcess::await_ready(const std::string& who) {
     line.push_back(c);
   }
   if (line.starts_with("error: ")) {
-    // The worker could not start and says why instead of "ready"; it prints nothing itself.
+    // The worker could not start and says why instead of "ready" ("error: ERRC ERRNO TEXT");
+    // it prints nothing itself. The error keeps its kind: a segment replaced under the job is
+    // bad input whether a starting worker or a warm one finds it.
     std::error_code ec;
     child_.wait(ec);
     reaped_ = true;
     status_ = child_.native_exit_code();
-    throw Error(Errc::job_failed, fmt::format("{} (pid {}) could not start: {}", who, pid_,
-                                              std::string_view(line).substr(7, line.size() - 8)));
+    std::string_view rest = std::string_view(line).substr(7, line.size() - 8);
+    const auto number = [&rest]() -> std::optional<int> {
+      int v = 0;
+      const auto [end, parsed] = std::from_chars(rest.data(), rest.data() + rest.size(), v);
+      if (parsed != std::errc() || end == rest.data() + rest.size() || *end != ' ') return std::nullopt;
+      rest.remove_prefix(static_cast<std::size_t>(end - rest.data()) + 1);
+      return v;
+    };
+    const std::optional<int> code = number();
+    const std::optional<int> err = code ? number() : std::nullopt;
+    const std::optional<Errc> kind = err ? errc_from_wire(*code) : std::nullopt;
+    if (!kind) throw Error(Errc::system, fmt::format("{} (pid {}) said '{}', expected ready or an error", who, pid_, escape_for_message(line)));
+    throw Error(*kind, fmt::format("{} (pid {}) could not start: {}", who, pid_, rest), *err);
   }
   if (line != "ready\n") throw Error(Errc::system, fmt::format("{} (pid {}) said '{}', expected ready", who, pid_, line));
 }

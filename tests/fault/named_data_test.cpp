@@ -241,7 +241,8 @@ TEST_F(NamedDataTest, InputReplacedMidJobFailsTheJobWhenAWorkerIsRespawned) {
   std::this_thread::sleep_for(200ms);  // the worker has stopped on tile 0
   ASSERT_EQ(run_command(kTilepool + " rm " + src).status, 0);
   put(in("old.npy"), src);  // another array under the same name
-  EXPECT_EQ(runner.wait_exit(10s), 1);
+  // The respawned worker's error keeps its kind (bad input, as a warm worker's would be): 2.
+  EXPECT_EQ(runner.wait_exit(10s), 2);
   const std::string err = read_file(dir_ / "err");
   EXPECT_TRUE(one_error_line(err)) << err;
   EXPECT_NE(err.find("'" + src + "'"), std::string::npos) << err;
@@ -258,7 +259,7 @@ TEST_F(NamedDataTest, JobOutputRemovedMidJobFailsTheJobNamingIt) {
   for (const auto& s : segments_of(runner.pid())) {
     if (s.ends_with("-out")) std::filesystem::remove("/dev/shm/" + s);
   }
-  EXPECT_EQ(runner.wait_exit(10s), 1);
+  EXPECT_EQ(runner.wait_exit(10s), 2);  // as above: the respawned worker's bad input
   const std::string err = read_file(dir_ / "err");
   EXPECT_TRUE(one_error_line(err)) << err;
   EXPECT_NE(err.find("-out"), std::string::npos) << err;
@@ -327,10 +328,12 @@ TEST(FaultHookTest, NoProductionBinaryContainsIt) {
   EXPECT_EQ(run_command("grep -q TILEPOOL_FAULT " + (bin / "tilepool-worker-faults").string()).status, 0);
 }
 
+// ... and keeps its kind in every mode: a malformed hook value is a usage error, exit 2 (share
+// and copy workers' start failures were all "job failed", exit 1, whatever they were).
 TEST_P(NamedDataProcessModesTest, WorkerStartFailureIsOneLine) {
   const auto r = run_command("TILEPOOL_FAULT=bogus " + kTilepoolWithFaults + " run -k add -i " + in("a.npy") + " -i " + in("b.npy") +
                              " -o " + in("out.npy") + " -t 8,8 -w 2 --no-progress -m " + GetParam() + " 2>&1");
-  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(one_error_line(r.output)) << r.output;
   EXPECT_NE(r.output.find("TILEPOOL_FAULT"), std::string::npos) << r.output;
 }

@@ -11,21 +11,6 @@
 
 namespace tilepool {
 
-std::optional<Errc> errc_from_wire(std::int32_t code) noexcept {
-  // Every enumerator is listed: a new one that is not is a -Wswitch warning here.
-  switch (const auto e = static_cast<Errc>(code)) {
-    case Errc::usage:
-    case Errc::bad_input:
-    case Errc::exists:
-    case Errc::no_space:
-    case Errc::system:
-    case Errc::job_failed:
-    case Errc::interrupted:
-      return e;
-  }
-  return std::nullopt;
-}
-
 CopyPlan CopyPlan::make(const KernelDef& kernel, std::span<const ArraySpec> inputs, const ArraySpec& output,
                         const TileGrid& grid, const Params& params) {
   if (inputs.size() > kMaxInputs) throw Error(Errc::usage, fmt::format("{} inputs; at most {}", inputs.size(), kMaxInputs));

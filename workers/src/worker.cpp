@@ -38,10 +38,11 @@ bool write_stdout(std::string_view text) noexcept {
   return true;
 }
 
-// A failure before "ready" goes to the runner, in place of "ready", as one line: the runner's
-// error message includes it, so the user sees one line, not the worker's and the runner's.
-void say_not_ready(std::string_view why) noexcept {
-  std::string line = "error: ";
+// A failure before "ready" goes to the runner, in place of "ready", as one line
+// "error: ERRC ERRNO TEXT" (its kind and errno as numbers): the runner's error keeps that kind
+// and includes the text, so the user sees one line, not the worker's and the runner's.
+void say_not_ready(std::string_view why, Errc code, int err) noexcept {
+  std::string line = fmt::format("error: {} {} ", static_cast<int>(code), err);
   for (const char c : why) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
   line.push_back('\n');
   (void)write_stdout(line);
@@ -132,7 +133,7 @@ std::optional<int> serve_as_worker_if_asked(int argc, char** argv) {
   } catch (...) {  // whatever a plugin's entry point or bind threw, std::exception or not
     const std::string what = describe_current_exception();
     if (!g_ready_said) {
-      say_not_ready(what);  // the runner reports it
+      say_not_ready(what, current_error_code(), current_error_errno());  // the runner reports it
     } else {
       std::fprintf(stderr, "tilepool-worker: error: %s\n", what.c_str());
     }

@@ -142,7 +142,9 @@ class ForkLauncher final : public Launcher {
                               [parent] { return ::getppid() == parent; });
       serve_jobs(*control_, slot, handler);
     } catch (const std::exception& e) {  // serve_jobs reports kernel errors itself; nothing may escape a child
-      control_->report_error(fmt::format("fork worker {} (pid {}) could not start: {}", slot, ::getpid(), e.what()));
+      // With its kind, as a share or copy worker's start failure (WorkerProcess::await_ready).
+      control_->report_error(fmt::format("fork worker {} (pid {}) could not start: {}", slot, ::getpid(), e.what()),
+                             current_error_code(), current_error_errno());
       status = 2;
     } catch (...) {
       status = 2;

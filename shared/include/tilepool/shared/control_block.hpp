@@ -238,8 +238,9 @@ class ControlBlock {
   [[nodiscard]] bool job_failed() const noexcept { return error_state_.load(std::memory_order_acquire) == 2; }
   /// The first error's message (valid when job_failed()).
   [[nodiscard]] std::string error_message() const;
-  /// The first error's kind (valid when job_failed()).
-  [[nodiscard]] Errc error_code() const noexcept { return static_cast<Errc>(error_code_); }
+  /// The first error's kind (valid when job_failed()); Errc::job_failed if what a worker wrote
+  /// there is no Errc.
+  [[nodiscard]] Errc error_code() const noexcept { return errc_from_wire(error_code_).value_or(Errc::job_failed); }
   /// The first error's errno, or 0 (valid when job_failed()).
   [[nodiscard]] int error_errno() const noexcept { return error_errno_; }
   /// The first error as the Error to throw in the runner: its kind, message and errno.

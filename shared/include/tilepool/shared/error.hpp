@@ -2,8 +2,10 @@
 /// @file
 /// The one exception type that tilepool's libraries throw, and TILEPOOL_CHECK for broken invariants.
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +39,10 @@ class Error : public std::runtime_error {
   Errc code_;
   int sys_errno_;
 };
+
+/// The Errc whose value another process sent (a worker's error: the control block, copy mode's
+/// pipe, a worker that could not start), or nullopt if `code` is no Errc.
+std::optional<Errc> errc_from_wire(std::int32_t code) noexcept;
 
 /// Builds an Error for a failed system call: "<context>: <strerror(err)>" with sys_errno() `err`, Errc::no_space for
 /// a full store (ENOSPC, EDQUOT, EFBIG), else Errc::system; EMFILE (the descriptor limit) is

@@ -47,9 +47,6 @@ struct CopyMessage {
 };
 static_assert(sizeof(CopyMessage) == 56);
 
-/// The Errc whose value an `error` message carries, or nullopt if `code` is none.
-std::optional<Errc> errc_from_wire(std::int32_t code) noexcept;
-
 /// Where one tile's data lives: the region of each input it reads (KernelDef::input_region).
 /// A map's tile writes its own box of the output; a reduction's, nothing (its partial rides in
 /// the reply's header).
