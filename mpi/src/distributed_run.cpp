@@ -102,15 +102,12 @@ void prepare_output_directory(const fs::path& out, bool force) {
 // sees under that name, and that it may write it: the output's directory is the same shared
 // filesystem on every node.
 void check_temp_writable(const fs::path& temp, const std::string& root_host) {
-  const int fd = ::open(temp.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
+  if (!UniqueFd(::open(temp.c_str(), O_RDWR | O_CLOEXEC))) {
     throw NodeError(Errc::bad_input,
                     fmt::format("{}: this node cannot open the output file that rank 0 (node {}) made there: {} (is it the same "
                                 "shared filesystem on every node?)",
-                                temp.parent_path().string(), root_host, std::strerror(err)));
+                                temp.parent_path().string(), root_host, std::strerror(errno)));
   }
-  ::close(fd);
 }
 
 void bcast_spec(ArraySpec& spec, MPI_Comm comm) {
@@ -423,7 +420,7 @@ std::optional<Publication> run_distributed(const Cluster& cluster, const cli::Ru
         spec.tiles = range;
         spec.measure_memory = true;
         spec.progress = [&progress](std::int64_t done, std::int64_t /*total*/) { progress.local(done); };
-        node_report = run_job(spec);
+        node_report = run_job(spec, plan);  // planned once, in step 3
         fig.workers = node_report.workers;
         fig.load_s += node_report.load_s;
         fig.spawn_s = node_report.spawn_s;

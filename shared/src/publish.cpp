@@ -314,13 +314,13 @@ PendingFile PendingFile::create(fs::path target, const PublishOptions& options) 
     // tells, since a file linked once cannot be linked again after its name is removed).
     if (fd && unnamed_files_link(dir)) {
       file.features_ = FileSystemFeatures{true, false, true};
-      file.fd_ = fd.release();
+      file.fd_ = std::move(fd);
       return file;
     }
   }
   detail::UniqueFd fd = create_hidden(dir, for_name, file.temporary_);
   if (!fd) throw create_error(dir, errno, file.target_);
-  file.fd_ = fd.release();  // from here on, the destructor removes the temporary
+  file.fd_ = std::move(fd);  // from here on, the destructor removes the temporary
   probe_named(file.temporary_, dir, for_name, allowed, file.features_);
   if (!options.replace && !file.features_.rename_noreplace && !file.features_.hard_links) {
     throw cannot_publish_error(file.target_);
@@ -329,7 +329,7 @@ PendingFile PendingFile::create(fs::path target, const PublishOptions& options) 
 }
 
 PendingFile::PendingFile(PendingFile&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       target_(std::move(other.target_)),
       temporary_(std::exchange(other.temporary_, {})),
       features_(other.features_),
@@ -339,8 +339,7 @@ PendingFile::PendingFile(PendingFile&& other) noexcept
 PendingFile& PendingFile::operator=(PendingFile&& other) noexcept {
   if (this != &other) {
     remove_temporary();
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     target_ = std::move(other.target_);
     temporary_ = std::exchange(other.temporary_, {});
     features_ = other.features_;
@@ -350,17 +349,14 @@ PendingFile& PendingFile::operator=(PendingFile&& other) noexcept {
   return *this;
 }
 
-PendingFile::~PendingFile() {
-  remove_temporary();
-  if (fd_ >= 0) ::close(fd_);
-}
+PendingFile::~PendingFile() { remove_temporary(); }
 
 void PendingFile::remove_temporary() noexcept {
-  if (temporary_.empty() || fd_ < 0) return;
+  if (temporary_.empty() || !fd_) return;
   // Only while the name still holds this file: whatever took the name since is not ours.
   struct stat mine {};
   struct stat named {};
-  if (::fstat(fd_, &mine) == 0 && ::lstat(temporary_.c_str(), &named) == 0 && mine.st_dev == named.st_dev &&
+  if (::fstat(fd_.get(), &mine) == 0 && ::lstat(temporary_.c_str(), &named) == 0 && mine.st_dev == named.st_dev &&
       mine.st_ino == named.st_ino) {
     ::unlink(temporary_.c_str());
   }
@@ -368,15 +364,15 @@ void PendingFile::remove_temporary() noexcept {
 }
 
 void PendingFile::allocate(std::uint64_t bytes) {
-  TILEPOOL_CHECK(fd_ >= 0 && !published_);
+  TILEPOOL_CHECK(fd_ && !published_);
   if (bytes == 0) return;
-  const int err = detail::reserve_range(fd_, 0, bytes);
+  const int err = detail::reserve_range(fd_.get(), 0, bytes);
   if (err == 0) return;
   if (!is_no_space(err)) throw system_error(fmt::format("{}: reserving {} bytes", quoted(target_), bytes), err);
   // What a partial reservation took is given back before the free space is read.
-  (void)::ftruncate(fd_, 0);
+  (void)::ftruncate(fd_.get(), 0);
   struct statvfs st {};
-  const bool known = ::fstatvfs(fd_, &st) == 0;
+  const bool known = ::fstatvfs(fd_.get(), &st) == 0;
   const std::string free_text =
       known ? fmt::format(", {} free", static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize)) : "";
   throw Error(Errc::no_space, fmt::format("{}: not enough space in {}: needs {} bytes{}", quoted(target_),
@@ -384,7 +380,7 @@ void PendingFile::allocate(std::uint64_t bytes) {
 }
 
 void PendingFile::publish(bool replace) {
-  TILEPOOL_CHECK(fd_ >= 0 && !published_);
+  TILEPOOL_CHECK(fd_ && !published_);
   const std::string what = quoted(target_);
   const fs::path dir = directory_of(target_);
   if (replace) refuse_replacing_special(target_);
@@ -392,7 +388,7 @@ void PendingFile::publish(bool replace) {
   if (temporary_.empty()) {
     // An unnamed file gets its first name from linkat(2) through /proc/self/fd, which never
     // replaces; replacing links a hidden name first and renames that over the target.
-    const std::string self = fmt::format("/proc/self/fd/{}", fd_);
+    const std::string self = fmt::format("/proc/self/fd/{}", fd_.get());
     const fs::path first = replace ? hidden_temporary_path(dir, target_.filename().string()) : target_;
     if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, first.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       if (errno == EEXIST) throw Error(Errc::exists, fmt::format("{}: already exists", what));

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "tilepool/shared/process_owner.hpp"
+#include "tilepool/shared/unique_fd.hpp"
 
 namespace tilepool {
 
@@ -84,7 +85,7 @@ class PendingFile {
   ~PendingFile();
 
   /// The open file (read-write), valid until this object is destroyed.
-  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   /// Where publish() puts it.
   [[nodiscard]] const std::filesystem::path& target() const noexcept { return target_; }
   /// The hidden temporary path, by which other processes can open the file; empty for an
@@ -113,7 +114,7 @@ class PendingFile {
   PendingFile() = default;
   void remove_temporary() noexcept;
 
-  int fd_ = -1;
+  UniqueFd fd_;
   std::filesystem::path target_;
   std::filesystem::path temporary_;
   FileSystemFeatures features_{false, false, false};
