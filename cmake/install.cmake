@@ -40,12 +40,14 @@ install(TARGETS tilepool tilepool-worker RUNTIME DESTINATION ${CMAKE_INSTALL_BIN
 
 # Headers the three libraries share with each other but not with users: the control block and
 # job descriptor (the workers' and runner's wire format), the futex and system-call wrappers,
-# copy mode's protocol and transport, the tile loop. They stay in include/ because a sibling
-# library includes them; no installed header includes them (tests/package/install_test.sh
-# compiles each installed header alone).
+# copy mode's protocol and transport, the tile loop, and the report as an nlohmann::json object
+# (the project's front ends share it; it would tie users to nlohmann_json). They stay in
+# include/ because a sibling library or front end includes them; no installed header includes
+# them (tests/package/install_test.sh compiles each installed header alone).
 set(_tilepool_internal_headers
-  control_block.hpp futex.hpp posix_call.hpp      # shared/
-  copy_protocol.hpp copy_transport.hpp tile_loop.hpp)  # workers/
+  control_block.hpp futex.hpp posix_call.hpp           # shared/
+  copy_protocol.hpp copy_transport.hpp tile_loop.hpp   # workers/
+  report_json.hpp)                                     # runner/
 set(_tilepool_header_excludes)
 foreach(_header IN LISTS _tilepool_internal_headers)
   list(APPEND _tilepool_header_excludes PATTERN ${_header} EXCLUDE)

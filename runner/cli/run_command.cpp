@@ -130,7 +130,7 @@ JobSpec job_spec(const RunOptions& o) {
       }
     }
   }
-  if (o.inputs.empty()) throw Error(Errc::usage, "--input is required (FILE.npy or shm:NAME)");
+  if (o.inputs.empty()) throw Error(Errc::usage, fmt::format("--input is required ({})", array_forms()));
   try {
     for (const auto& in : o.inputs) spec.inputs.push_back(open_source(in, spec.backing));
     spec.output = open_target(o.output, spec.backing);
@@ -179,8 +179,8 @@ RunReport run_job(const RunOptions& o) {
 void add_run_options(CLI::App* run, RunOptions& o) {
   run->add_option("--kernel,-k", o.kernel, "kernel name (see tilepool kernels)")->required();
   run->add_option("--plugin", o.plugins, "a kernel plugin FILE.so to load first (repeatable)");
-  run->add_option("--input,-i", o.inputs, "FILE.npy or shm:NAME (repeat for each input)")->required();
-  run->add_option("--output,-o", o.output, "FILE.npy or shm:NAME")->required();
+  run->add_option("--input,-i", o.inputs, array_forms() + " (repeat for each input)")->required();
+  run->add_option("--output,-o", o.output, array_forms())->required();
   run->add_option("--tile,-t", o.tile, "tile extents for the last k axes, e.g. 4,4 (not needed over a 0-d array)");
   run->add_option("--workers,-w", o.workers, "worker count (default: number of cores)")->check(worker_count_range());
   const std::vector<std::string_view> modes = mode_names();

@@ -62,7 +62,7 @@ for h in $(cd "$prefix/include" && find tilepool -name '*.hpp'); do
   [ -f "$here/../../$folder/include/$h" ] || fail "installed header is not a public one: $h"
 done
 for h in shared/control_block.hpp shared/futex.hpp shared/posix_call.hpp \
-         workers/copy_protocol.hpp workers/copy_transport.hpp workers/tile_loop.hpp; do
+         workers/copy_protocol.hpp workers/copy_transport.hpp workers/tile_loop.hpp runner/report_json.hpp; do
   [ ! -e "$prefix/include/tilepool/$h" ] || fail "internal header installed: $h"
 done
 # Each installed header compiles alone against the prefix: none includes one that was not installed.

@@ -179,7 +179,7 @@ def test_tile_timeout_kills_a_hung_worker_and_its_tile_is_retried(mode, tmp_path
 
 
 def test_tile_timeout_is_refused_in_threads_mode_and_when_negative():
-    with pytest.raises(tp.UsageError, match=r"^tile_timeout=1: threads mode cannot stop a thread that holds a tile too "
+    with pytest.raises(tp.UsageError, match=r"^tile_timeout=1: threads mode cannot stop a worker that holds a tile too "
                                             r"long \(use a mode with worker processes: share, fork or copy\)$"):
         tp.Pool(mode="threads", tile_timeout=1)
     with pytest.raises(tp.UsageError, match="tile_timeout"):

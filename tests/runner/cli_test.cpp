@@ -416,7 +416,7 @@ TEST_F(CliTest, TileTimeoutIsRefusedInThreadsMode) {
   // A thread cannot be killed: the timeout would be silently ignored.
   expect_usage_error("run -k add -i " + path("a.npy") + " -i " + path("b.npy") + " -o " + path("o.npy") +
                          " -t 4,4 -m threads --tile-timeout 2",
-                     "--tile-timeout 2: threads mode cannot stop a thread that holds a tile too long (use a mode with "
+                     "--tile-timeout 2: threads mode cannot stop a worker that holds a tile too long (use a mode with "
                      "worker processes: share, fork or copy)");
   EXPECT_FALSE(std::filesystem::exists(path("o.npy")));
   // Without a timeout, and in the process modes with one, the same job runs.

@@ -352,7 +352,10 @@ TEST(JobSpecTest, ARegisteredFormatIsOneSourceTheJobLayerOpensByItsText) {
   const std::vector<double> values = ramp(320, 3);
   register_array_format(ArrayFormat{
       "test-ramp", [](std::string_view text) { return text.starts_with("test-ramp:"); },
-      [values](const std::string& text, const Backing&) { return array_source(caller_array(values), text); }, nullptr});
+      [values](const std::string& text, const Backing&) { return array_source(caller_array(values), text); }, nullptr,
+      "test-ramp:NAME"});
+  // Help and messages name it beside the built-in forms.
+  EXPECT_EQ(array_forms(), "FILE.npy, shm:NAME or test-ramp:NAME");
   JobSpec spec;
   spec.kernel = "negate";
   spec.inputs = {open_source("test-ramp:x")};

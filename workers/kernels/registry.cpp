@@ -22,8 +22,8 @@
 namespace tilepool {
 
 std::span<const KernelDef* const> builtin_kernels() noexcept {
-  // To add a kernel: define a KernelDef in a new file of this folder, declare it in
-  // builtin.hpp, list it here and add the file to workers/CMakeLists.txt.
+  // To add a kernel: define a KernelDef in a new file of this folder (workers/CMakeLists.txt
+  // builds every file here), declare it in builtin.hpp and list it here.
   static const std::array<const KernelDef*, 7> kAll = {
       &kernels::kAdd, &kernels::kNegate, &kernels::kSquare, &kernels::kAddScalar,
       &kernels::kBlur3x3, &kernels::kMatmul, &kernels::kSum,

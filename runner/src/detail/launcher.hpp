@@ -1,7 +1,7 @@
 #pragma once
 // Private to runner/: a mode is a launcher. The job runner (job_runner.hpp) owns a job's life;
 // a launcher says how this mode's workers start, reach the arrays and die with their parent.
-// Adding a way to start workers (say, ranks of a distributed job) is one more Launcher.
+// A new mode is one more Launcher and its row in launchers/table.cpp (docs/architecture.md).
 
 #include <sys/types.h>
 
@@ -105,6 +105,9 @@ struct LauncherRow {
   std::string_view name;
   ArraysIn arrays;
   Sharing output_sharing;  ///< for ArraysIn::memory: how an output is shared with workers
+  /// Whether a worker that holds a tile too long can be stopped (killed and replaced): what a
+  /// tile timeout needs (check_tile_timeout). Threads cannot be.
+  bool stops_stuck_workers;
   std::unique_ptr<Launcher> (*make)(const PoolOptions& options, const StagedJob* first_job, Supervisor& supervisor);
 };
 /// Every mode's row, in the order `tilepool demo` runs them.

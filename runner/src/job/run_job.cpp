@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fmt/format.h>
 
 #include "detail/job_runner.hpp"
@@ -42,7 +44,8 @@ decltype(auto) about(JobField field, const std::string& value, F&& f) {
 
 void check_settings(const JobSpec& spec) {
   if (spec.workers < 0 || spec.workers > kMaxWorkers) {
-    throw SpecError(JobField::workers, std::to_string(spec.workers), Error(Errc::usage, fmt::format("expected 1 to {}", kMaxWorkers)));
+    throw SpecError(JobField::workers, std::to_string(spec.workers),
+                    Error(Errc::usage, fmt::format("expected 0 (one per core) to {}", kMaxWorkers)));
   }
   if (spec.tile_timeout.count() < 0) {
     throw SpecError(JobField::tile_timeout, fmt::format("{}", spec.tile_timeout.count() / 1000.0),
@@ -92,12 +95,13 @@ JobPlan plan_job(const JobSpec& spec) {
   return plan;
 }
 
-JobReport run_job(const JobSpec& spec, Pool* pool) {
-  const auto t_start = Clock::now();
+namespace {
+
+// run_job from its plan on; `t_start` is when the job began (its report's wall_s and load_s
+// count from there, planning included).
+JobReport run_planned(const JobSpec& spec, const JobPlan& plan, Pool* pool, Clock::time_point t_start) {
   // The job's cancel flag stops every wait of this thread, starting a pool's workers included.
   const CancelScope cancellable(spec.cancel);
-  // Everything a caller can get wrong is checked before any segment or process exists.
-  const JobPlan plan = plan_job(spec);
   OutputTarget& output = *spec.output;
   about(JobField::output, output.text(), [&] { output.check(spec.force); });
   const Backing& backing = spec.backing;
@@ -173,6 +177,17 @@ JobReport run_job(const JobSpec& spec, Pool* pool) {
   report.wall_s = seconds_since(t_start);
   return report;
 }
+
+}  // namespace
+
+JobReport run_job(const JobSpec& spec, Pool* pool) {
+  const auto t_start = Clock::now();
+  const CancelScope cancellable(spec.cancel);  // a plugin that hangs while it loads included
+  // Everything a caller can get wrong is checked before any segment or process exists.
+  return run_planned(spec, plan_job(spec), pool, t_start);
+}
+
+JobReport run_job(const JobSpec& spec, const JobPlan& plan, Pool* pool) { return run_planned(spec, plan, pool, Clock::now()); }
 
 nlohmann::ordered_json report_json_object(const JobReport& r) {
   nlohmann::ordered_json j;

@@ -17,15 +17,15 @@ std::unique_ptr<Launcher> make_thread_launcher(const PoolOptions& options, bool 
 namespace {
 
 const std::array<LauncherRow, 4> kLaunchers{{
-    {Mode::share, "share", ArraysIn::segments, Sharing::private_to_process,
+    {Mode::share, "share", ArraysIn::segments, Sharing::private_to_process, /*stops_stuck_workers=*/true,
      [](const PoolOptions& o, const StagedJob* first, Supervisor&) { return make_share_launcher(o, first); }},
     // Inputs stay in the runner's private memory (children read them copy-on-write); the
     // output is MAP_SHARED memory the children write.
-    {Mode::fork, "fork", ArraysIn::memory, Sharing::shared_with_children,
+    {Mode::fork, "fork", ArraysIn::memory, Sharing::shared_with_children, /*stops_stuck_workers=*/true,
      [](const PoolOptions& o, const StagedJob*, Supervisor&) { return make_fork_launcher(o); }},
-    {Mode::copy, "copy", ArraysIn::memory, Sharing::private_to_process,
+    {Mode::copy, "copy", ArraysIn::memory, Sharing::private_to_process, /*stops_stuck_workers=*/true,
      [](const PoolOptions& o, const StagedJob* first, Supervisor& s) { return make_copy_launcher(o, s, first); }},
-    {Mode::threads, "threads", ArraysIn::memory, Sharing::private_to_process,
+    {Mode::threads, "threads", ArraysIn::memory, Sharing::private_to_process, /*stops_stuck_workers=*/false,
      [](const PoolOptions& o, const StagedJob* first_job, Supervisor&) { return make_thread_launcher(o, first_job != nullptr); }},
 }};
 

@@ -29,11 +29,11 @@ Formats& formats() {
     made->list.push_back(ArrayFormat{
         "npy", [](std::string_view text) { return !text.empty(); },
         [](const std::string& text, const Backing&) { return detail::npy_file_source(text); },
-        [](const std::string& text, const Backing&) { return detail::npy_file_target(text); }});
+        [](const std::string& text, const Backing&) { return detail::npy_file_target(text); }, "FILE.npy"});
     made->list.push_back(ArrayFormat{
         "shm", [](std::string_view text) { return text.starts_with("shm:"); },
         [](const std::string& text, const Backing& b) { return detail::segment_source(text.substr(4), b); },
-        [](const std::string& text, const Backing& b) { return detail::segment_target(text.substr(4), b); }});
+        [](const std::string& text, const Backing& b) { return detail::segment_target(text.substr(4), b); }, "shm:NAME"});
     return made;
   }();
   return *f;
@@ -56,10 +56,20 @@ void register_array_format(ArrayFormat format) {
   f.list.push_back(std::move(format));
 }
 
+std::string array_forms() {
+  Formats& f = formats();
+  const std::lock_guard lock(f.mutex);
+  std::string forms;
+  for (std::size_t i = 0; i < f.list.size(); ++i) {
+    forms += fmt::format("{}{}", i == 0 ? "" : i + 1 == f.list.size() ? " or " : ", ", f.list[i].form);
+  }
+  return forms;
+}
+
 std::shared_ptr<ArraySource> open_source(const std::string& text, const Backing& backing) {
   try {
     const ArrayFormat* format = format_for(text);
-    if (format == nullptr) throw Error(Errc::usage, "expected FILE.npy or shm:NAME");
+    if (format == nullptr) throw Error(Errc::usage, "expected " + array_forms());
     return format->source(text, backing);
   } catch (const Error& e) {
     throw SpecError(JobField::input, text, e);
@@ -69,7 +79,7 @@ std::shared_ptr<ArraySource> open_source(const std::string& text, const Backing&
 std::shared_ptr<OutputTarget> open_target(const std::string& text, const Backing& backing) {
   try {
     const ArrayFormat* format = format_for(text);
-    if (format == nullptr || !format->target) throw Error(Errc::usage, "expected FILE.npy or shm:NAME");
+    if (format == nullptr || !format->target) throw Error(Errc::usage, "expected " + array_forms());
     return format->target(text, backing);
   } catch (const Error& e) {
     throw SpecError(JobField::output, text, e);

@@ -130,9 +130,14 @@ struct ArrayFormat {
   std::function<bool(std::string_view text)> accepts;
   std::function<std::shared_ptr<ArraySource>(const std::string& text, const Backing& backing)> source;
   std::function<std::shared_ptr<OutputTarget>(const std::string& text, const Backing& backing)> target;
+  /// How a user writes it ("FILE.npy", "shm:NAME"), for help and messages (array_forms).
+  std::string form;
 };
 /// Adds a format, tried before the built-in ones (the last registered first). Thread-safe.
 void register_array_format(ArrayFormat format);
+/// Every format's form, as help text and messages say them: "FILE.npy or shm:NAME" (the
+/// built-in ones first, then the registered ones). Thread-safe.
+std::string array_forms();
 
 /// Everything a job needs: what to compute, on what, into what, and how.
 struct JobSpec {
@@ -204,6 +209,10 @@ JobPlan plan_job(const JobSpec& spec);
 /// interrupted. After any error nothing of the job is left (segments, temporaries), and a
 /// user's existing output is as it was.
 JobReport run_job(const JobSpec& spec, Pool* pool = nullptr);
+/// The same for a job already planned: `plan` is plan_job(spec)'s (a front end that needed the
+/// plan first, to split the tiles between nodes, may then swap the spec's sources and output
+/// for ones of the same specs): nothing is planned again.
+JobReport run_job(const JobSpec& spec, const JobPlan& plan, Pool* pool = nullptr);
 
 /// The report as one JSON object (the `--json` fields), as text (report_json.hpp: as an object).
 std::string report_json(const JobReport& report);

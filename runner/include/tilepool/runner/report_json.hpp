@@ -1,8 +1,9 @@
 #pragma once
 /// @file
-/// A JobReport as a JSON object, for a front end that prints the `--json` fields with more of
-/// its own (tilepool-mpi adds its ranks, nodes and per-node figures). Including this header
-/// needs nlohmann_json (header-only); job.hpp's report_json() gives the same object as text.
+/// A JobReport as a JSON object, for a front end of this project that prints the `--json`
+/// fields with more of its own (tilepool-mpi adds its ranks, nodes and per-node figures). Not
+/// installed (cmake/install.cmake): users get the same object as text from job.hpp's
+/// report_json(), and no dependency on nlohmann_json.
 
 #include <nlohmann/json.hpp>
 
