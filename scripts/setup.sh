@@ -13,6 +13,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   pybind11-dev python3-dev python3-pytest python3-cloudpickle python3-tqdm
   python3-nbclient python3-nbformat python3-ipykernel
+  fuse3 python3-fusepy  # a real FUSE mount for the filesystem tests (tests/support/passthrough_fuse.py)
 )
 
 missing=()

@@ -16,6 +16,7 @@
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/interrupt.hpp"
 #include "tilepool/shared/npy.hpp"
+#include "tilepool/shared/publish.hpp"
 #include "tilepool/shared/segment.hpp"
 
 namespace tilepool {
@@ -80,9 +81,18 @@ std::vector<std::string> collect_garbage(const Backing& backing) {
   return remove_job_segments(backing, [](const SegmentOwner& owner) { return !owner_alive(owner); });
 }
 
+void check_segment_publishable(const std::string& name, const Backing& backing) {
+  try {
+    check_publishable(backing.path_of(name), /*replace=*/false);
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("segment '{}': {}", name, e.what()), e.sys_errno());
+  }
+}
+
 ArraySegment put_npy(const std::filesystem::path& file, const std::string& name, const Backing& backing) {
   validate_user_segment_name(name);
   if (segment_exists(name, backing)) throw Error(Errc::exists, fmt::format("segment '{}' already exists", name));
+  check_segment_publishable(name, backing);  // before the copy, not after it
   const npy::Header h = npy::read_file_header(file);
   const std::uint64_t needed = npy::make_header(h.dtype, h.shape).size() + h.data_bytes;
   // The data is copied in, not reserved first (reserving would zero every page before it is

@@ -33,7 +33,8 @@ ArraySegment ArraySegment::with_header(DType dtype, const Shape& shape,
   const std::string header_text = npy::make_header(dtype, shape);
   // A 0-byte array still needs a mapping: the header is never empty.
   Segment seg = make_segment(header_text.size() + *data_bytes);
-  std::memcpy(seg.data(), header_text.data(), header_text.size());
+  // A mapped file's page may fail to come in (a FUSE or network filesystem's I/O error): an Error, not SIGBUS.
+  guard_faults([&] { std::memcpy(seg.data(), header_text.data(), header_text.size()); });
   npy::Header h = npy::parse_header(std::as_bytes(std::span(header_text)));
   return ArraySegment(std::move(seg), std::move(h));
 }

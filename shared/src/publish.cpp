@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <charconv>
+#include <map>
+#include <mutex>
 #include <cstring>
 #include <random>
 #include <string_view>
@@ -138,12 +140,13 @@ bool unnamed_files_link(const fs::path& dir) {
   return true;
 }
 
-Error cannot_publish_error(const fs::path& target) {
+// Without `subject`, the message starts at "the filesystem of": the caller names the target.
+Error cannot_publish_error(const fs::path& target, bool subject = true) {
   return Error(Errc::bad_input,
-               fmt::format("{}: the filesystem of {} can neither rename without replacing (RENAME_NOREPLACE) nor make "
-                           "hard links, so a file cannot be published there without risking replacing one that appears "
+               fmt::format("{}the filesystem of {} can neither rename without replacing (RENAME_NOREPLACE) nor make "
+                           "hard links, so nothing can be published there without risking replacing what appears "
                            "meanwhile; only a publication that may replace it is possible",
-                           quoted(target), quoted(directory_of(target))));
+                           subject ? quoted(target) + ": " : "", quoted(directory_of(target))));
 }
 
 // "OUT is a directory, device, FIFO or socket": never replaced.
@@ -298,6 +301,39 @@ FileSystemFeatures probe_directory(const fs::path& dir) {
   return found;
 }
 
+void check_publishable(const fs::path& target, bool replace) {
+  if (replace) return;
+  const fs::path dir = directory_of(target);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) throw create_error(dir, errno, target);
+  static std::mutex mutex;
+  static std::map<dev_t, bool> can_publish;  // per filesystem: what it offers does not change
+  {
+    const std::lock_guard lock(mutex);
+    if (const auto it = can_publish.find(st.st_dev); it != can_publish.end()) {
+      if (!it->second) throw cannot_publish_error(target, /*subject=*/false);
+      return;
+    }
+  }
+  fs::path path;
+  detail::UniqueFd fd = create_hidden(dir, "tilepool-probe", path);
+  if (!fd) throw create_error(dir, errno, target);
+  FileSystemFeatures found{false, false, false};
+  try {
+    probe_named(path, dir, "tilepool-probe", FileSystemFeatures{}, found);
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+  ::unlink(path.c_str());
+  const bool ok = found.rename_noreplace || found.hard_links;
+  {
+    const std::lock_guard lock(mutex);
+    can_publish[st.st_dev] = ok;
+  }
+  if (!ok) throw cannot_publish_error(target, /*subject=*/false);
+}
+
 PendingFile PendingFile::create(fs::path target, const PublishOptions& options) {
   PendingFile file;
   file.target_ = std::move(target);
@@ -385,6 +421,16 @@ void PendingFile::publish(bool replace) {
   const fs::path dir = directory_of(target_);
   if (replace) refuse_replacing_special(target_);
   const detail::UniqueFd dir_fd = open_directory_to_sync(dir);
+  // The data reaches the filesystem before the name does: a write the filesystem refused after
+  // the fact (a FUSE or network server gone, a quota met while pages were written back) fails
+  // the publication here, and a crash after it leaves the whole file or no name.
+  if (retry_on_eintr([&] { return ::fdatasync(fd_.get()); }) != 0 && errno != EINVAL && errno != EROFS) {
+    const int err = errno;
+    if (is_no_space(err)) {
+      throw Error(Errc::no_space, fmt::format("{}: writing its data: {} (the filesystem is full)", what, std::strerror(err)), err);
+    }
+    throw system_error(fmt::format("{}: writing its data", what), err);
+  }
   if (temporary_.empty()) {
     // An unnamed file gets its first name from linkat(2) through /proc/self/fd, which never
     // replaces; replacing links a hidden name first and renames that over the target.

@@ -241,12 +241,13 @@ JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
     arrays.inputs.push_back(get(located[i].name, located[i].backing, /*read_only=*/true, job.input_identity(i)).array());
   }
   // The output is the job's own (the runner made it; the user's name is published at the end):
-  // if it is gone or replaced, the job failed as it would at publication (exit 1), not the user's input.
+  // if it is gone, replaced or unreadable, the job failed as it would at publication (exit 1),
+  // not the user's input.
   try {
     arrays.output = get(located.back().name, located.back().backing, /*read_only=*/false, job.pinned_output_identity()).array();
   } catch (const Error& e) {
     if (e.code() != Errc::bad_input) throw;
-    throw Error(Errc::job_failed, fmt::format("the job's output was removed or replaced while it ran: {}", e.what()), e.sys_errno());
+    throw Error(Errc::job_failed, fmt::format("the job's output: {}", e.what()), e.sys_errno());
   }
   return arrays;
 }

@@ -13,6 +13,7 @@
 #include "tilepool/runner/job.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool::detail {
 namespace {
@@ -63,6 +64,8 @@ class SegmentTarget final : public OutputTarget {
     if (::access(dir.c_str(), W_OK | X_OK) != 0) {
       throw Error(Errc::bad_input, fmt::format("{}: cannot create segments in {}: {}", text(), dir.string(), std::strerror(errno)));
     }
+    // Whether the segment can be given its name without replacing is known now, not once the job is done.
+    check_publishable(backing_.path_of(name_), force);
   }
 
   [[nodiscard]] JobArray create(const ArraySpec& spec, const ArrayPlacement& /*placement*/) override {

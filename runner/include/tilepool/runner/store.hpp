@@ -29,6 +29,12 @@ std::vector<SegmentInfo> list_segments(const Backing& backing = {});
 /// names. Never removes a named segment, or a live owner's.
 std::vector<std::string> collect_garbage(const Backing& backing = {});
 
+/// Checks, before any data is copied, that a segment built under a job-owned name can be
+/// published as `name` in `backing` without replacing (check_publishable): Error(bad_input)
+/// "segment 'NAME': the filesystem of DIR can neither rename without replacing ... nor make hard
+/// links" otherwise (a file store on a FUSE mount, say).
+void check_segment_publishable(const std::string& name, const Backing& backing);
+
 /// Loads the NPY file `file` into a new segment `name` of `backing` (`tilepool put`, tp.put of a
 /// path): refused at once with Error(no_space) if the store has not the room (statvfs), then
 /// built under a job-owned name (gc collects it if this process dies midway: Ctrl-C, SIGKILL)

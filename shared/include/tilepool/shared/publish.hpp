@@ -44,6 +44,15 @@ struct FileSystemFeatures {
 /// created in `dir` (missing, not a directory, not writable), naming it.
 FileSystemFeatures probe_directory(const std::filesystem::path& dir);
 
+/// Refuses, before any work, a publication under `target` that may not replace, where the
+/// filesystem of its directory can neither rename without replacing nor make hard links (a FUSE
+/// mount, say): Error(bad_input) "the filesystem of DIR can neither ..." (the caller names the
+/// target); what may replace (`replace`) needs neither and is not checked. For a
+/// publication that does not go through PendingFile::create, which checks this itself (a
+/// segment published with publish_path). The answer is kept per filesystem (st_dev) for the
+/// life of the process. Throws as probe_directory when nothing can be created there. Thread-safe.
+void check_publishable(const std::filesystem::path& target, bool replace);
+
 /// How a PendingFile exists before it is published.
 enum class TemporaryKind {
   unnamed,  ///< no name at all (O_TMPFILE) where the filesystem can, else a hidden named temporary
@@ -101,8 +110,10 @@ class PendingFile {
   /// free", Error(system) otherwise.
   void allocate(std::uint64_t bytes);
 
-  /// Gives the file the name target() in one step (readers of target() see the old file or
-  /// the whole new one) and syncs the directory. Without `replace`, an existing target() is
+  /// Syncs the file's data (fdatasync: what the filesystem fails to write now fails here,
+  /// Error(no_space) or Error(system) "OUT: writing its data: ..."), gives the file the name
+  /// target() in one step (readers of target() see the old file or the whole new one) and
+  /// syncs the directory. Without `replace`, an existing target() is
   /// kept: Error(exists). With it, a target() that is a directory, device, FIFO or socket is
   /// refused (Error(bad_input)); a file or symlink is replaced. Throws Error(system) if the
   /// filesystem refuses; on any error the file stays unpublished.
