@@ -285,12 +285,15 @@ void publish_path(const fs::path& from, const fs::path& to, bool replace, const 
   sync_open_directory(dir_fd, dir);
 }
 
-FileSystemFeatures probe_directory(const fs::path& dir) {
+namespace {
+
+// RENAME_NOREPLACE and hard links in `dir`, tried on a throwaway named file (removed); errors
+// about creating it name `target` if given.
+FileSystemFeatures probe_named_features(const fs::path& dir, const fs::path& target = {}) {
   FileSystemFeatures found{false, false, false};
-  found.unnamed_files = unnamed_files_link(dir);
   fs::path path;
   detail::UniqueFd fd = create_hidden(dir, "tilepool-probe", path);
-  if (!fd) throw create_error(dir, errno);
+  if (!fd) throw create_error(dir, errno, target);
   try {
     probe_named(path, dir, "tilepool-probe", FileSystemFeatures{}, found);
   } catch (...) {
@@ -298,6 +301,14 @@ FileSystemFeatures probe_directory(const fs::path& dir) {
     throw;
   }
   ::unlink(path.c_str());
+  return found;
+}
+
+}  // namespace
+
+FileSystemFeatures probe_directory(const fs::path& dir) {
+  FileSystemFeatures found = probe_named_features(dir);
+  found.unnamed_files = unnamed_files_link(dir);
   return found;
 }
 
@@ -315,17 +326,7 @@ void check_publishable(const fs::path& target, bool replace) {
       return;
     }
   }
-  fs::path path;
-  detail::UniqueFd fd = create_hidden(dir, "tilepool-probe", path);
-  if (!fd) throw create_error(dir, errno, target);
-  FileSystemFeatures found{false, false, false};
-  try {
-    probe_named(path, dir, "tilepool-probe", FileSystemFeatures{}, found);
-  } catch (...) {
-    ::unlink(path.c_str());
-    throw;
-  }
-  ::unlink(path.c_str());
+  const FileSystemFeatures found = probe_named_features(dir, target);
   const bool ok = found.rename_noreplace || found.hard_links;
   {
     const std::lock_guard lock(mutex);
