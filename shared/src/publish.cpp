@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -312,6 +313,28 @@ FileSystemFeatures probe_directory(const fs::path& dir) {
   return found;
 }
 
+void sync_before_publishing(int fd, const std::string& what) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) == 0) {
+    // Filesystems whose page cache is their own: a write they took is theirs (magic numbers
+    // of <linux/magic.h>: tmpfs, ramfs, ext2/3/4, XFS, Btrfs, F2FS, overlayfs).
+    switch (static_cast<unsigned long>(fs.f_type)) {
+      case 0x01021994UL: case 0x858458f6UL: case 0xEF53UL: case 0x58465342UL: case 0x9123683EUL: case 0xF2F52010UL:
+      case 0x794c7630UL:
+        return;
+      default:
+        break;
+    }
+  }
+  if (retry_on_eintr([&] { return ::fdatasync(fd); }) != 0 && errno != EINVAL && errno != EROFS) {
+    const int err = errno;
+    if (is_no_space(err)) {
+      throw Error(Errc::no_space, fmt::format("{}: writing its data: {} (the filesystem is full)", what, std::strerror(err)), err);
+    }
+    throw system_error(fmt::format("{}: writing its data", what), err);
+  }
+}
+
 void check_publishable(const fs::path& target, bool replace) {
   if (replace) return;
   const fs::path dir = directory_of(target);
@@ -422,16 +445,7 @@ void PendingFile::publish(bool replace) {
   const fs::path dir = directory_of(target_);
   if (replace) refuse_replacing_special(target_);
   const detail::UniqueFd dir_fd = open_directory_to_sync(dir);
-  // The data reaches the filesystem before the name does: a write the filesystem refused after
-  // the fact (a FUSE or network server gone, a quota met while pages were written back) fails
-  // the publication here, and a crash after it leaves the whole file or no name.
-  if (retry_on_eintr([&] { return ::fdatasync(fd_.get()); }) != 0 && errno != EINVAL && errno != EROFS) {
-    const int err = errno;
-    if (is_no_space(err)) {
-      throw Error(Errc::no_space, fmt::format("{}: writing its data: {} (the filesystem is full)", what, std::strerror(err)), err);
-    }
-    throw system_error(fmt::format("{}: writing its data", what), err);
-  }
+  sync_before_publishing(fd_.get(), what);
   if (temporary_.empty()) {
     // An unnamed file gets its first name from linkat(2) through /proc/self/fd, which never
     // replaces; replacing links a hidden name first and renames that over the target.

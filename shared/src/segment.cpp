@@ -25,7 +25,6 @@
 #include "tilepool/shared/escape.hpp"
 #include "tilepool/shared/fault_guard.hpp"
 #include "tilepool/shared/interrupt.hpp"
-#include "tilepool/shared/posix_call.hpp"
 #include "tilepool/shared/publish.hpp"
 
 namespace bip = boost::interprocess;
@@ -510,12 +509,11 @@ void publish_segment(std::string_view from, std::string_view to, const Backing& 
   }
   if (from == to) return;
   if (!backing.is_shm()) {
-    // A store on disk (or FUSE, NFS): the data reaches the filesystem before the name does, so
-    // a write it refused after the fact fails here (tmpfs has nothing to write back).
+    // A store in a directory (on a FUSE or network mount, say): what it failed to write back
+    // fails the publication (tmpfs has nothing to write back).
     const detail::UniqueFd fd(::open(backing.path_of(from).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd || (retry_on_eintr([&] { return ::fdatasync(fd.get()); }) != 0 && errno != EINVAL && errno != EROFS)) {
-      throw system_error(fmt::format("{}: writing its data", where(from, backing)), errno);
-    }
+    if (!fd) throw system_error(fmt::format("{}: opening it to sync its data", where(from, backing)), errno);
+    sync_before_publishing(fd.get(), where(from, backing));
   }
   if (replace) {
     struct stat old {};

@@ -53,6 +53,14 @@ FileSystemFeatures probe_directory(const std::filesystem::path& dir);
 /// life of the process. Throws as probe_directory when nothing can be created there. Thread-safe.
 void check_publishable(const std::filesystem::path& target, bool replace);
 
+/// Makes a finished file's data safe to publish where its filesystem could lose a write without
+/// telling: fdatasync(2) of `fd` unless the file is on a filesystem whose page cache is its own
+/// (tmpfs, ramfs, ext2/3/4, XFS, Btrfs, F2FS, overlayfs), so a FUSE, NFS or SMB mount that
+/// fails to write the data back fails here instead of leaving zeros under the name. Throws
+/// Error(no_space) or Error(system) "WHAT: writing its data: ...". PendingFile::publish and
+/// publish_segment call it.
+void sync_before_publishing(int fd, const std::string& what);
+
 /// How a PendingFile exists before it is published.
 enum class TemporaryKind {
   unnamed,  ///< no name at all (O_TMPFILE) where the filesystem can, else a hidden named temporary
@@ -110,8 +118,8 @@ class PendingFile {
   /// free", Error(system) otherwise.
   void allocate(std::uint64_t bytes);
 
-  /// Syncs the file's data (fdatasync: what the filesystem fails to write now fails here,
-  /// Error(no_space) or Error(system) "OUT: writing its data: ..."), gives the file the name
+  /// Makes its data safe (sync_before_publishing: what a FUSE or network filesystem fails to
+  /// write fails here, Error(no_space) or Error(system)), gives the file the name
   /// target() in one step (readers of target() see the old file or the whole new one) and
   /// syncs the directory. Without `replace`, an existing target() is
   /// kept: Error(exists). With it, a target() that is a directory, device, FIFO or socket is
