@@ -241,10 +241,11 @@ TEST_F(NamedDataTest, InputReplacedMidJobFailsTheJobWhenAWorkerIsRespawned) {
   std::this_thread::sleep_for(200ms);  // the worker has stopped on tile 0
   ASSERT_EQ(run_command(kTilepool + " rm " + src).status, 0);
   put(in("old.npy"), src);  // another array under the same name
-  // The respawned worker's error keeps its kind (bad input, as a warm worker's would be): 2.
+  // An input that changed while the job ran fails the job (1), as an input file that changes
+  // does (InputFileReplacedMidJobFailsTheJobAndPublishesNothing); it was 2 here, bad input.
   const int status = runner.wait_exit(10s);
   const std::string err = read_file(dir_ / "err");
-  EXPECT_EQ(status, 2) << err;
+  EXPECT_EQ(status, 1) << err;
   EXPECT_TRUE(one_error_line(err)) << err;
   EXPECT_NE(err.find("'" + src + "'"), std::string::npos) << err;
   EXPECT_FALSE(std::filesystem::exists(in("out.npy")));

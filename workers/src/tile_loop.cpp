@@ -234,20 +234,27 @@ JobArrays SegmentCache::arrays_of(const JobDescriptor& job) {
     return std::none_of(located.begin(), located.end(),
                         [&](const Located& l) { return l.backing.path_of(l.name).string() == kv.first; });
   });
+  // Every array was checked by the runner before the job started: one a worker cannot attach as
+  // it was (removed, replaced, resized, unreadable) changed while the job ran, and the job failed
+  // (exit 1) as it does when the runner sees an input file change, not bad input (exit 2).
+  const auto changed_mid_job = [](const Error& e, std::string_view prefix) {
+    return e.code() == Errc::bad_input ? Error(Errc::job_failed, fmt::format("{}{}", prefix, e.what()), e.sys_errno()) : e;
+  };
   JobArrays arrays;
   // Inputs are mapped read-only: a kernel that writes into one faults (a clean job failure)
   // instead of changing the user's data, and a segment the user may only read works.
   for (std::size_t i = 0; i + 1 < located.size(); ++i) {
-    arrays.inputs.push_back(get(located[i].name, located[i].backing, /*read_only=*/true, job.input_identity(i)).array());
+    try {
+      arrays.inputs.push_back(get(located[i].name, located[i].backing, /*read_only=*/true, job.input_identity(i)).array());
+    } catch (const Error& e) {
+      throw changed_mid_job(e, "");
+    }
   }
-  // The output is the job's own (the runner made it; the user's name is published at the end):
-  // if it is gone, replaced or unreadable, the job failed as it would at publication (exit 1),
-  // not the user's input.
+  // The output is the job's own (the runner made it; the user's name is published at the end).
   try {
     arrays.output = get(located.back().name, located.back().backing, /*read_only=*/false, job.pinned_output_identity()).array();
   } catch (const Error& e) {
-    if (e.code() != Errc::bad_input) throw;
-    throw Error(Errc::job_failed, fmt::format("the job's output: {}", e.what()), e.sys_errno());
+    throw changed_mid_job(e, "the job's output: ");
   }
   return arrays;
 }
