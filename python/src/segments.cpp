@@ -107,9 +107,7 @@ py::array put(const py::object& source, const std::string& name, const py::objec
 }
 
 void remove(const std::string& name, const py::object& backing) {
-  const Backing b = backing_of(backing);
-  validate_segment_name(name);
-  if (!remove_segment(name, b)) throw Error(Errc::bad_input, fmt::format("no such segment: {}", name));
+  remove_named_segments(std::span(&name, 1), backing_of(backing));
 }
 
 // What `tilepool ls` shows (list_segments), as dicts: its columns, with an array's dtype and

@@ -93,24 +93,7 @@ void add_segment_commands(CLI::App& app) {
   rm->add_option("names", names, "segment names")->required();
   rm->add_option("--backing", backing_spec, "shm (default) or file:DIR");
   rm->callback([args, &backing_spec = args->backing_spec, &names = args->names] {
-    const Backing backing = backing_option(backing_spec);
-    for (const auto& n : names) {
-      validate_segment_name(n);
-      // A running job's own segment (its output being made, its control block): removing it
-      // failed the job, or went unnoticed. It goes when the job ends; gc removes the dead's.
-      if (const auto owner = parse_job_segment_name(n); owner && owner_alive(*owner)) {
-        throw Error(Errc::usage, fmt::format("segment '{}' belongs to running process {} (a job's own segment: it is removed "
-                                             "when that job ends; tilepool gc removes those of processes that are gone)",
-                                             n, owner->pid));
-      }
-    }
-    std::string missing;
-    std::set<std::string> done;  // `rm x x` removes x once (its second removal is not "no such segment")
-    for (const auto& n : names) {
-      if (!done.insert(n).second) continue;
-      if (!remove_segment(n, backing)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", n);
-    }
-    if (!missing.empty()) throw Error(Errc::bad_input, fmt::format("no such segment: {}", missing));
+    remove_named_segments(names, backing_option(backing_spec));
   });
 
   CLI::App* gc = app.add_subcommand("gc", "remove job segments whose owner process is gone");

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/control_block.hpp"
@@ -21,39 +23,78 @@
 
 namespace tilepool {
 
+namespace {
+
+// The entry at `path` as `tilepool ls` shows it, or nullopt if it is none of ours: not a regular
+// file of this uid, or neither an array (NPY) nor a job segment.
+std::optional<SegmentInfo> describe_segment(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return std::nullopt;
+  SegmentInfo info;
+  info.name = path.filename().string();
+  info.bytes = static_cast<std::uintmax_t>(st.st_size);
+  std::vector<std::byte> head(npy::kMaxHeaderBytes + npy::kPreambleBytes);
+  std::ifstream f(path, std::ios::binary);
+  f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<std::size_t>(f.gcount()));
+  try {
+    const npy::Header h = npy::parse_header(head, info.name);
+    info.kind = "array";
+    info.what = fmt::format("{} {}", dtype_name(h.dtype), format_shape(h.shape));
+  } catch (const Error&) {
+    const bool control = head.size() >= 8 && std::equal(head.begin(), head.begin() + 8,
+                                                        reinterpret_cast<const std::byte*>(ControlBlock::kMagic));
+    info.kind = control ? "control" : "other";
+  }
+  if (const auto owner = parse_job_segment_name(info.name)) {
+    info.state = owner_alive(*owner) ? fmt::format("live (pid {})", owner->pid) : fmt::format("stale (pid {} gone)", owner->pid);
+  } else if (info.kind == "array") {
+    info.state = "named";
+  } else {
+    return std::nullopt;  // not ours: some other program's file
+  }
+  return info;
+}
+
+}  // namespace
+
 std::vector<SegmentInfo> list_segments(const Backing& backing) {
   std::vector<SegmentInfo> out;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(backing.directory(), ec)) {
-    struct stat st {};
-    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
-    SegmentInfo info;
-    info.name = entry.path().filename().string();
-    info.bytes = static_cast<std::uintmax_t>(st.st_size);
-    std::vector<std::byte> head(npy::kMaxHeaderBytes + npy::kPreambleBytes);
-    std::ifstream f(entry.path(), std::ios::binary);
-    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<std::size_t>(f.gcount()));
-    try {
-      const npy::Header h = npy::parse_header(head, info.name);
-      info.kind = "array";
-      info.what = fmt::format("{} {}", dtype_name(h.dtype), format_shape(h.shape));
-    } catch (const Error&) {
-      const bool control = head.size() >= 8 && std::equal(head.begin(), head.begin() + 8,
-                                                          reinterpret_cast<const std::byte*>(ControlBlock::kMagic));
-      info.kind = control ? "control" : "other";
-    }
-    if (const auto owner = parse_job_segment_name(info.name)) {
-      info.state = owner_alive(*owner) ? fmt::format("live (pid {})", owner->pid) : fmt::format("stale (pid {} gone)", owner->pid);
-    } else if (info.kind == "array") {
-      info.state = "named";
-    } else {
-      continue;  // not ours to show: some other program's file
-    }
-    out.push_back(std::move(info));
+    if (auto info = describe_segment(entry.path())) out.push_back(std::move(*info));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
+}
+
+void remove_named_segments(std::span<const std::string> names, const Backing& backing) {
+  for (const auto& n : names) {
+    validate_segment_name(n);
+    // A running job's own segment (its output being made, its control block): removing it
+    // failed the job, or went unnoticed. It goes when the job ends; gc removes the dead's.
+    if (const auto owner = parse_job_segment_name(n); owner && owner_alive(*owner)) {
+      throw Error(Errc::usage, fmt::format("segment '{}' belongs to running process {} (a job's own segment: it is removed "
+                                           "when that job ends; tilepool gc removes those of processes that are gone)",
+                                           n, owner->pid));
+    }
+    // In a store that is a directory of the user's (file:DIR), a name may be any file of theirs
+    // there (another user's file, a symlink or a directory remove_segment refuses itself).
+    const std::filesystem::path path = backing.path_of(n);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && !describe_segment(path)) {
+      throw Error(Errc::bad_input, fmt::format("'{}' in {} is not a segment (neither an NPY array nor a tilepool job's segment); "
+                                               "not removing it",
+                                               n, escape_for_message(backing.directory().string())));
+    }
+  }
+  std::string missing;
+  std::set<std::string, std::less<>> done;  // `rm x x` removes x once (its second removal is not "no such segment")
+  for (const auto& n : names) {
+    if (!done.insert(n).second) continue;
+    if (!remove_segment(n, backing)) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", n);
+  }
+  if (!missing.empty()) throw Error(Errc::bad_input, fmt::format("no such segment: {}", missing));
 }
 
 namespace {

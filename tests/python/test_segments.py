@@ -67,6 +67,17 @@ def test_list_shows_named_arrays_and_delete_removes_them(name):
         tp.delete(name)
 
 
+def test_delete_in_a_directory_store_removes_only_segments(tmp_path):
+    # Before: tp.delete removed any file of the user's in a file: store (notes.txt went too).
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(tp.BadInput, match=r"'notes.txt' in .* is not a segment"):
+        tp.delete("notes.txt", backing=f"file:{tmp_path}")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    tp.put(np.arange(3), "arr", backing=f"file:{tmp_path}")
+    tp.delete("arr", backing=f"file:{tmp_path}")
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
 def test_attaching_never_removes_the_name(name):
     tp.create(name, 3)
     code = f"import tilepool as tp; a = tp.attach({name!r}); del a; import gc; gc.collect()"

@@ -136,7 +136,8 @@ TEST_F(CliTest, AFullStandardOutputFailsTheCommandWithOneLine) {
 TEST_F(CliTest, RmRefusesASegmentOfARunningJobAndRemovesNothing) {
   const std::string live = job_segment_name("out");  // this test process's: alive
   const std::string named = fmt::format("tptest-rm-live-{}", ::getpid());
-  for (const std::string& n : {live, named}) ASSERT_EQ(run_command("echo x > /dev/shm/" + n).status, 0);
+  ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + named).status, 0);
+  ASSERT_EQ(run_command("echo x > /dev/shm/" + live).status, 0);
   const auto r = run_command(kTilepool + " rm " + named + " " + live);
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_EQ(r.output, fmt::format("tilepool: error: segment '{}' belongs to running process {} (a job's own segment: it is "
@@ -145,6 +146,25 @@ TEST_F(CliTest, RmRefusesASegmentOfARunningJobAndRemovesNothing) {
   EXPECT_TRUE(std::filesystem::exists("/dev/shm/" + named)) << "removed although the command was refused";
   EXPECT_TRUE(std::filesystem::exists("/dev/shm/" + live));
   for (const std::string& n : {live, named}) std::filesystem::remove("/dev/shm/" + n);
+}
+
+// Before: in a file:DIR store, `tilepool rm NAME` removed any file of the user's under NAME.
+// It removes what `tilepool ls` shows (arrays and job segments) and refuses the rest, removing
+// nothing.
+TEST_F(CliTest, RmInADirectoryStoreRemovesOnlySegments) {
+  const std::string store = path("store");
+  std::filesystem::create_directory(store);
+  ASSERT_EQ(run_command("echo mine > " + store + "/notes.txt").status, 0);
+  ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " arr --backing file:" + store).status, 0);
+  auto r = run_command(kTilepool + " rm arr notes.txt --backing file:" + store);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(r.output, "tilepool: error: 'notes.txt' in " + store +
+                          " is not a segment (neither an NPY array nor a tilepool job's segment); not removing it\n");
+  EXPECT_EQ(run_command("cat " + store + "/notes.txt").output, "mine\n");
+  EXPECT_TRUE(std::filesystem::exists(store + "/arr")) << "removed although the command was refused";
+  r = run_command(kTilepool + " rm arr --backing file:" + store);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(store + "/arr"));
 }
 
 TEST_F(CliTest, ExistingOutputFileIsNotOverwrittenWithoutForce) {

@@ -4,6 +4,7 @@
 /// (what `tilepool ls` and `tilepool gc` show and do, and the Python module's list() and gc()).
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,14 @@ struct SegmentInfo {
 /// Every segment of ours in `backing`'s directory, by name: regular files of this uid that are
 /// arrays (NPY) or tilepool job segments. Never throws for an unreadable entry (it is skipped).
 std::vector<SegmentInfo> list_segments(const Backing& backing = {});
+
+/// Removes the segments `names` of `backing` (`tilepool rm`, tp.delete): all checked first, then
+/// each removed once. Throws, removing nothing, Error(usage) for a live job's own segment
+/// ("tilepool-<pid>-..." of a running process) and Error(bad_input) for a name that holds a
+/// file list_segments would not show (in a file:DIR store, a file that is neither an NPY array
+/// nor a job segment); Error(bad_input) "no such segment: a, b" for names that did not exist
+/// (the others are removed).
+void remove_named_segments(std::span<const std::string> names, const Backing& backing = {});
 
 /// Removes job segments ("tilepool-<pid>-...") whose owner process is gone; returns their
 /// names. Never removes a named segment, or a live owner's.
