@@ -118,7 +118,9 @@ def put(array, name, *, backing=None):
 
 def delete(name, *, backing=None):
     """Removes a named segment. Arrays over it stay valid until Python drops them.
-    Raises BadInput if there is no such segment."""
+    Raises BadInput if there is no such segment, or if, in a directory store (backing="file:DIR"),
+    the name holds a file that is not a segment (it is left alone); UsageError for a running
+    job's own segment (tilepool-PID-...: it goes when that job ends)."""
     _core.delete(_checked_name(name), backing=_backing(backing))
 
 

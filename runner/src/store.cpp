@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
@@ -56,6 +57,21 @@ std::optional<SegmentInfo> describe_segment(const std::filesystem::path& path) {
   return info;
 }
 
+// Whether the regular file at `path` is empty or starts with the NPY magic or a control
+// block's: what any segment, even one truncated after its header, starts with. Throws
+// Error(system) if it cannot be read.
+bool starts_like_a_segment(const std::filesystem::path& path) {
+  std::array<char, 8> head{};
+  std::ifstream f(path, std::ios::binary);
+  f.read(head.data(), head.size());
+  if (f.bad() || !f.is_open()) throw system_error(fmt::format("{}: reading its first bytes", escape_for_message(path.string())), errno);
+  const auto n = static_cast<std::size_t>(f.gcount());
+  if (n == 0) return true;
+  const std::string_view start(head.data(), n);
+  return std::string_view("\x93NUMPY").starts_with(start.substr(0, 6)) ||
+         std::string_view(ControlBlock::kMagic, 8).starts_with(start);
+}
+
 }  // namespace
 
 std::vector<SegmentInfo> list_segments(const Backing& backing) {
@@ -78,11 +94,13 @@ void remove_named_segments(std::span<const std::string> names, const Backing& ba
                                            "when that job ends; tilepool gc removes those of processes that are gone)",
                                            n, owner->pid));
     }
-    // In a store that is a directory of the user's (file:DIR), a name may be any file of theirs
-    // there (another user's file, a symlink or a directory remove_segment refuses itself).
-    const std::filesystem::path path = backing.path_of(n);
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && !describe_segment(path)) {
+    // Everything refused is refused before anything is removed: a directory, a symlink, another
+    // user's file (remove_segment's own refusals) ...
+    if (!segment_removable(n, backing) || backing.is_shm()) continue;
+    // ... and, in a store that is a directory of the user's (file:DIR), a file of theirs there
+    // that is no segment. One whose start is an array's or a control block's is (a segment the
+    // user truncated to its header is still theirs to remove), as is an empty one.
+    if (!starts_like_a_segment(backing.path_of(n))) {
       throw Error(Errc::bad_input, fmt::format("'{}' in {} is not a segment (neither an NPY array nor a tilepool job's segment); "
                                                "not removing it",
                                                n, escape_for_message(backing.directory().string())));
@@ -124,7 +142,9 @@ std::vector<std::string> collect_garbage(const Backing& backing) {
 
 void check_segment_publishable(const std::string& name, const Backing& backing) {
   try {
-    check_publishable(backing.path_of(name), /*replace=*/false);
+    // A named segment is never replaced: the remedy is another store.
+    check_publishable(backing.path_of(name), /*replace=*/false,
+                      "use another store (shm, or file:DIR on a local filesystem)");
   } catch (const Error& e) {
     throw Error(e.code(), fmt::format("segment '{}': {}", name, e.what()), e.sys_errno());
   }

@@ -35,6 +35,7 @@ ArraySegment ArraySegment::with_header(DType dtype, const Shape& shape,
   Segment seg = make_segment(header_text.size() + *data_bytes);
   // A mapped file's page may fail to come in (a FUSE or network filesystem's I/O error): an Error, not SIGBUS.
   guard_faults([&] { std::memcpy(seg.data(), header_text.data(), header_text.size()); });
+  seg.sync_data();  // a store that cannot take the header fails now, not when a worker reads zeros
   npy::Header h = npy::parse_header(std::as_bytes(std::span(header_text)));
   return ArraySegment(std::move(seg), std::move(h));
 }

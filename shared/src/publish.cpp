@@ -11,8 +11,6 @@
 
 #include <cerrno>
 #include <charconv>
-#include <map>
-#include <mutex>
 #include <cstring>
 #include <random>
 #include <string_view>
@@ -142,12 +140,12 @@ bool unnamed_files_link(const fs::path& dir) {
 }
 
 // Without `subject`, the message starts at "the filesystem of": the caller names the target.
-Error cannot_publish_error(const fs::path& target, bool subject = true) {
+Error cannot_publish_error(const fs::path& target, bool subject = true, std::string_view remedy = kReplaceRemedy) {
   return Error(Errc::bad_input,
                fmt::format("{}the filesystem of {} can neither rename without replacing (RENAME_NOREPLACE) nor make "
                            "hard links, so nothing can be published there without risking replacing what appears "
-                           "meanwhile; only a publication that may replace it is possible",
-                           subject ? quoted(target) + ": " : "", quoted(directory_of(target))));
+                           "meanwhile; {}",
+                           subject ? quoted(target) + ": " : "", quoted(directory_of(target)), remedy));
 }
 
 // "OUT is a directory, device, FIFO or socket": never replaced.
@@ -313,19 +311,26 @@ FileSystemFeatures probe_directory(const fs::path& dir) {
   return found;
 }
 
+namespace {
+
+// Whether a filesystem (statfs's f_type) is local and its page cache its own: a write it took is
+// kept (no server to lose it), and it renames without replacing. The magic numbers of
+// <linux/magic.h>: tmpfs, ramfs, ext2/3/4, XFS, Btrfs, F2FS, overlayfs.
+bool is_local_filesystem(const struct statfs& fs) noexcept {
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0x01021994UL: case 0x858458f6UL: case 0xEF53UL: case 0x58465342UL: case 0x9123683EUL: case 0xF2F52010UL:
+    case 0x794c7630UL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 void sync_before_publishing(int fd, const std::string& what) {
   struct statfs fs {};
-  if (::fstatfs(fd, &fs) == 0) {
-    // Filesystems whose page cache is their own: a write they took is theirs (magic numbers
-    // of <linux/magic.h>: tmpfs, ramfs, ext2/3/4, XFS, Btrfs, F2FS, overlayfs).
-    switch (static_cast<unsigned long>(fs.f_type)) {
-      case 0x01021994UL: case 0x858458f6UL: case 0xEF53UL: case 0x58465342UL: case 0x9123683EUL: case 0xF2F52010UL:
-      case 0x794c7630UL:
-        return;
-      default:
-        break;
-    }
-  }
+  if (::fstatfs(fd, &fs) == 0 && is_local_filesystem(fs)) return;
   if (retry_on_eintr([&] { return ::fdatasync(fd); }) != 0 && errno != EINVAL && errno != EROFS) {
     const int err = errno;
     if (is_no_space(err)) {
@@ -335,27 +340,16 @@ void sync_before_publishing(int fd, const std::string& what) {
   }
 }
 
-void check_publishable(const fs::path& target, bool replace) {
+void check_publishable(const fs::path& target, bool replace, std::string_view remedy) {
   if (replace) return;
   const fs::path dir = directory_of(target);
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) throw create_error(dir, errno, target);
-  static std::mutex mutex;
-  static std::map<dev_t, bool> can_publish;  // per filesystem: what it offers does not change
-  {
-    const std::lock_guard lock(mutex);
-    if (const auto it = can_publish.find(st.st_dev); it != can_publish.end()) {
-      if (!it->second) throw cannot_publish_error(target, /*subject=*/false);
-      return;
-    }
-  }
+  // Tried each time on what is mounted there now (no cache: a device number is reused after an
+  // unmount), except on the local filesystems, which all rename without replacing.
+  struct statfs st {};
+  if (::statfs(dir.c_str(), &st) != 0) throw create_error(dir, errno, target);
+  if (is_local_filesystem(st)) return;
   const FileSystemFeatures found = probe_named_features(dir, target);
-  const bool ok = found.rename_noreplace || found.hard_links;
-  {
-    const std::lock_guard lock(mutex);
-    can_publish[st.st_dev] = ok;
-  }
-  if (!ok) throw cannot_publish_error(target, /*subject=*/false);
+  if (!found.rename_noreplace && !found.hard_links) throw cannot_publish_error(target, /*subject=*/false, remedy);
 }
 
 PendingFile PendingFile::create(fs::path target, const PublishOptions& options) {

@@ -472,6 +472,14 @@ Segment Segment::create_pending_file(const std::filesystem::path& target, std::s
   return segment;
 }
 
+void Segment::sync_data() const {
+  if (pending_) return sync_before_publishing(pending_->fd(), where(name_, backing_));
+  if (backing_.is_shm()) return;  // tmpfs: nothing to write back
+  const detail::UniqueFd fd(::open(backing_.path_of(name_).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_error(fmt::format("{}: opening it to sync its data", where(name_, backing_)), errno);
+  sync_before_publishing(fd.get(), where(name_, backing_));
+}
+
 void Segment::publish_file(bool replace) {
   TILEPOOL_CHECK(backing_.is_descriptors() && owns_name_ && pending_);
   pending_->publish(replace);
@@ -480,10 +488,14 @@ void Segment::publish_file(bool replace) {
   owns_name_ = false;
 }
 
-bool remove_segment(std::string_view name, const Backing& backing) {
+bool segment_removable(std::string_view name, const Backing& backing) {
   validate_segment_name(name);
   struct stat st {};
-  if (!stat_own_segment(name, backing, st, "remove")) return false;
+  return stat_own_segment(name, backing, st, "remove");
+}
+
+bool remove_segment(std::string_view name, const Backing& backing) {
+  if (!segment_removable(name, backing)) return false;
   unlink_name(std::string(name), backing);
   return true;
 }

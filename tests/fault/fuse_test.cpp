@@ -5,8 +5,11 @@
 // and a result is under its name whole and correct or not at all (the data is synced before the
 // name is given), with a one-line error and no signal death.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,6 +17,8 @@
 #include "fault/runner_process.hpp"
 #include "support/fuse_mount.hpp"
 #include "support/test_support.hpp"
+#include "tilepool/shared/error.hpp"
+#include "tilepool/shared/publish.hpp"
 
 namespace tilepool {
 namespace {
@@ -108,6 +113,21 @@ TEST_F(FuseTest, PutIntoAStoreThatCannotPublishWithoutReplacingIsRefusedBeforeCo
   EXPECT_TRUE(entries(fuse_->root()).empty());
 }
 
+// Whether a directory can publish is what is mounted there now. Before, the answer was kept per
+// device number, which a later mount reuses: a tmpfs mounted where the FUSE mount was (and given
+// its number) was refused.
+TEST_F(FuseTest, WhetherADirectoryCanPublishIsAskedOfWhatIsMountedThereNow) {
+  MOUNT_OR_SKIP();
+  const fs::path target = fuse_->path() / "x";
+  EXPECT_THROW(check_publishable(target, /*replace=*/false), Error);
+  ASSERT_EQ(::umount2(fuse_->path().c_str(), MNT_DETACH), 0);
+  if (::mount("tmpfs", fuse_->path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") != 0) {
+    GTEST_SKIP() << "mount -t tmpfs: " << std::strerror(errno);
+  }
+  EXPECT_NO_THROW(check_publishable(target, /*replace=*/false));
+  ::umount2(fuse_->path().c_str(), MNT_DETACH);
+}
+
 TEST_P(FuseTest, OutputsThatMayReplaceArePublishedWhole) {
   MOUNT_OR_SKIP();
   const fs::path out = fuse_->path() / "out.npy";
@@ -122,14 +142,36 @@ TEST_P(FuseTest, OutputsThatMayReplaceArePublishedWhole) {
 }
 
 // The server takes the space the output reserves (zeros) but fails to write its data back.
-// Before: the job succeeded and out.npy held zeros where the result should be.
+// Before: the job succeeded and out.npy held zeros where the result should be (fork, copy,
+// threads), or share mode's workers read zeros for the header and blamed the output's "bad magic";
+// into a file: store there, exit 2 blaming the control block. Now the header is synced when
+// it is written: the same one line in every mode, before any work.
 TEST_P(FuseTest, AResultTheFilesystemFailsToWriteIsNotPublished) {
   MOUNT_OR_SKIP({"--fail-data-writes"});
-  const auto r = run_command(run("-m " + GetParam() + " --force -o " + (fuse_->path() / "out.npy").string()));
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_TRUE(one_error_line(r.output)) << r.output;
-  EXPECT_FALSE(fs::exists(fuse_->root() / "out.npy"));
+  const std::string name = unique_name("res");
+  for (const std::string& output : {(fuse_->path() / "out.npy").string(), "shm:" + name + " --backing file:" + fuse_->path().string()}) {
+    const auto r = run_command(run("-m " + GetParam() + " --force -o " + output));
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_TRUE(one_error_line(r.output)) << r.output;
+    EXPECT_NE(r.output.find("writing its data: Input/output error"), std::string::npos) << r.output;
+  }
   for (const auto& e : entries(fuse_->root())) EXPECT_TRUE(e.starts_with(".fuse_hidden")) << e << " left on the mount";
+}
+
+// A store on a mount that fails reads: every mode's output segment there, and share mode's
+// control block, are one line (share mode's control block was SIGBUS, exit 135).
+TEST_P(FuseTest, AStoreWhosePagesCannotBeReadIsAOneLineError) {
+  MOUNT_OR_SKIP({"--fail-reads"});
+  const std::string store = " --backing file:" + fuse_->path().string();
+  std::vector<std::string> outputs = {"shm:" + unique_name("res")};
+  if (GetParam() == "share") outputs.push_back((dir_ / "out.npy").string());  // only the control block in the store
+  for (const auto& output : outputs) {
+    const auto r = run_command(run("-m " + GetParam() + " --force -o " + output + store));
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_TRUE(one_error_line(r.output)) << r.output;
+    EXPECT_NE(r.output.find("could not provide its pages"), std::string::npos) << r.output;
+  }
+  EXPECT_TRUE(entries(fuse_->root()).empty());
 }
 
 // The server fails every read: the runner's first touch of the output's mapped pages was a

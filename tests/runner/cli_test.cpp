@@ -162,9 +162,33 @@ TEST_F(CliTest, RmInADirectoryStoreRemovesOnlySegments) {
                           " is not a segment (neither an NPY array nor a tilepool job's segment); not removing it\n");
   EXPECT_EQ(run_command("cat " + store + "/notes.txt").output, "mine\n");
   EXPECT_TRUE(std::filesystem::exists(store + "/arr")) << "removed although the command was refused";
+  // Every refusal comes before any removal (a directory used to be refused after arr had gone).
+  std::filesystem::create_directory(store + "/d");
+  r = run_command(kTilepool + " rm arr d --backing file:" + store);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(store + "/arr")) << "removed although the command was refused";
   r = run_command(kTilepool + " rm arr --backing file:" + store);
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_FALSE(std::filesystem::exists(store + "/arr"));
+}
+
+// A segment truncated by hand (`truncate -s 0`, numpy's open(..., 'wb') onto it) is still the
+// user's to remove, in /dev/shm and in a file:DIR store.
+TEST_F(CliTest, RmRemovesASegmentTruncatedByHand) {
+  const std::string store = path("store");
+  std::filesystem::create_directory(store);
+  const std::string name = fmt::format("tptest-rm-truncated-{}", ::getpid());
+  for (const std::string& backing : {std::string("shm"), "file:" + store}) {
+    for (const char* size : {"0", "3", "200"}) {
+      ASSERT_EQ(run_command(kTilepool + " put " + path("a.npy") + " " + name + " --backing " + backing).status, 0);
+      const std::string file = backing == "shm" ? "/dev/shm/" + name : store + "/" + name;
+      ASSERT_EQ(run_command(std::string("truncate -s ") + size + " " + file).status, 0);
+      const auto r = run_command(kTilepool + " rm " + name + " --backing " + backing);
+      EXPECT_EQ(r.status, 0) << backing << ", " << size << " bytes: " << r.output;
+      EXPECT_FALSE(std::filesystem::exists(file)) << backing << ", " << size << " bytes";
+      std::filesystem::remove(file);
+    }
+  }
 }
 
 TEST_F(CliTest, ExistingOutputFileIsNotOverwrittenWithoutForce) {

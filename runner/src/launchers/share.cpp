@@ -12,6 +12,7 @@
 #include "detail/worker_process.hpp"
 #include "tilepool/runner/job_names.hpp"
 #include "tilepool/shared/error.hpp"
+#include "tilepool/shared/fault_guard.hpp"
 
 namespace tilepool::detail {
 namespace {
@@ -133,8 +134,13 @@ class ShareLauncher final : public Launcher {
     control_segment_.reset();
     control_segment_ = Segment::create(job_segment_name("control"), ControlBlock::bytes_for(capacity, options_.workers),
                                        options_.backing, MapOptions{.populate = false});
-    control_ = ControlBlock::create_in(control_segment_->data(), control_segment_->size(), capacity, options_.workers);
-    if (staged) control_->stage_job(*staged);  // staged, not posted: the initializer attaches its segments
+    // In a file: store a page the filesystem cannot provide (a FUSE or network mount's I/O
+    // error) is an Error, not SIGBUS; one it cannot keep fails now, not as a worker's garbage.
+    guard_faults([&] {
+      control_ = ControlBlock::create_in(control_segment_->data(), control_segment_->size(), capacity, options_.workers);
+      if (staged) control_->stage_job(*staged);  // staged, not posted: the initializer attaches its segments
+    });
+    control_segment_->sync_data();
     workers_.clear();
     reserve_descriptors(count, "share-mode workers");
     workers_.resize(static_cast<std::size_t>(count));

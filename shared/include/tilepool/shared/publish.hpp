@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "tilepool/shared/process_owner.hpp"
 #include "tilepool/shared/unique_fd.hpp"
@@ -44,14 +45,19 @@ struct FileSystemFeatures {
 /// created in `dir` (missing, not a directory, not writable), naming it.
 FileSystemFeatures probe_directory(const std::filesystem::path& dir);
 
+/// What a refused publication that may not replace can do instead (the end of its message).
+inline constexpr std::string_view kReplaceRemedy =
+    "only a publication that may replace what is there can be made (--force; force=True in Python), or use another directory";
+
 /// Refuses, before any work, a publication under `target` that may not replace, where the
 /// filesystem of its directory can neither rename without replacing nor make hard links (a FUSE
-/// mount, say): Error(bad_input) "the filesystem of DIR can neither ..." (the caller names the
-/// target); what may replace (`replace`) needs neither and is not checked. For a
+/// mount, say): Error(bad_input) "the filesystem of DIR can neither ...; REMEDY" (the caller
+/// names the target); what may replace (`replace`) needs neither and is not checked. For a
 /// publication that does not go through PendingFile::create, which checks this itself (a
-/// segment published with publish_path). The answer is kept per filesystem (st_dev) for the
-/// life of the process. Throws as probe_directory when nothing can be created there. Thread-safe.
-void check_publishable(const std::filesystem::path& target, bool replace);
+/// segment published with publish_path). Tried on throwaway files each call, except on local
+/// filesystems (tmpfs, ext4, XFS, ...), which all can. Throws as probe_directory when nothing
+/// can be created there. Thread-safe.
+void check_publishable(const std::filesystem::path& target, bool replace, std::string_view remedy = kReplaceRemedy);
 
 /// Makes a finished file's data safe to publish where its filesystem could lose a write without
 /// telling: fdatasync(2) of `fd` unless the file is on a filesystem whose page cache is its own

@@ -127,6 +127,11 @@ class Segment {
   /// Never replaces an existing file unless `replace` (Error(exists)). Afterwards the file is
   /// the user's and this handle removes nothing.
   void publish_file(bool replace);
+  /// Makes what was written into the segment so far safe where its store's filesystem could
+  /// lose it (sync_before_publishing: a FUSE or network mount; nothing for /dev/shm or a local
+  /// disk), so a store that cannot take even a header fails here, before any work, and not as
+  /// zeros that a worker reads later. Throws Error(no_space|system) "...: writing its data: ...".
+  void sync_data() const;
   /// The pending file of a create_pending_file() segment (its target, its hidden temporary
   /// path if it has one); nullptr for other segments and once published.
   [[nodiscard]] const PendingFile* pending_file() const noexcept { return pending_.get(); }
@@ -184,6 +189,10 @@ class Segment {
 /// object); an existing `to` that is not, is refused. Throws Error(bad_input|exists|system).
 void publish_segment(std::string_view from, std::string_view to, const Backing& backing, bool replace,
                      std::optional<SegmentIdentity> expected = std::nullopt);
+
+/// Whether remove_segment would remove `name`: false if it does not exist; throws as
+/// remove_segment does for what it refuses. Removes nothing.
+bool segment_removable(std::string_view name, const Backing& backing = {});
 
 /// Removes a segment by name if it is a regular file owned by this uid. Returns false if it
 /// did not exist; throws Error(bad_input) if it belongs to someone else or is not a file.
