@@ -459,6 +459,16 @@ void on_exit_in_kernel_hook() {
   if (const std::string hook = running_kernel_hook(); !hook.empty()) end_interpreter(hook + " called exit()");
 }
 
+// Runs right after on_exit_in_kernel_hook: a second kernel thread that called exit() while the
+// first is inside end_interpreter (copy mode runs input_region on several threads) runs the
+// handlers the first left and would end Python with the kernel's status (glibc 2.36 runs
+// concurrent exit()s side by side: the test saw 3 for 1). Here it waits for the first's _Exit(1).
+void exit_barrier_in_kernel_hook() {
+  if (!running_kernel_hook().empty()) {
+    for (;;) ::pause();
+  }
+}
+
 [[noreturn]] void on_terminate_in_kernel_hook() {
   if (const std::string hook = running_kernel_hook(); !hook.empty()) {
     end_interpreter(hook + " called std::terminate()" + describe_terminating_exception());
@@ -468,6 +478,7 @@ void on_exit_in_kernel_hook() {
 }
 
 void guard_kernel_hooks() {
+  (void)std::atexit(exit_barrier_in_kernel_hook);  // registered first: runs after the next one
   (void)std::atexit(on_exit_in_kernel_hook);
   g_previous_terminate = std::set_terminate(on_terminate_in_kernel_hook);
   set_process_thread_end_handler([](const std::string& how) { end_interpreter(how); });

@@ -70,6 +70,16 @@ void on_exit() {
   if (::getpid() == g_command_pid) end_unexpectedly(who("exit()"));
 }
 
+// Runs right after on_exit: a second thread that called exit() while the first is inside
+// end_unexpectedly (two kernel threads' exit(3) at once) runs the handlers the first left and
+// would end the process with the kernel's status (glibc 2.36 runs concurrent exit()s side by
+// side). Here it waits for the first one's _Exit(1).
+void exit_barrier() {
+  if (::getpid() == g_command_pid) {
+    for (;;) ::pause();
+  }
+}
+
 [[noreturn]] void on_terminate() {
   if (::getpid() != g_command_pid) {
     if (g_default_terminate != nullptr) g_default_terminate();
@@ -84,6 +94,7 @@ void on_exit() {
 void guard_command(const char* program) {
   g_program = program;
   g_command_pid = ::getpid();
+  (void)std::atexit(exit_barrier);  // registered first: runs after on_exit
   (void)std::atexit(on_exit);
   g_default_terminate = std::set_terminate(on_terminate);
   set_process_thread_end_handler([](const std::string& how) { end_unexpectedly(how); });
