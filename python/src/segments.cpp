@@ -91,9 +91,9 @@ py::array put(const py::object& source, const std::string& name, const py::objec
   const Backing b = backing_of(backing);
   validate_user_segment_name(name);
   if (segment_exists(name, b)) throw Error(Errc::exists, fmt::format("segment '{}' already exists (tp.delete('{}') first)", name, name));
-  check_segment_publishable(name, b);  // before the copy, not after it
   std::string path;
   if (as_path_text(source, path)) return named_array(stoppable_by_ctrl_c([&] { return put_npy(path, name, b); }), false);
+  check_segment_publishable(name, b);  // before the copy, not after it (put_npy checks its own)
   const py::array a = py::module_::import("numpy").attr("asarray")(source);
   const DType dt = dtype_of(a, "put");
   // Filled under a job-owned name ('gc' collects it if we die midway), then published onto

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "detail/job_runner.hpp"
+#include "detail/or_list.hpp"
 #include "tilepool/runner/job.hpp"
 #include "tilepool/shared/error.hpp"
 
@@ -41,16 +42,14 @@ namespace detail {
 
 void check_tile_timeout(Mode mode, std::chrono::milliseconds timeout) {
   if (timeout.count() <= 0 || launcher_row(mode).stops_stuck_workers) return;
-  std::string can;  // the modes that can, from the table: "share, fork or copy"
-  std::vector<std::string_view> names;
+  std::vector<std::string_view> can;  // the modes that can, from the table: "share, fork or copy"
   for (const LauncherRow& row : launcher_table()) {
-    if (row.stops_stuck_workers) names.push_back(row.name);
+    if (row.stops_stuck_workers) can.push_back(row.name);
   }
-  for (std::size_t i = 0; i < names.size(); ++i) can += fmt::format("{}{}", i == 0 ? "" : i + 1 == names.size() ? " or " : ", ", names[i]);
   throw SpecError(JobField::tile_timeout, fmt::format("{}", static_cast<double>(timeout.count()) / 1000),
                   Error(Errc::usage, fmt::format("{} mode cannot stop a worker that holds a tile too long (use a mode with "
                                                  "worker processes: {})",
-                                                 launcher_row(mode).name, can)));
+                                                 launcher_row(mode).name, or_list(can))));
 }
 
 }  // namespace detail

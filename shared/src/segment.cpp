@@ -472,12 +472,22 @@ Segment Segment::create_pending_file(const std::filesystem::path& target, std::s
   return segment;
 }
 
+namespace {
+
+// sync_before_publishing of segment `name` in a store that is a directory (on a FUSE or network
+// mount, say); tmpfs has nothing to write back.
+void sync_segment_data(std::string_view name, const Backing& backing) {
+  if (backing.is_shm()) return;
+  const detail::UniqueFd fd(::open(backing.path_of(name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) throw system_error(fmt::format("{}: opening it to sync its data", where(name, backing)), errno);
+  sync_before_publishing(fd.get(), where(name, backing));
+}
+
+}  // namespace
+
 void Segment::sync_data() const {
   if (pending_) return sync_before_publishing(pending_->fd(), where(name_, backing_));
-  if (backing_.is_shm()) return;  // tmpfs: nothing to write back
-  const detail::UniqueFd fd(::open(backing_.path_of(name_).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw system_error(fmt::format("{}: opening it to sync its data", where(name_, backing_)), errno);
-  sync_before_publishing(fd.get(), where(name_, backing_));
+  sync_segment_data(name_, backing_);
 }
 
 void Segment::publish_file(bool replace) {
@@ -520,13 +530,7 @@ void publish_segment(std::string_view from, std::string_view to, const Backing& 
                             to_string(*expected), to_string(identity_of(st))));
   }
   if (from == to) return;
-  if (!backing.is_shm()) {
-    // A store in a directory (on a FUSE or network mount, say): what it failed to write back
-    // fails the publication (tmpfs has nothing to write back).
-    const detail::UniqueFd fd(::open(backing.path_of(from).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) throw system_error(fmt::format("{}: opening it to sync its data", where(from, backing)), errno);
-    sync_before_publishing(fd.get(), where(from, backing));
-  }
+  sync_segment_data(from, backing);  // what the store failed to write back fails the publication
   if (replace) {
     struct stat old {};
     (void)stat_own_segment(to, backing, old, "move or replace");  // refuses a directory, symlink or another user's file

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <mutex>
+#include <vector>
 
+#include "detail/or_list.hpp"
 #include "sources/source_support.hpp"
 #include "tilepool/runner/job.hpp"
 #include "tilepool/shared/error.hpp"
@@ -59,11 +61,9 @@ void register_array_format(ArrayFormat format) {
 std::string array_forms() {
   Formats& f = formats();
   const std::lock_guard lock(f.mutex);
-  std::string forms;
-  for (std::size_t i = 0; i < f.list.size(); ++i) {
-    forms += fmt::format("{}{}", i == 0 ? "" : i + 1 == f.list.size() ? " or " : ", ", f.list[i].form);
-  }
-  return forms;
+  std::vector<std::string_view> forms;
+  for (const ArrayFormat& format : f.list) forms.emplace_back(format.form);
+  return detail::or_list(forms);
 }
 
 std::shared_ptr<ArraySource> open_source(const std::string& text, const Backing& backing) {
